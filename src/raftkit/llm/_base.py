@@ -1,0 +1,159 @@
+"""The client interface every stage above floor 2 talks to.
+
+Stages (question synthesis, answer generation, evaluation, the vision extractor, embedders) are
+given an :class:`LLMClient` by their caller; they never build one, read environment variables
+or know whether the other end is OpenAI, Azure, a local server or the simulator.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Mapping, Sequence
+from types import TracebackType
+from typing import Any, Generic, Literal, Self, TypeVar
+
+import httpx
+import numpy as np
+import numpy.typing as npt
+from pydantic import BaseModel, ConfigDict, Field
+
+from raftkit.types import Usage
+
+__all__ = [
+    "ChatMessage",
+    "ChatResponse",
+    "LLMClient",
+    "StructuredMode",
+    "StructuredResponse",
+]
+
+OutputT = TypeVar("OutputT")
+
+#: How structured output is asked for: ``json_schema`` (``response_format`` with a strict JSON
+#: schema, OpenAI and Azure), ``json_object`` (JSON mode plus the schema in the prompt, most
+#: OpenAI-compatible servers) or ``prompt`` (the schema in the prompt, plain text back).
+StructuredMode = Literal["json_schema", "json_object", "prompt"]
+
+#: A chat message as the Chat Completions API takes it: ``{"role": ..., "content": ...}``;
+#: content may be a string or a list of content parts (text, ``image_url``).
+ChatMessage = Mapping[str, Any]
+
+
+class ChatResponse(BaseModel):
+    """One chat completion."""
+
+    model_config = ConfigDict(frozen=True)
+
+    text: str
+    model: str = Field(description="the model the server says answered")
+    finish_reason: str | None = None
+    usage: Usage = Field(default_factory=Usage)
+    request_id: str | None = None
+    from_journal: bool = Field(
+        default=False, description="true when replayed from a journal instead of paid for"
+    )
+
+
+class StructuredResponse(BaseModel, Generic[OutputT]):
+    """A chat completion whose content was parsed and validated against a schema."""
+
+    model_config = ConfigDict(frozen=True, arbitrary_types_allowed=True)
+
+    output: OutputT
+    response: ChatResponse
+    attempts: int = Field(default=1, description="calls it took to get valid output")
+
+
+class LLMClient(abc.ABC):
+    """A connection to an OpenAI-shaped REST API. An async context manager.
+
+    Implementations: :class:`~raftkit.llm.OpenAIClient` (OpenAI and OpenAI-compatible servers)
+    and :class:`~raftkit.llm.AzureOpenAIClient`. For Azure deployment URLs, ``model`` is the
+    deployment name.
+    """
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    @abc.abstractmethod
+    async def aclose(self) -> None:
+        """Close what this client opened (never an injected ``httpx.AsyncClient``)."""
+
+    @abc.abstractmethod
+    async def chat(
+        self,
+        messages: Sequence[ChatMessage],
+        *,
+        model: str,
+        temperature: float | None = None,
+        max_tokens: int | None = None,
+        seed: int | None = None,
+        stop: str | Sequence[str] | None = None,
+        sample: int = 0,
+        extra_body: Mapping[str, Any] | None = None,
+    ) -> ChatResponse:
+        """One chat completion.
+
+        ``sample`` is not sent: it tells apart deliberate repeats of the same request (a re-ask
+        after an invalid answer) so that a journal keys them separately.
+        """
+
+    @abc.abstractmethod
+    async def chat_structured(
+        self,
+        messages: Sequence[ChatMessage],
+        output: type[OutputT] | Mapping[str, Any],
+        *,
+        model: str,
+        temperature: float | None = None,
+        max_tokens: int | None = None,
+        seed: int | None = None,
+        sample: int = 0,
+        mode: StructuredMode | None = None,
+        max_attempts: int | None = None,
+    ) -> StructuredResponse[Any]:
+        """A chat completion parsed into ``output``: a pydantic model class or a JSON schema.
+
+        With a model class, ``.output`` is an instance of it; with a schema, a ``dict``.
+        Invalid JSON is re-asked (a new ``sample``) up to ``max_attempts`` calls in all, then
+        :class:`~raftkit.errors.StructuredOutputError` is raised.
+        """
+
+    @abc.abstractmethod
+    async def embed(
+        self,
+        texts: Sequence[str],
+        *,
+        model: str,
+        dimensions: int | None = None,
+    ) -> npt.NDArray[np.float32]:
+        """Embeddings of ``texts`` as a ``(len(texts), dim)`` float32 matrix, in input order."""
+
+    @abc.abstractmethod
+    async def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        json: Any = None,
+        params: Mapping[str, str] | None = None,
+        files: Any = None,
+        data: Mapping[str, Any] | None = None,
+        content: bytes | None = None,
+        headers: Mapping[str, str] | None = None,
+        model: str | None = None,
+        idempotent: bool | None = None,
+    ) -> httpx.Response:
+        """Any other endpoint (files, fine-tuning, batches) through the same request path.
+
+        ``path`` is relative to the API root (``"files"``, ``"fine_tuning/jobs"``). Retries,
+        rate limits and error translation apply; a non-2xx status raises.
+        """

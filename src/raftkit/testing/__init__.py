@@ -1,0 +1,1 @@
+"""Loopback simulator of the OpenAI and Azure OpenAI REST APIs."""
