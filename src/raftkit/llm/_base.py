@@ -10,14 +10,17 @@ from __future__ import annotations
 import abc
 from collections.abc import Mapping, Sequence
 from types import TracebackType
-from typing import Any, Generic, Literal, Self, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, Literal, Self, TypeVar
 
-import httpx
-import numpy as np
-import numpy.typing as npt
 from pydantic import BaseModel, ConfigDict, Field
 
 from raftkit.types import Usage
+
+if TYPE_CHECKING:
+    # annotations only: importing httpx and numpy would double the time `import raftkit` takes
+    import httpx
+    import numpy as np
+    import numpy.typing as npt
 
 __all__ = [
     "ChatMessage",

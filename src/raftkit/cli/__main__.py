@@ -1,0 +1,5 @@
+import sys
+
+from raftkit.cli import main
+
+sys.exit(main())

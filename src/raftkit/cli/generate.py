@@ -1,0 +1,97 @@
+"""``raftkit generate DOCS --out RUN_DIR``: documents to verified RAFT examples."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from raftkit.cli._clients import add_client_arguments, open_client
+from raftkit.cli._progress import ProgressLine
+from raftkit.llm.usage import PriceTable
+from raftkit.pipeline import RaftConfig, RaftPipeline, estimate_cost
+
+__all__ = ["add_parser", "run"]
+
+
+def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    defaults = RaftConfig()
+    p = commands.add_parser(
+        "generate",
+        help="turn a folder of documents into RAFT training examples",
+        description="Extract, chunk, synthesize questions, sample distractors and write verified "
+        "chain-of-thought answers into RUN_DIR/examples.jsonl. Resumable: run it again on the "
+        "same RUN_DIR after a crash and paid results are replayed from the journal.",
+    )
+    p.add_argument("docs", type=Path, help="a folder (or one file) of documents")
+    p.add_argument("--out", type=Path, required=True, help="the run directory")
+    p.add_argument("--teacher-model", default=defaults.teacher_model)
+    p.add_argument(
+        "--questions", type=int, default=defaults.questions_per_chunk, help="questions per chunk"
+    )
+    p.add_argument(
+        "--distractors",
+        type=int,
+        default=defaults.distractors,
+        help="k distractor documents per question",
+    )
+    p.add_argument(
+        "-p",
+        "--oracle-probability",
+        type=float,
+        default=defaults.oracle_probability,
+        help="probability that the oracle is in the context (paper: 0.8)",
+    )
+    p.add_argument("--sampler", choices=["uniform", "embedding", "bm25"], default=defaults.sampler)
+    p.add_argument("--embedding-model", default=defaults.embedding_model)
+    p.add_argument("--chunker", choices=["token", "markdown"], default=defaults.chunker)
+    p.add_argument("--chunk-size", type=int, default=defaults.chunk_size)
+    p.add_argument("--chunk-overlap", type=int, default=defaults.chunk_overlap)
+    p.add_argument("--seed", type=int, default=defaults.seed)
+    p.add_argument("--max-answer-attempts", type=int, default=defaults.max_answer_attempts)
+    p.add_argument(
+        "--concurrency",
+        type=int,
+        default=defaults.concurrency,
+        help="chunks in flight (rate limits still apply)",
+    )
+    p.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="count chunks and estimate calls, tokens and $ without paying anything",
+    )
+    p.add_argument("--quiet", action="store_true", help="no progress line")
+    add_client_arguments(p)
+    p.set_defaults(handler=run)
+
+
+async def run(args: argparse.Namespace) -> int:
+    config = RaftConfig(
+        teacher_model=args.teacher_model,
+        questions_per_chunk=args.questions,
+        distractors=args.distractors,
+        oracle_probability=args.oracle_probability,
+        sampler=args.sampler,
+        embedding_model=args.embedding_model,
+        chunker=args.chunker,
+        chunk_size=args.chunk_size,
+        chunk_overlap=args.chunk_overlap,
+        seed=args.seed,
+        max_answer_attempts=args.max_answer_attempts,
+        concurrency=args.concurrency,
+    )
+    if not args.docs.exists():
+        print(f"raftkit generate: {args.docs} does not exist", file=sys.stderr)
+        return 2
+    if args.dry_run:
+        estimate = await estimate_cost(args.docs, config, prices=PriceTable())
+        print(estimate.markdown())
+        return 0
+    async with open_client(args) as opened:
+        pipeline = RaftPipeline(
+            opened.client, config, progress=None if args.quiet else ProgressLine()
+        )
+        report = await pipeline.run(args.docs, args.out, simulated_teacher=opened.simulated)
+    print(report.markdown())
+    print(f"examples: {args.out / 'examples.jsonl'}   report: {args.out / 'report.md'}")
+    return 0 if report.status == "completed" else 1

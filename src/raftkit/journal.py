@@ -1,0 +1,191 @@
+"""The run journal: every paid response, appended before it is used.
+
+A run directory holds ``journal.jsonl`` (one JSON object a line: ``key``, ``request``,
+``response``) and ``settings.json`` (the settings the run was started with). Killing a run at any
+point and starting it again replays every journaled response instead of paying for it again;
+only calls that were in flight at the kill are repeated.
+
+Design notes:
+
+- The journal keeps only ``key -> (offset, length)`` in memory and reads a response back from
+  disk when it is asked for, so a journal of a million responses costs tens of megabytes,
+  not gigabytes.
+- Each entry is written with one ``write`` of a whole line and flushed to the OS before
+  :meth:`Journal.put` returns, which is what survives ``SIGKILL``. ``durable=True`` also fsyncs
+  each entry (survives power loss, costs a disk flush per call).
+- A torn last line (the process died mid-write) is cut off when the journal is opened.
+- Resuming with other settings is refused (:class:`~raftkit.errors.ResumeMismatchError`) rather
+  than mixing two runs' data silently. Settings that do not change the data (concurrency, rate
+  limits, budget) may differ: callers leave them out of the settings they pass.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Self
+
+import anyio
+
+from raftkit.errors import DatasetError, ResumeMismatchError
+
+__all__ = ["Journal"]
+
+JOURNAL_FILE = "journal.jsonl"
+SETTINGS_FILE = "settings.json"
+
+
+class Journal:
+    """An append-only store of paid responses, keyed by a hash of the request.
+
+    Satisfies :class:`raftkit.llm.ResponseStore`, so ``client.with_store(journal)`` routes every
+    chat and embedding call of a client through it.
+    """
+
+    def __init__(self, run_dir: str | os.PathLike[str], *, durable: bool = False) -> None:
+        self.run_dir = Path(run_dir)
+        self.path = self.run_dir / JOURNAL_FILE
+        self.durable = durable
+        self._index: dict[str, tuple[int, int]] = {}
+        self._file: Any = None
+        self._end = 0
+        self._lock = anyio.Lock()
+        self.replayed = 0
+        self.recorded = 0
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def open(self, settings: Mapping[str, Any] | None = None) -> Self:
+        """Open (or create) the journal; with ``settings``, check them against the run's."""
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        if settings is not None:
+            self._check_settings(dict(settings))
+        self._file = open(self.path, "a+b")  # noqa: SIM115 - closed in close()
+        self._load()
+        return self
+
+    def close(self) -> None:
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+
+    async def __aenter__(self) -> Self:
+        if self._file is None:
+            self.open()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def __len__(self) -> int:
+        return len(self._index)
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._index
+
+    # ------------------------------------------------------------------ ResponseStore
+
+    async def get(self, key: str) -> dict[str, Any] | None:
+        """The journaled response for ``key``, or ``None``."""
+        where = self._index.get(key)
+        if where is None:
+            return None
+        offset, length = where
+        raw = os.pread(self._fileno(), length, offset)
+        entry: dict[str, Any] = json.loads(raw)
+        self.replayed += 1
+        response: dict[str, Any] = entry["response"]
+        return response
+
+    async def put(self, key: str, request: Mapping[str, Any], response: Mapping[str, Any]) -> None:
+        """Append a response; it is on the OS's disk cache when this returns."""
+        line = (
+            json.dumps(
+                {"key": key, "request": request, "response": response},
+                ensure_ascii=False,
+                separators=(",", ":"),
+            )
+            + "\n"
+        ).encode("utf-8")
+        async with self._lock:
+            if key in self._index:
+                return
+            file = self._require_open()
+            offset = self._end
+            file.write(line)
+            file.flush()
+            if self.durable:
+                await anyio.to_thread.run_sync(os.fsync, file.fileno())
+            self._end += len(line)
+            self._index[key] = (offset, len(line) - 1)
+            self.recorded += 1
+
+    # ------------------------------------------------------------------ internals
+
+    def _fileno(self) -> int:
+        return int(self._require_open().fileno())
+
+    def _require_open(self) -> Any:
+        if self._file is None:
+            raise RuntimeError("the journal is not open: use `with`/`open()` first")
+        return self._file
+
+    def _load(self) -> None:
+        file = self._require_open()
+        file.seek(0)
+        offset = 0
+        good_end = 0
+        for lineno, raw in enumerate(file, start=1):
+            length = len(raw)
+            if not raw.endswith(b"\n"):
+                break  # a torn last line: the process died while writing it
+            try:
+                entry = json.loads(raw)
+                key = entry["key"]
+            except (ValueError, KeyError, TypeError) as e:
+                raise DatasetError(
+                    "journal entry is not valid JSON with a key; the file was edited or "
+                    "corrupted (only a torn last line is repaired automatically)",
+                    path=str(self.path),
+                    line=lineno,
+                ) from e
+            self._index[str(key)] = (offset, length - 1)
+            offset += length
+            good_end = offset
+        if good_end != file.tell() or good_end != os.fstat(file.fileno()).st_size:
+            file.truncate(good_end)
+        file.seek(0, os.SEEK_END)
+        self._end = good_end
+
+    def _check_settings(self, settings: dict[str, Any]) -> None:
+        path = self.run_dir / SETTINGS_FILE
+        canonical = json.loads(json.dumps(settings, sort_keys=True, default=str))
+        if path.exists():
+            recorded = json.loads(path.read_text(encoding="utf-8"))
+            differences = {
+                name: (recorded.get(name), canonical.get(name))
+                for name in sorted(set(recorded) | set(canonical))
+                if recorded.get(name) != canonical.get(name)
+            }
+            if differences:
+                lines = "\n".join(
+                    f"  {name}: run has {old!r}, now given {new!r}"
+                    for name, (old, new) in differences.items()
+                )
+                raise ResumeMismatchError(
+                    f"{self.run_dir} was started with other settings; resuming would mix two "
+                    f"runs' data. Use a new run directory, or the original settings:\n{lines}",
+                    differences,
+                )
+            return
+        tmp = path.with_suffix(".json.tmp")
+        tmp.write_text(json.dumps(canonical, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+        os.replace(tmp, path)

@@ -1,0 +1,131 @@
+"""What a generation run did, as JSON and Markdown (``report.json``, ``report.md``)."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+
+__all__ = ["CostEstimate", "RunReport"]
+
+
+class CostEstimate(BaseModel):
+    """A ``--dry-run``'s forecast: what the run would ask of the teacher, before paying."""
+
+    documents: int
+    pages: int
+    chunks: int
+    questions: int
+    teacher_calls_min: int = Field(description="calls if no answer is ever re-asked")
+    teacher_calls_max: int = Field(description="calls if every answer uses every attempt")
+    prompt_tokens: int
+    completion_tokens: int
+    embedding_tokens: int = 0
+    cost_usd: float | None = Field(description="cost without re-asks; None if a price is unknown")
+    cost_usd_max: float | None = None
+    price_note: str = ""
+    extraction_errors: list[str] = Field(default_factory=list)
+
+    def markdown(self) -> str:
+        def money(x: float | None) -> str:
+            return "unknown (no price for the model)" if x is None else f"${x:,.2f}"
+
+        lines = [
+            "# raftkit dry run",
+            "",
+            "| | |",
+            "|---|---|",
+            f"| documents | {self.documents} |",
+            f"| pages | {self.pages} |",
+            f"| chunks | {self.chunks} |",
+            f"| questions (at most) | {self.questions} |",
+            f"| teacher calls | {self.teacher_calls_min:,} – {self.teacher_calls_max:,} |",
+            f"| prompt tokens (est.) | {self.prompt_tokens:,} |",
+            f"| completion tokens (est., upper bound) | {self.completion_tokens:,} |",
+            f"| embedding tokens (est.) | {self.embedding_tokens:,} |",
+            f"| cost | {money(self.cost_usd)} – {money(self.cost_usd_max)} |",
+        ]
+        if self.price_note:
+            lines += ["", self.price_note]
+        if self.extraction_errors:
+            lines += ["", "Files that could not be extracted:", ""]
+            lines += [f"- {e}" for e in self.extraction_errors]
+        return "\n".join(lines) + "\n"
+
+
+class RunReport(BaseModel):
+    """Counts, rejections, usage and speed of one generation run."""
+
+    status: Literal["completed", "stopped", "failed"] = "completed"
+    stop_reason: str | None = None
+    source: str
+    run_dir: str
+    teacher_model: str
+    simulated_teacher: bool = False
+    files: int = 0
+    documents: int = 0
+    pages: int = 0
+    extraction_errors: list[str] = Field(default_factory=list)
+    skipped_files: list[str] = Field(default_factory=list)
+    chunks: int = 0
+    chunks_done: int = 0
+    questions: int = 0
+    examples: int = 0
+    examples_with_oracle: int = 0
+    rejections: dict[str, int] = Field(default_factory=dict)
+    short_contexts: int = Field(0, description="contexts with fewer distractors than asked")
+    teacher_calls_paid: int = 0
+    teacher_calls_replayed: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cached_tokens: int = 0
+    cost_usd: float | None = 0.0
+    wall_seconds: float = 0.0
+    usage_by_model: dict[str, Any] = Field(default_factory=dict)
+
+    @property
+    def examples_per_minute(self) -> float:
+        return 60.0 * self.examples / self.wall_seconds if self.wall_seconds > 0 else 0.0
+
+    def markdown(self) -> str:
+        cost = (
+            "unknown (no price for the model)"
+            if self.cost_usd is None
+            else f"${self.cost_usd:,.4f}"
+        )
+        status = self.status + (f" ({self.stop_reason})" if self.stop_reason else "")
+        teacher = self.teacher_model + (
+            " — SIMULATED (no credentials set)" if self.simulated_teacher else ""
+        )
+        lines = [
+            "# raftkit generation report",
+            "",
+            "| | |",
+            "|---|---|",
+            f"| status | {status} |",
+            f"| source | `{self.source}` |",
+            f"| teacher | {teacher} |",
+            f"| files / documents / pages | {self.files} / {self.documents} / {self.pages} |",
+            f"| chunks (done / all) | {self.chunks_done} / {self.chunks} |",
+            f"| questions | {self.questions} |",
+            f"| examples (with oracle) | {self.examples} ({self.examples_with_oracle}) |",
+            f"| rejected questions | {sum(self.rejections.values())} |",
+            f"| contexts short of distractors | {self.short_contexts} |",
+            f"| teacher calls paid / replayed from journal | {self.teacher_calls_paid} / "
+            f"{self.teacher_calls_replayed} |",
+            f"| tokens prompt / cached / completion | {self.prompt_tokens:,} / "
+            f"{self.cached_tokens:,} / {self.completion_tokens:,} |",
+            f"| cost this run | {cost} |",
+            f"| wall time | {self.wall_seconds:,.1f} s |",
+            f"| examples per minute | {self.examples_per_minute:,.1f} |",
+        ]
+        if self.rejections:
+            lines += ["", "## Rejections by reason", "", "| reason | questions |", "|---|---|"]
+            lines += [f"| {k} | {v} |" for k, v in sorted(self.rejections.items())]
+        if self.extraction_errors:
+            lines += ["", "## Files that could not be extracted", ""]
+            lines += [f"- {e}" for e in self.extraction_errors]
+        if self.skipped_files:
+            lines += ["", "## Files of unsupported types (skipped)", ""]
+            lines += [f"- {e}" for e in self.skipped_files]
+        return "\n".join(lines) + "\n"
