@@ -1,0 +1,198 @@
+"""Every prompt raftkit sends to a teacher model, in one place.
+
+:class:`Prompts` holds the templates; override any field to change one prompt and keep the rest::
+
+    prompts = Prompts(question_system="You write exam questions for radiologists. ...")
+
+Templates are :meth:`str.format` strings. The placeholders each one must contain are checked when
+a :class:`Prompts` is built; a literal brace in a template is written ``{{`` or ``}}``. The text
+put into a placeholder (a chunk, a question) is never itself formatted, so braces in documents
+are safe.
+
+The prompts are language-neutral: they ask for questions and answers in the language of the
+document, so a Chinese chunk gets Chinese questions and a Chinese answer.
+"""
+
+from __future__ import annotations
+
+import string
+from collections.abc import Sequence
+
+from pydantic import BaseModel, ConfigDict, model_validator
+
+from raftkit.llm import ChatMessage
+
+__all__ = [
+    "BEGIN_QUOTE",
+    "END_QUOTE",
+    "Prompts",
+    "answer_messages",
+    "answer_retry_messages",
+    "format_documents",
+    "question_messages",
+    "question_retry_messages",
+]
+
+BEGIN_QUOTE = "##begin_quote##"
+END_QUOTE = "##end_quote##"
+
+_QUESTION_SYSTEM = (
+    "You are a synthetic question generator. Given a chunk of a document, write {n} different "
+    "questions that a user could ask and that are answered by information in the chunk. Each "
+    "question must be answerable from the chunk alone, in a few words or a short sentence, and "
+    "must make sense without seeing the chunk (name the subject instead of saying 'the text' or "
+    "'this passage'). Write the questions in the same language as the chunk. Return them as a "
+    'JSON object of the form {{"questions": ["...", "..."]}} with exactly {n} questions.'
+)
+_QUESTION_USER = "Chunk:\n{chunk}"
+_QUESTION_RETRY = (
+    "These questions were already written for this chunk:\n{existing}\n"
+    "Write {n} more questions about the chunk, each different from all of the above, in the "
+    "same language as the chunk. Return exactly {n} questions in the same JSON form."
+)
+_ANSWER_SYSTEM = (
+    "You are a careful question answerer. You are given documents and a question, and you "
+    "answer the question using the information in the documents."
+)
+_ANSWER_USER = (
+    "{documents}\n"
+    "Question: {question}\n\n"
+    "Answer the question using the documents above. Follow these rules:\n"
+    "- First reason step by step about how to answer the question.\n"
+    "- When your reasoning uses a sentence or phrase from the documents, copy it exactly, "
+    "character for character, between {begin_quote} and {end_quote}. Text outside "
+    "{begin_quote} and {end_quote} is not a quotation. Quote at least once.\n"
+    "- Write the reasoning and the answer in the same language as the question.\n"
+    "- End your response with the final answer on its own line, in the form "
+    "<ANSWER>: $answer. The answer must be short.\n"
+    'You MUST begin your final answer with the tag "<ANSWER>:".'
+)
+_ANSWER_RETRY = (
+    "Your answer cannot be used: {problem}\n"
+    "Answer the question again, following every rule: quote the documents exactly between "
+    "{begin_quote} and {end_quote}, and end with a line <ANSWER>: $answer."
+)
+_DOCUMENT = "<DOCUMENT>{text}</DOCUMENT>"
+
+_REQUIRED: dict[str, frozenset[str]] = {
+    "question_system": frozenset({"n"}),
+    "question_user": frozenset({"chunk"}),
+    "question_retry": frozenset({"n", "existing"}),
+    "answer_system": frozenset(),
+    "answer_user": frozenset({"documents", "question"}),
+    "answer_retry": frozenset({"problem"}),
+    "document": frozenset({"text"}),
+}
+_ALLOWED: dict[str, frozenset[str]] = {
+    "question_system": frozenset({"n"}),
+    "question_user": frozenset({"chunk", "n"}),
+    "question_retry": frozenset({"n", "existing"}),
+    "answer_system": frozenset({"begin_quote", "end_quote"}),
+    "answer_user": frozenset({"documents", "question", "begin_quote", "end_quote"}),
+    "answer_retry": frozenset({"problem", "begin_quote", "end_quote"}),
+    "document": frozenset({"text", "title"}),
+}
+
+
+def _fields(template: str) -> set[str]:
+    return {name for _, name, _, _ in string.Formatter().parse(template) if name is not None}
+
+
+class Prompts(BaseModel):
+    """The teacher prompts. Each field is a :meth:`str.format` template.
+
+    - ``question_system`` (``{n}``) and ``question_user`` (``{chunk}``): ask for ``n`` questions
+      about one chunk, as JSON ``{"questions": [...]}``.
+    - ``question_retry`` (``{n}``, ``{existing}``): ask for ``n`` more, unlike ``existing``.
+    - ``answer_system`` and ``answer_user`` (``{documents}``, ``{question}``, optionally
+      ``{begin_quote}``/``{end_quote}``): the RAFT chain-of-thought answer prompt.
+    - ``answer_retry`` (``{problem}``): feedback sent after an answer failed verification.
+    - ``document`` (``{text}``, optionally ``{title}``): how one document is wrapped.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    question_system: str = _QUESTION_SYSTEM
+    question_user: str = _QUESTION_USER
+    question_retry: str = _QUESTION_RETRY
+    answer_system: str = _ANSWER_SYSTEM
+    answer_user: str = _ANSWER_USER
+    answer_retry: str = _ANSWER_RETRY
+    document: str = _DOCUMENT
+
+    @model_validator(mode="after")
+    def _check_placeholders(self) -> Prompts:
+        for name, required in _REQUIRED.items():
+            try:
+                found = _fields(getattr(self, name))
+            except ValueError as e:
+                raise ValueError(f"prompt {name!r} is not a valid format string: {e}") from e
+            missing = required - found
+            unknown = found - _ALLOWED[name]
+            if missing:
+                raise ValueError(f"prompt {name!r} lacks placeholder(s) {sorted(missing)}")
+            if unknown:
+                allowed = sorted(_ALLOWED[name])
+                raise ValueError(
+                    f"prompt {name!r} has unknown placeholder(s) {sorted(unknown)}; "
+                    f"allowed: {allowed}"
+                )
+        return self
+
+
+_MARKERS = {"begin_quote": BEGIN_QUOTE, "end_quote": END_QUOTE}
+
+
+def format_documents(texts: Sequence[str], prompts: Prompts, titles: Sequence[str] = ()) -> str:
+    """The documents, each wrapped by ``prompts.document``, one per line."""
+    return "\n".join(
+        prompts.document.format(text=text, title=titles[i] if i < len(titles) else "")
+        for i, text in enumerate(texts)
+    )
+
+
+def question_messages(chunk_text: str, n: int, prompts: Prompts) -> list[ChatMessage]:
+    """Messages asking for ``n`` questions about ``chunk_text``."""
+    return [
+        {"role": "system", "content": prompts.question_system.format(n=n)},
+        {"role": "user", "content": prompts.question_user.format(chunk=chunk_text, n=n)},
+    ]
+
+
+def question_retry_messages(
+    chunk_text: str, n: int, existing: Sequence[str], prompts: Prompts
+) -> list[ChatMessage]:
+    """Messages asking for ``n`` more questions, different from ``existing``."""
+    listed = "\n".join(f"- {q}" for q in existing) if existing else "(none)"
+    return [
+        *question_messages(chunk_text, n, prompts),
+        {"role": "user", "content": prompts.question_retry.format(n=n, existing=listed)},
+    ]
+
+
+def answer_messages(
+    question: str, documents: Sequence[str], prompts: Prompts, titles: Sequence[str] = ()
+) -> list[ChatMessage]:
+    """The RAFT chain-of-thought answer request for ``question`` over ``documents``."""
+    return [
+        {"role": "system", "content": prompts.answer_system.format(**_MARKERS)},
+        {
+            "role": "user",
+            "content": prompts.answer_user.format(
+                documents=format_documents(documents, prompts, titles),
+                question=question,
+                **_MARKERS,
+            ),
+        },
+    ]
+
+
+def answer_retry_messages(
+    messages: Sequence[ChatMessage], previous_answer: str, problem: str, prompts: Prompts
+) -> list[ChatMessage]:
+    """``messages`` followed by the rejected answer and feedback naming its ``problem``."""
+    return [
+        *messages,
+        {"role": "assistant", "content": previous_answer},
+        {"role": "user", "content": prompts.answer_retry.format(problem=problem, **_MARKERS)},
+    ]

@@ -1,0 +1,169 @@
+"""Question synthesis: ``n`` questions per chunk, each chunk the oracle of its questions.
+
+:class:`QuestionSynthesizer` is the plug-in point; :class:`TeacherQuestionSynthesizer` is the
+default, which asks a teacher model through :meth:`LLMClient.chat_structured`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import re
+from collections.abc import Iterable
+from functools import lru_cache
+from typing import Protocol, runtime_checkable
+
+from pydantic import BaseModel, Field, create_model
+
+from raftkit.errors import StructuredOutputError, UsageError
+from raftkit.llm import ChatMessage, LLMClient
+from raftkit.synth._text import dedup_key, tidy_spaces
+from raftkit.synth.prompts import Prompts, question_messages, question_retry_messages
+from raftkit.types import Chunk, Question
+
+__all__ = [
+    "QuestionSynthesizer",
+    "TeacherQuestionSynthesizer",
+    "question_id",
+    "questions_output_model",
+]
+
+logger = logging.getLogger("raftkit.synth")
+
+# "1. ", "2) ", "- ", "• ", "Q3: ", "（1）" — list decoration a model sometimes keeps inside JSON.
+_LIST_PREFIX = re.compile(
+    r"^\s*(?:[-*•·]\s+|\d{1,3}[.):]\s+|\d{1,3}、|[（(]\d{1,3}[)）]\s*|[qQ]\d{1,3}[.:)]\s*)"
+)
+
+
+@runtime_checkable
+class QuestionSynthesizer(Protocol):
+    """Writes questions about one chunk.
+
+    ``sample`` tells apart deliberate repeats for the same chunk (a second batch of questions),
+    so that a journal does not replay the first batch for them.
+    """
+
+    async def synthesize(self, chunk: Chunk, n: int, *, sample: int = 0) -> list[Question]: ...
+
+
+def question_id(chunk_id: str, text: str) -> str:
+    """A stable id from the chunk id and the normalised question (see ``dedup_key``)."""
+    digest = hashlib.sha256(f"{chunk_id}\x00{dedup_key(text)}".encode()).hexdigest()
+    return f"q-{digest[:16]}"
+
+
+@lru_cache(maxsize=64)
+def questions_output_model(n: int) -> type[BaseModel]:
+    """The structured-output model for ``n`` questions: ``{"questions": [str, ...]}``.
+
+    The schema sent to the model says exactly ``n`` items (``minItems``/``maxItems``), but
+    validation accepts any count on purpose: a reply with six questions instead of five is
+    trimmed and one with four is topped up, instead of being thrown away and paid for again.
+    """
+    model: type[BaseModel] = create_model(
+        "Questions",
+        questions=(
+            list[str],
+            Field(
+                description=f"exactly {n} questions",
+                json_schema_extra={"minItems": n, "maxItems": n},
+            ),
+        ),
+    )
+    return model
+
+
+def _clean(text: str) -> str:
+    # A question is one line: a line break inside it is layout copied from the chunk.
+    return tidy_spaces(_LIST_PREFIX.sub("", text.strip(), count=1))
+
+
+class TeacherQuestionSynthesizer:
+    """Asks a teacher model for questions about a chunk and makes the count exact.
+
+    Per chunk: ask for ``n`` questions; drop blank ones and duplicates (compared after NFKC,
+    case folding and removing whitespace and punctuation, CJK punctuation included); if fewer
+    than ``n`` remain, ask for the missing number, listing those already kept, at most
+    ``max_retries`` times; keep the first ``n``. If the teacher still falls short, the questions
+    found so far are returned (possibly fewer than ``n``) and a warning is logged; a reply that
+    is not valid JSON counts as a round that found nothing. API errors propagate.
+
+    Each round uses its own ``sample`` index: ``sample * (max_retries + 1) + round``, so that
+    repeats are journaled apart from the first request.
+    """
+
+    def __init__(
+        self,
+        client: LLMClient,
+        model: str,
+        *,
+        prompts: Prompts | None = None,
+        temperature: float | None = None,
+        max_tokens: int | None = None,
+        seed: int | None = None,
+        max_retries: int = 2,
+    ) -> None:
+        if max_retries < 0:
+            raise UsageError("max_retries must be >= 0")
+        self.client = client
+        self.model = model
+        self.prompts = prompts if prompts is not None else Prompts()
+        self.temperature = temperature
+        self.max_tokens = max_tokens
+        self.seed = seed
+        self.max_retries = max_retries
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(model={self.model!r}, max_retries={self.max_retries})"
+
+    async def synthesize(self, chunk: Chunk, n: int = 5, *, sample: int = 0) -> list[Question]:
+        if n < 1:
+            raise UsageError(f"n must be >= 1, got {n}")
+        kept: dict[str, str] = {}  # dedup key -> question text, in order of arrival
+        rounds = self.max_retries + 1
+        for round_ in range(rounds):
+            wanted = n - len(kept)
+            if wanted <= 0:
+                break
+            if round_ == 0:
+                messages = question_messages(chunk.text, wanted, self.prompts)
+            else:
+                messages = question_retry_messages(
+                    chunk.text, wanted, list(kept.values()), self.prompts
+                )
+            for text in await self._ask(messages, wanted, sample * rounds + round_, chunk):
+                key = dedup_key(text)
+                if key and key not in kept:
+                    kept[key] = text
+        texts = list(kept.values())[:n]
+        if len(texts) < n:
+            logger.warning(
+                "chunk %s: teacher gave %d of %d distinct questions after %d rounds",
+                chunk.id,
+                len(texts),
+                n,
+                rounds,
+            )
+        return [Question(id=question_id(chunk.id, t), chunk_id=chunk.id, text=t) for t in texts]
+
+    async def _ask(
+        self, messages: list[ChatMessage], n: int, sample: int, chunk: Chunk
+    ) -> Iterable[str]:
+        try:
+            result = await self.client.chat_structured(
+                messages,
+                questions_output_model(n),
+                model=self.model,
+                temperature=self.temperature,
+                max_tokens=self.max_tokens,
+                seed=self.seed,
+                sample=sample,
+            )
+        except StructuredOutputError as e:
+            logger.warning("chunk %s: unusable question output (%s)", chunk.id, e)
+            return []
+        questions = getattr(result.output, "questions", None)
+        if not isinstance(questions, list):
+            return []
+        return [c for c in (_clean(q) for q in questions if isinstance(q, str)) if c]
