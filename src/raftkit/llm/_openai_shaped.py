@@ -1,0 +1,517 @@
+"""What OpenAI and Azure OpenAI clients share: chat, structured output, embeddings, requests.
+
+The subclasses only say where things are (URLs, headers, credentials); every request goes
+through one :class:`~raftkit.llm._transport.Transport`.
+"""
+
+from __future__ import annotations
+
+import base64
+import copy
+import hashlib
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Literal, Self, cast
+
+import anyio
+import httpx
+
+from raftkit.errors import APIError, StructuredOutputError, UsageError
+from raftkit.llm._api_errors import request_id_of
+from raftkit.llm._base import (
+    ChatMessage,
+    ChatResponse,
+    LLMClient,
+    OutputT,
+    StructuredMode,
+    StructuredResponse,
+)
+from raftkit.llm._retry import RetryPolicy
+from raftkit.llm._store import ResponseStore, request_key
+from raftkit.llm._structured import OutputSpec, feedback_message, instruction
+from raftkit.llm._transport import Call, Reply, Transport, usage_from_body
+from raftkit.llm.tokens import count_message_tokens, estimate_tokens
+from raftkit.types import Usage
+
+if TYPE_CHECKING:
+    import numpy as np
+    import numpy.typing as npt
+
+    from raftkit.llm.limiter import LimiterRegistry
+    from raftkit.llm.usage import UsageLedger
+
+__all__ = [
+    "DEFAULT_STRUCTURED_ATTEMPTS",
+    "EMBEDDING_MAX_INPUTS",
+    "EMBEDDING_MAX_TOKENS",
+    "OpenAIShapedClient",
+    "credential_fingerprint",
+    "plan_batches",
+    "resolve_retry",
+]
+
+#: The embeddings endpoint takes at most 2048 inputs per request ...
+EMBEDDING_MAX_INPUTS = 2048
+#: ... and at most 300k tokens summed over the inputs.
+EMBEDDING_MAX_TOKENS = 300_000
+DEFAULT_STRUCTURED_ATTEMPTS = 3
+
+MaxTokensField = Literal["max_tokens", "max_completion_tokens"]
+EmbeddingFormat = Literal["float", "base64"]
+
+
+def credential_fingerprint(secret: str | None) -> str:
+    """A short, one-way tag telling credentials apart in limiter scopes (never the key)."""
+    if not secret:
+        return "anonymous"
+    return hashlib.sha256(secret.encode("utf-8")).hexdigest()[:12]
+
+
+def resolve_retry(retry: RetryPolicy | None, max_retries: int | None) -> RetryPolicy:
+    """``retry`` with ``max_retries`` applied (retries after the first call, as openai-python)."""
+    policy = retry or RetryPolicy()
+    if max_retries is None:
+        return policy
+    if max_retries < 0:
+        raise UsageError(f"max_retries must be 0 or more, got {max_retries}")
+    return RetryPolicy(
+        max_attempts=max_retries + 1,
+        initial_delay=policy.initial_delay,
+        max_delay=policy.max_delay,
+        jitter=policy.jitter,
+        max_retry_after=policy.max_retry_after,
+        deadline=policy.deadline,
+    )
+
+
+def plan_batches(
+    texts: Sequence[str],
+    *,
+    max_inputs: int = EMBEDDING_MAX_INPUTS,
+    max_tokens: int = EMBEDDING_MAX_TOKENS,
+) -> list[tuple[int, int, int]]:
+    """Consecutive ``(start, end, tokens)`` slices of ``texts`` within both request limits."""
+    batches: list[tuple[int, int, int]] = []
+    start, tokens = 0, 0
+    for i, text in enumerate(texts):
+        cost = estimate_tokens(text)
+        if i > start and (i - start >= max_inputs or tokens + cost > max_tokens):
+            batches.append((start, i, tokens))
+            start, tokens = i, 0
+        tokens += cost
+    if start < len(texts):
+        batches.append((start, len(texts), tokens))
+    return batches
+
+
+class OpenAIShapedClient(LLMClient):
+    """Base of :class:`OpenAIClient` and :class:`AzureOpenAIClient`; not used directly."""
+
+    def __init__(
+        self,
+        *,
+        transport: Transport,
+        structured_mode: StructuredMode = "json_schema",
+        default_max_tokens: int = 1024,
+        max_structured_attempts: int = DEFAULT_STRUCTURED_ATTEMPTS,
+        max_tokens_field: MaxTokensField = "max_completion_tokens",
+        embedding_format: EmbeddingFormat = "float",
+        embedding_concurrency: int = 4,
+    ) -> None:
+        if max_structured_attempts < 1:
+            raise UsageError("max_structured_attempts must be at least 1")
+        if embedding_concurrency < 1:
+            raise UsageError("embedding_concurrency must be at least 1")
+        self._transport = transport
+        self._owns_transport = True
+        self._store: ResponseStore | None = None
+        self.structured_mode: StructuredMode = structured_mode
+        self.default_max_tokens = default_max_tokens
+        self.max_structured_attempts = max_structured_attempts
+        self.max_tokens_field: MaxTokensField = max_tokens_field
+        self.embedding_format: EmbeddingFormat = embedding_format
+        self.embedding_concurrency = embedding_concurrency
+
+    # ------------------------------------------------------------------ where things are
+
+    def _chat_route(self, model: str) -> tuple[str, bool]:
+        """Path of chat completions for ``model`` and whether the body names the model."""
+        return "chat/completions", True
+
+    def _embeddings_route(self, model: str) -> tuple[str, bool]:
+        return "embeddings", True
+
+    # ------------------------------------------------------------------ plumbing
+
+    @property
+    def base_url(self) -> str:
+        return self._transport.base_url
+
+    @property
+    def retry(self) -> RetryPolicy:
+        return self._transport.retry
+
+    @property
+    def limiters(self) -> LimiterRegistry | None:
+        """The registry this client admits requests through."""
+        return cast("LimiterRegistry | None", self._transport.limiters)
+
+    @property
+    def ledger(self) -> UsageLedger | None:
+        """The ledger this client records usage and cost in."""
+        return cast("UsageLedger | None", self._transport.ledger)
+
+    @property
+    def store(self) -> ResponseStore | None:
+        return self._store
+
+    def with_store(self, store: ResponseStore) -> Self:
+        """A client that shares this one's connection, limiters and ledger and journals through
+        ``store``: chat and embedding responses are looked up first (a hit is neither paid
+        nor rate-limited, and comes back with ``from_journal=True``) and, on a miss, written
+        with ``store.put`` before they are returned. Closing the copy leaves the connection
+        open; close the original.
+        """
+        clone = copy.copy(self)
+        clone._store = store
+        clone._owns_transport = False
+        return clone
+
+    async def aclose(self) -> None:
+        if self._owns_transport:
+            await self._transport.aclose()
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(base_url={self.base_url!r}, credentials=***)"
+
+    # ------------------------------------------------------------------ chat
+
+    async def chat(
+        self,
+        messages: Sequence[ChatMessage],
+        *,
+        model: str,
+        temperature: float | None = None,
+        max_tokens: int | None = None,
+        seed: int | None = None,
+        stop: str | Sequence[str] | None = None,
+        sample: int = 0,
+        extra_body: Mapping[str, Any] | None = None,
+    ) -> ChatResponse:
+        response, _ = await self._chat(
+            messages,
+            model=model,
+            temperature=temperature,
+            max_tokens=max_tokens,
+            seed=seed,
+            stop=stop,
+            sample=sample,
+            extra_body=extra_body,
+        )
+        return response
+
+    def chat_request(
+        self,
+        messages: Sequence[ChatMessage],
+        *,
+        model: str,
+        temperature: float | None = None,
+        max_tokens: int | None = None,
+        seed: int | None = None,
+        stop: str | Sequence[str] | None = None,
+        extra_body: Mapping[str, Any] | None = None,
+    ) -> tuple[str, dict[str, Any]]:
+        """The relative path and JSON body :meth:`chat` sends for these arguments.
+
+        With :func:`~raftkit.llm.request_key` this gives the journal key of a call without
+        making it (the Batch API path uses it to key offline results like online ones).
+        """
+        if not messages:
+            raise UsageError("chat needs at least one message")
+        path, names_model = self._chat_route(model)
+        body: dict[str, Any] = {}
+        if names_model:
+            body["model"] = model
+        body["messages"] = [dict(m) for m in messages]
+        if temperature is not None:
+            body["temperature"] = temperature
+        if max_tokens is not None:
+            body[self.max_tokens_field] = max_tokens
+        if seed is not None:
+            body["seed"] = seed
+        if stop is not None:
+            body["stop"] = stop if isinstance(stop, str) else list(stop)
+        if extra_body:
+            body.update(extra_body)
+        return path, body
+
+    async def _chat(
+        self,
+        messages: Sequence[ChatMessage],
+        *,
+        model: str,
+        temperature: float | None = None,
+        max_tokens: int | None = None,
+        seed: int | None = None,
+        stop: str | Sequence[str] | None = None,
+        sample: int = 0,
+        extra_body: Mapping[str, Any] | None = None,
+    ) -> tuple[ChatResponse, str | None]:
+        path, body = self.chat_request(
+            messages,
+            model=model,
+            temperature=temperature,
+            max_tokens=max_tokens,
+            seed=seed,
+            stop=stop,
+            extra_body=extra_body,
+        )
+        key = request_key("POST", path, body, sample) if self._store is not None else None
+        if self._store is not None and key is not None:
+            stored = await self._store.get(key)
+            if stored is not None:
+                return _parse_chat(stored, model, None, from_journal=True)
+        call = Call(
+            "POST",
+            path,
+            json=body,
+            model=model,
+            kind="chat",
+            prompt_tokens=count_message_tokens(messages),
+            max_completion_tokens=max_tokens or self.default_max_tokens,
+        )
+        reply = await self._transport.send(call)
+        payload = _json_body(reply)
+        if self._store is not None and key is not None:
+            await self._store.put(key, body, payload)
+        return _parse_chat(payload, model, request_id_of(reply.response.headers))
+
+    # ------------------------------------------------------------------ structured output
+
+    async def chat_structured(
+        self,
+        messages: Sequence[ChatMessage],
+        output: type[OutputT] | Mapping[str, Any],
+        *,
+        model: str,
+        temperature: float | None = None,
+        max_tokens: int | None = None,
+        seed: int | None = None,
+        sample: int = 0,
+        mode: StructuredMode | None = None,
+        max_attempts: int | None = None,
+    ) -> StructuredResponse[Any]:
+        spec = OutputSpec.of(output)
+        chosen: StructuredMode = mode or self.structured_mode
+        attempts = max_attempts or self.max_structured_attempts
+        if attempts < 1:
+            raise UsageError("max_attempts must be at least 1")
+        conversation = [dict(m) for m in messages]
+        extra: dict[str, Any] = {}
+        if chosen == "json_schema":
+            extra["response_format"] = spec.response_format()
+        else:
+            conversation.insert(0, {"role": "system", "content": instruction(spec.strict)})
+            if chosen == "json_object":
+                extra["response_format"] = {"type": "json_object"}
+        last_text = ""
+        last_error = ""
+        for attempt in range(attempts):
+            response, refusal = await self._chat(
+                conversation,
+                model=model,
+                temperature=temperature,
+                max_tokens=max_tokens,
+                seed=seed,
+                sample=sample + attempt,
+                extra_body=extra,
+            )
+            last_text = response.text
+            if refusal is not None:
+                last_error = f"the model refused: {refusal}"
+            else:
+                try:
+                    value = spec.parse(response.text)
+                except ValueError as exc:
+                    last_error = str(exc)
+                    if response.finish_reason == "length":
+                        last_error = "the answer was cut off (finish_reason=length); " + last_error
+                else:
+                    return StructuredResponse(output=value, response=response, attempts=attempt + 1)
+            conversation = [
+                *conversation,
+                {"role": "assistant", "content": response.text or refusal or ""},
+                {"role": "user", "content": feedback_message(last_error)},
+            ]
+        raise StructuredOutputError(
+            f"no valid {spec.name} output after {attempts} attempts: {last_error}",
+            attempts=attempts,
+            last_output=last_text,
+        )
+
+    # ------------------------------------------------------------------ embeddings
+
+    async def embed(
+        self,
+        texts: Sequence[str],
+        *,
+        model: str,
+        dimensions: int | None = None,
+    ) -> npt.NDArray[np.float32]:
+        import numpy as np
+
+        if isinstance(texts, str):
+            raise UsageError("embed takes a sequence of texts, not one string")
+        items = list(texts)
+        if not items:
+            return np.zeros((0, dimensions or 0), dtype=np.float32)
+        batches = plan_batches(items)
+        results: list[npt.NDArray[np.float32] | None] = [None] * len(batches)
+        limiter = anyio.CapacityLimiter(self.embedding_concurrency)
+
+        failures: list[Exception] = []
+
+        async def run(index: int, start: int, end: int, tokens: int) -> None:
+            try:
+                async with limiter:
+                    results[index] = await self._embed_batch(
+                        items[start:end], model=model, dimensions=dimensions, tokens=tokens
+                    )
+            except Exception as exc:
+                # the first failure is the caller's error, not an ExceptionGroup; the other
+                # batches are cancelled because the call as a whole has failed
+                failures.append(exc)
+                tg.cancel_scope.cancel()
+
+        async with anyio.create_task_group() as tg:
+            for index, (start, end, tokens) in enumerate(batches):
+                tg.start_soon(run, index, start, end, tokens)
+        if failures:
+            raise failures[0]
+        parts = [r for r in results if r is not None]
+        widths = {p.shape[1] for p in parts}
+        if len(widths) != 1:
+            raise APIError(f"embeddings of different widths in one call: {sorted(widths)}")
+        if len(parts) == 1:
+            return parts[0]
+        return await anyio.to_thread.run_sync(np.concatenate, parts)
+
+    async def _embed_batch(
+        self, batch: list[str], *, model: str, dimensions: int | None, tokens: int
+    ) -> npt.NDArray[np.float32]:
+        path, names_model = self._embeddings_route(model)
+        body: dict[str, Any] = {}
+        if names_model:
+            body["model"] = model
+        body["input"] = batch
+        body["encoding_format"] = self.embedding_format
+        if dimensions is not None:
+            body["dimensions"] = dimensions
+        key = request_key("POST", path, body, 0) if self._store is not None else None
+        payload: Any = None
+        if self._store is not None and key is not None:
+            payload = await self._store.get(key)
+        if payload is None:
+            call = Call(
+                "POST",
+                path,
+                json=body,
+                model=model,
+                kind="embedding",
+                prompt_tokens=tokens,
+                max_completion_tokens=0,
+            )
+            reply = await self._transport.send(call)
+            payload = _json_body(reply)
+            if self._store is not None and key is not None:
+                await self._store.put(key, body, payload)
+        return await anyio.to_thread.run_sync(_embedding_matrix, payload, len(batch))
+
+    # ------------------------------------------------------------------ any other endpoint
+
+    async def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        json: Any = None,
+        params: Mapping[str, str] | None = None,
+        files: Any = None,
+        data: Mapping[str, Any] | None = None,
+        content: bytes | None = None,
+        headers: Mapping[str, str] | None = None,
+        model: str | None = None,
+        idempotent: bool | None = None,
+    ) -> httpx.Response:
+        if path.startswith(("http://", "https://")):
+            raise UsageError("request() takes a path relative to the API root, not a URL")
+        call = Call(
+            method,
+            path.lstrip("/"),
+            json=json,
+            params=params,
+            files=files,
+            data=data,
+            content=content,
+            headers=headers,
+            model=model,
+            idempotent=idempotent,
+        )
+        reply = await self._transport.send(call)
+        return reply.response
+
+
+def _json_body(reply: Reply) -> dict[str, Any]:
+    body = reply.body
+    if not isinstance(body, dict):
+        raise APIError(
+            "the server answered 2xx with a body that is not a JSON object",
+            request_id=request_id_of(reply.response.headers),
+            method=reply.response.request.method,
+        )
+    return body
+
+
+def _parse_chat(
+    payload: Mapping[str, Any], model: str, request_id: str | None, *, from_journal: bool = False
+) -> tuple[ChatResponse, str | None]:
+    choices = payload.get("choices")
+    if not isinstance(choices, list) or not choices or not isinstance(choices[0], Mapping):
+        raise APIError("chat completion without choices", request_id=request_id)
+    choice = choices[0]
+    raw_message = choice.get("message")
+    message: Mapping[str, Any] = raw_message if isinstance(raw_message, Mapping) else {}
+    content = message.get("content")
+    refusal = message.get("refusal")
+    text = content if isinstance(content, str) else ""
+    response = ChatResponse(
+        text=text,
+        model=str(payload.get("model") or model),
+        finish_reason=choice.get("finish_reason"),
+        usage=usage_from_body(payload) or Usage(),
+        request_id=request_id,
+        from_journal=from_journal,
+    )
+    return response, refusal if isinstance(refusal, str) and refusal else None
+
+
+def _embedding_matrix(payload: Mapping[str, Any], expected: int) -> npt.NDArray[np.float32]:
+    import numpy as np
+
+    data = payload.get("data")
+    if not isinstance(data, list) or len(data) != expected:
+        got = len(data) if isinstance(data, list) else "no"
+        raise APIError(f"expected {expected} embeddings, the server sent {got}")
+    rows = sorted(data, key=lambda item: int(item.get("index", 0)))
+    vectors: list[npt.NDArray[np.float32]] = []
+    for item in rows:
+        value = item.get("embedding")
+        if isinstance(value, str):
+            vectors.append(np.frombuffer(base64.b64decode(value), dtype="<f4").astype(np.float32))
+        elif isinstance(value, list):
+            vectors.append(np.asarray(value, dtype=np.float32))
+        else:
+            raise APIError("an embedding is neither a list of floats nor base64")
+    widths = {v.shape[0] for v in vectors}
+    if len(widths) != 1:
+        raise APIError(f"embeddings of different widths in one response: {sorted(widths)}")
+    return np.stack(vectors).astype(np.float32, copy=False)

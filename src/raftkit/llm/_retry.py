@@ -1,0 +1,174 @@
+"""When to retry a failed request and how long to wait: pure functions, no I/O.
+
+The policy follows openai-python's ``_base_client``: the server's ``x-should-retry`` header
+wins over the status table; ``retry-after-ms`` then ``retry-after`` (seconds or an HTTP date)
+set the wait when it is positive and at most :attr:`RetryPolicy.max_retry_after`; otherwise
+the wait is exponential (0.5 s, 1 s, 2 s, ... capped at 8 s) minus up to 25 % jitter.
+
+Some failures are never retried whatever the headers say, because waiting cannot fix them:
+``insufficient_quota`` (the account is out of credit) and a 429 for a request larger than the
+rate limit itself ("Request too large ... Limit 10000, Requested 15000").
+"""
+
+from __future__ import annotations
+
+import email.utils
+import math
+import re
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+
+import httpx
+
+__all__ = [
+    "RetryPolicy",
+    "Verdict",
+    "backoff_wait",
+    "classify_exception",
+    "classify_status",
+    "compute_wait",
+    "is_request_too_large",
+    "parse_retry_after",
+]
+
+_RETRY_STATUSES = frozenset({408, 409, 429})
+_NEVER_CODES = frozenset({"insufficient_quota"})
+_LIMIT_REQUESTED = re.compile(r"limit:?\s*(\d+)\s*,\s*requested:?\s*(\d+)", re.IGNORECASE)
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """How persistently one request is retried.
+
+    ``max_attempts`` counts every call, the first included (``1`` disables retries).
+    ``deadline`` bounds one request end to end in seconds: rate-limit admission, every
+    attempt and every wait; ``None`` leaves only the per-attempt timeout.
+    """
+
+    max_attempts: int = 6
+    initial_delay: float = 0.5
+    max_delay: float = 8.0
+    jitter: float = 0.25
+    max_retry_after: float = 60.0
+    deadline: float | None = 1800.0
+
+    def __post_init__(self) -> None:
+        if self.max_attempts < 1:
+            raise ValueError("max_attempts must be at least 1")
+        if self.initial_delay < 0 or self.max_delay < 0 or self.max_retry_after < 0:
+            raise ValueError("delays must not be negative")
+        if not 0 <= self.jitter <= 1:
+            raise ValueError("jitter must be between 0 and 1")
+        if self.deadline is not None and self.deadline <= 0:
+            raise ValueError("deadline must be positive or None")
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """The classification of one failed attempt."""
+
+    retry: bool
+    reason: str
+    server_wait: float | None = None
+
+
+def parse_retry_after(headers: Mapping[str, str], *, now: float | None = None) -> float | None:
+    """Seconds the server asks to wait: ``retry-after-ms``, else ``retry-after`` (number or date).
+
+    ``headers`` must be case-insensitive (``httpx.Headers``) or use lower-case names.
+    Negative values (a date in the past) are returned as they are; callers ignore them.
+    """
+    for name, divisor in (("retry-after-ms", 1000.0), ("retry-after", 1.0)):
+        raw = headers.get(name)
+        if raw is None:
+            continue
+        try:
+            value = float(raw)
+        except ValueError:
+            continue
+        if math.isnan(value):
+            continue
+        return value / divisor
+    raw = headers.get("retry-after")
+    if not raw:
+        return None
+    try:
+        parsed = email.utils.parsedate_tz(raw)
+        if parsed is None:
+            return None
+        when = email.utils.mktime_tz(parsed)
+    except (TypeError, ValueError, OverflowError):
+        return None
+    return float(when) - (time.time() if now is None else now)
+
+
+def is_request_too_large(message: str | None) -> bool:
+    """Whether a 429 message says the request can never fit the limit, so waiting is useless."""
+    if not message:
+        return False
+    if "request too large" in message.lower():
+        return True
+    match = _LIMIT_REQUESTED.search(message)
+    return bool(match and int(match.group(2)) > int(match.group(1)))
+
+
+def classify_status(
+    status_code: int,
+    headers: Mapping[str, str],
+    *,
+    policy: RetryPolicy,
+    error_code: str | None = None,
+    error_type: str | None = None,
+    message: str | None = None,
+    now: float | None = None,
+) -> Verdict:
+    """Whether an error response is worth another attempt, and the wait the server asked for."""
+    server_wait = parse_retry_after(headers, now=now)
+    if error_code in _NEVER_CODES or error_type in _NEVER_CODES:
+        return Verdict(False, "insufficient_quota: the account is out of credit", server_wait)
+    if status_code == 429 and is_request_too_large(message):
+        return Verdict(False, "the request is larger than the rate limit", server_wait)
+    if server_wait is not None and server_wait > policy.max_retry_after:
+        return Verdict(
+            False,
+            f"the server asks to wait {server_wait:.0f} s, more than max_retry_after",
+            server_wait,
+        )
+    should = (headers.get("x-should-retry") or "").strip().lower()
+    if should == "true":
+        return Verdict(True, "x-should-retry: true", server_wait)
+    if should == "false":
+        return Verdict(False, "x-should-retry: false", server_wait)
+    if status_code in _RETRY_STATUSES or status_code >= 500:
+        return Verdict(True, f"status {status_code}", server_wait)
+    return Verdict(False, f"status {status_code}", server_wait)
+
+
+def classify_exception(exc: BaseException) -> Verdict:
+    """Whether a transport failure (no response) is worth another attempt."""
+    if isinstance(exc, httpx.TimeoutException):
+        return Verdict(True, "timeout")
+    if isinstance(exc, httpx.NetworkError | httpx.RemoteProtocolError | httpx.ProxyError):
+        return Verdict(True, "connection error")
+    return Verdict(False, type(exc).__name__)
+
+
+def backoff_wait(policy: RetryPolicy, attempt: int, random: Callable[[], float]) -> float:
+    """Exponential backoff after failed attempt number ``attempt`` (1-based), minus jitter."""
+    exponent = min(max(attempt - 1, 0), 1000)  # keeps pow() finite
+    base = min(policy.initial_delay * math.pow(2.0, exponent), policy.max_delay)
+    return max(0.0, base * (1.0 - policy.jitter * random()))
+
+
+def compute_wait(
+    policy: RetryPolicy,
+    *,
+    attempt: int,
+    server_wait: float | None,
+    random: Callable[[], float],
+) -> float:
+    """Seconds to wait after failed attempt ``attempt``: the server's wait, else backoff."""
+    if server_wait is not None and 0 < server_wait <= policy.max_retry_after:
+        return server_wait
+    return backoff_wait(policy, attempt, random)

@@ -1,0 +1,49 @@
+"""The journal hook: where paid responses are looked up and appended before they are used.
+
+A client made with ``client.with_store(store)`` asks ``store.get(key)`` before every chat and
+embedding request and, on a miss, sends the request and awaits ``store.put(key, request,
+response)`` **before** it returns the response to its caller. A run killed after ``put``
+never pays for that response again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping
+from typing import Any, Protocol, runtime_checkable
+
+__all__ = ["ResponseStore", "canonical_json", "request_key"]
+
+
+@runtime_checkable
+class ResponseStore(Protocol):
+    """Append-only storage of paid responses, keyed by :func:`request_key`."""
+
+    async def get(self, key: str) -> dict[str, Any] | None:
+        """The stored response body for ``key``, or ``None``."""
+        ...
+
+    async def put(self, key: str, request: dict[str, Any], response: dict[str, Any]) -> None:
+        """Persist ``response`` (the parsed JSON body) for ``key`` before it is used."""
+        ...
+
+
+def canonical_json(value: Any) -> str:
+    """Key-sorted, whitespace-free JSON with non-ASCII text kept as is (CJK stays readable)."""
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def request_key(method: str, path: str, body: Mapping[str, Any] | None, sample: int = 0) -> str:
+    """sha256 of the canonical request (method, relative path, body; no credentials) and sample.
+
+    ``sample`` separates deliberate repeats of one request, such as re-asks after an invalid
+    answer, which must not replay each other.
+    """
+    payload = {
+        "method": method.upper(),
+        "path": path.strip("/"),
+        "body": dict(body) if body is not None else None,
+        "sample": sample,
+    }
+    return hashlib.sha256(canonical_json(payload).encode("utf-8")).hexdigest()

@@ -1,0 +1,431 @@
+"""The one request path: every REST call raftkit makes goes through :class:`Transport.send`.
+
+Per request, in order: budget check (``ledger.reserve``) → rate-limit admission
+(``limiter.admit``) → send → classify → retry or raise → reconcile tokens from ``usage`` →
+record usage and cost. There is exactly one retry loop (tenacity, sleeping with
+``anyio.sleep`` so it runs under trio too), bounded by ``RetryPolicy.max_attempts`` and an
+overall deadline. A rate-limited attempt goes back through admission, so the limiter's pause
+(``congested``) applies to the retry as to every other request of the scope.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import random
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
+from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass
+from typing import Any, Literal, Protocol
+
+import anyio
+import httpx
+from tenacity import (
+    AsyncRetrying,
+    RetryCallState,
+    retry_if_exception_type,
+    stop_after_attempt,
+    stop_before_delay,
+)
+from tenacity.stop import stop_base
+
+from raftkit.errors import APIError, APITimeoutError
+from raftkit.llm._api_errors import connection_error, error_details, status_error
+from raftkit.llm._retry import (
+    RetryPolicy,
+    classify_exception,
+    classify_status,
+    compute_wait,
+    is_request_too_large,
+)
+from raftkit.llm._secrets import redact, redact_url
+from raftkit.types import Usage
+
+__all__ = [
+    "DEFAULT_LIMITS",
+    "DEFAULT_TIMEOUT",
+    "AuthHeaders",
+    "Call",
+    "Reply",
+    "Transport",
+    "usage_from_body",
+]
+
+logger = logging.getLogger("raftkit.llm")
+
+#: Generous read timeout: long generations and reasoning models take minutes.
+DEFAULT_TIMEOUT = httpx.Timeout(600.0, connect=10.0)
+DEFAULT_LIMITS = httpx.Limits(max_connections=1000, max_keepalive_connections=100)
+_USER_AGENT = "raftkit/0.1"
+
+#: Builds the credential headers for one attempt (a token provider is asked every time).
+AuthHeaders = Callable[[], Awaitable[Mapping[str, str]]]
+
+
+# ------------------------------------------------------------ what the limiter and ledger offer
+
+
+class _Admission(Protocol):
+    def settle(self, used_tokens: int) -> None: ...
+
+
+class _Limiter(Protocol):
+    def admit(self, tokens: int) -> AbstractAsyncContextManager[Any]: ...
+    def observe(self, headers: Mapping[str, str]) -> None: ...
+    def congested(self, retry_after: float | None, headers: Mapping[str, str]) -> None: ...
+
+
+class _Limiters(Protocol):
+    def get(self, scope: str, model: str | None) -> Any: ...
+
+
+class _Reservation(Protocol):
+    def settle(self, usage: Usage, *, batch: bool = False) -> None: ...
+    def release(self) -> None: ...
+
+
+class _Ledger(Protocol):
+    def reserve(
+        self,
+        model: str,
+        *,
+        prompt_tokens: int,
+        max_completion_tokens: int,
+        kind: Literal["chat", "embedding"] = "chat",
+    ) -> Any: ...
+    def record_retry(self, model: str) -> None: ...
+    def record_rate_limited(self, model: str) -> None: ...
+
+
+class _FreeAdmission:
+    def settle(self, used_tokens: int) -> None:
+        return None
+
+
+@contextlib.asynccontextmanager
+async def _free_admit() -> AsyncIterator[_FreeAdmission]:
+    yield _FreeAdmission()
+
+
+# ------------------------------------------------------------ requests and replies
+
+
+@dataclass(frozen=True)
+class Call:
+    """One logical request; its attempts share the idempotency key."""
+
+    method: str
+    path: str
+    json: Any = None
+    params: Mapping[str, str] | None = None
+    files: Any = None
+    data: Mapping[str, Any] | None = None
+    content: bytes | None = None
+    headers: Mapping[str, str] | None = None
+    model: str | None = None
+    #: billed calls are reserved against the ledger and settled from the response's usage
+    kind: Literal["chat", "embedding"] | None = None
+    prompt_tokens: int = 0
+    max_completion_tokens: int = 0
+    #: None: GET/HEAD/PUT/DELETE are idempotent and POST is made so by the Idempotency-Key;
+    #: False: never resend once the request may have reached the server
+    idempotent: bool | None = None
+
+
+@dataclass(frozen=True)
+class Reply:
+    response: httpx.Response
+    body: Any = None
+    usage: Usage | None = None
+    attempts: int = 1
+
+
+@dataclass(eq=False)  # exceptions must stay hashable
+class _Retryable(Exception):
+    """Internal: an attempt failed in a way another attempt may fix."""
+
+    error: APIError
+    server_wait: float | None = None
+
+
+def usage_from_body(body: Any) -> Usage | None:
+    """The ``usage`` object of a chat or embeddings response, if it has one."""
+    if not isinstance(body, Mapping):
+        return None
+    raw = body.get("usage")
+    if not isinstance(raw, Mapping):
+        return None
+    prompt = raw.get("prompt_tokens")
+    completion = raw.get("completion_tokens")
+    if not isinstance(prompt, int):
+        return None
+    details = raw.get("prompt_tokens_details")
+    cached = details.get("cached_tokens") if isinstance(details, Mapping) else None
+    return Usage(
+        prompt_tokens=prompt,
+        completion_tokens=completion if isinstance(completion, int) else 0,
+        cached_tokens=cached if isinstance(cached, int) else 0,
+    )
+
+
+def _redacted_copy(exc: httpx.TransportError, secrets: tuple[str, ...]) -> httpx.TransportError:
+    text = str(exc)
+    clean = redact(text, secrets)
+    if clean == text:
+        return exc
+    copy = type(exc)(clean)
+    copy.__traceback__ = exc.__traceback__
+    return copy
+
+
+def _may_have_reached_server(exc: BaseException | None, status: int | None) -> bool:
+    if status is not None:
+        return status != 429
+    return not isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout)
+
+
+class Transport:
+    """Owns (or borrows) one ``httpx.AsyncClient`` and sends every request of a client."""
+
+    def __init__(
+        self,
+        *,
+        base_url: str,
+        auth: AuthHeaders,
+        scope: str,
+        http_client: httpx.AsyncClient | None = None,
+        timeout: httpx.Timeout | float | None = None,
+        limits: httpx.Limits | None = None,
+        retry: RetryPolicy | None = None,
+        limiters: _Limiters | None = None,
+        ledger: _Ledger | None = None,
+        default_headers: Mapping[str, str] | None = None,
+        default_params: Mapping[str, str] | None = None,
+        secrets: Callable[[], Iterable[str]] = tuple,
+        sleep: Callable[[float], Awaitable[None]] = anyio.sleep,
+        rng: Callable[[], float] = random.random,
+    ) -> None:
+        self.base_url = base_url.rstrip("/") + "/"
+        self.scope = scope
+        self.retry = retry or RetryPolicy()
+        self.limiters = limiters
+        self.ledger = ledger
+        self._auth = auth
+        self._owns_client = http_client is None
+        self._client = http_client or httpx.AsyncClient(
+            timeout=DEFAULT_TIMEOUT, limits=limits or DEFAULT_LIMITS, follow_redirects=True
+        )
+        if timeout is None:
+            self._timeout: httpx.Timeout | None = None if http_client else DEFAULT_TIMEOUT
+        else:
+            self._timeout = (
+                timeout if isinstance(timeout, httpx.Timeout) else httpx.Timeout(timeout)
+            )
+        self._default_headers = {"User-Agent": _USER_AGENT, **(default_headers or {})}
+        self._default_params = dict(default_params or {})
+        self._secrets = secrets
+        self._sleep = sleep
+        self._rng = rng
+        self._closed = False
+
+    # ------------------------------------------------------------------ lifecycle
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    async def aclose(self) -> None:
+        """Close the HTTP client if this transport created it; an injected one is left open."""
+        if self._closed:
+            return
+        self._closed = True
+        if self._owns_client:
+            await self._client.aclose()
+
+    # ------------------------------------------------------------------ sending
+
+    def url_for(self, path: str) -> str:
+        if path.startswith(("http://", "https://")):
+            return path
+        return self.base_url + path.lstrip("/")
+
+    async def send(self, call: Call) -> Reply:
+        """Send ``call`` with admission, retries and accounting; raise raftkit errors."""
+        method = call.method.upper()
+        key = None if method in ("GET", "HEAD", "OPTIONS") else f"raftkit-{uuid.uuid4()}"
+        policy = self.retry
+        stop: stop_base = stop_after_attempt(policy.max_attempts)
+        if policy.deadline is not None:
+            # do not start a wait that would end after the deadline: fail with the real error
+            stop = stop | stop_before_delay(policy.deadline)
+        retrying = AsyncRetrying(
+            sleep=self._sleep,
+            stop=stop,
+            wait=self._wait,
+            retry=retry_if_exception_type(_Retryable),
+            before_sleep=lambda state: self._before_sleep(call, state),
+            reraise=True,
+        )
+        deadline = anyio.CancelScope()
+        if policy.deadline is not None:
+            deadline.deadline = anyio.current_time() + policy.deadline
+        reservation: _Reservation | None = None
+        if call.kind is not None and call.model is not None and self.ledger is not None:
+            # the budget check, once per request: its reservation covers every attempt
+            reservation = self.ledger.reserve(
+                call.model,
+                prompt_tokens=call.prompt_tokens,
+                max_completion_tokens=call.max_completion_tokens,
+                kind=call.kind,
+            )
+        reply: Reply | None = None
+        try:
+            with deadline:
+                async for attempt in retrying:
+                    with attempt:
+                        reply = await self._attempt(call, key, attempt.retry_state.attempt_number)
+        except _Retryable as failure:
+            raise failure.error from failure.__cause__
+        finally:
+            if reservation is not None and reply is None:
+                reservation.release()
+        if reply is None:
+            if not deadline.cancelled_caught:  # pragma: no cover - tenacity returns or raises
+                raise AssertionError("the retry loop ended without an outcome")
+            url = redact_url(self.url_for(call.path))
+            raise APITimeoutError(
+                f"request deadline of {policy.deadline} s exceeded: {method} {url}",
+                method=method,
+                url=url,
+            )
+        if reservation is not None:
+            reservation.settle(reply.usage or Usage(prompt_tokens=call.prompt_tokens))
+        return reply
+
+    def _wait(self, state: RetryCallState) -> float:
+        exc = state.outcome.exception() if state.outcome is not None else None
+        server_wait = exc.server_wait if isinstance(exc, _Retryable) else None
+        return compute_wait(
+            self.retry, attempt=state.attempt_number, server_wait=server_wait, random=self._rng
+        )
+
+    def _before_sleep(self, call: Call, state: RetryCallState) -> None:
+        exc = state.outcome.exception() if state.outcome is not None else None
+        if call.model is not None and self.ledger is not None:
+            self.ledger.record_retry(call.model)
+        wait = state.next_action.sleep if state.next_action is not None else 0.0
+        logger.debug(
+            "retrying %s %s in %.2f s after attempt %d/%d: %s",
+            call.method.upper(),
+            redact_url(self.url_for(call.path)),
+            wait,
+            state.attempt_number,
+            self.retry.max_attempts,
+            exc.error if isinstance(exc, _Retryable) else exc,
+        )
+
+    def _admit(self, call: Call) -> AbstractAsyncContextManager[Any]:
+        if self.limiters is None:
+            return _free_admit()
+        limiter: _Limiter = self.limiters.get(self.scope, call.model)
+        return limiter.admit(call.prompt_tokens + call.max_completion_tokens)
+
+    def _limiter(self, call: Call) -> _Limiter | None:
+        return None if self.limiters is None else self.limiters.get(self.scope, call.model)
+
+    async def _build(self, call: Call, key: str | None) -> httpx.Request:
+        headers: dict[str, str] = dict(self._default_headers)
+        headers.update(await self._auth())
+        if key is not None:
+            headers["Idempotency-Key"] = key
+        if call.headers:
+            headers.update(call.headers)
+        params = {**self._default_params, **(call.params or {})}
+        return self._client.build_request(
+            call.method.upper(),
+            self.url_for(call.path),
+            json=call.json,
+            params=params or None,
+            files=call.files,
+            data=call.data,
+            content=call.content,
+            headers=headers,
+            timeout=self._timeout if self._timeout is not None else httpx.USE_CLIENT_DEFAULT,
+        )
+
+    async def _attempt(self, call: Call, key: str | None, number: int) -> Reply:
+        if self._closed:
+            raise RuntimeError("this client is closed")
+        limiter = self._limiter(call)
+        async with self._admit(call) as admission:
+            request = await self._build(call, key)
+            broken: httpx.TransportError | None = None
+            try:
+                response = await self._client.send(request)
+            except httpx.TransportError as exc:
+                broken = exc
+            if broken is not None:
+                # raised outside the except block, so the original (which may quote a
+                # credential) is not kept as __context__; the cause is a redacted copy
+                secrets = tuple(self._secrets())
+                cause = _redacted_copy(broken, secrets)
+                error = connection_error(
+                    cause, method=request.method, url=str(request.url), secrets=secrets
+                )
+                verdict = classify_exception(broken)
+                if verdict.retry and (
+                    call.idempotent is not False or not _may_have_reached_server(broken, None)
+                ):
+                    raise _Retryable(error) from cause
+                raise error from cause
+            if limiter is not None:
+                limiter.observe(response.headers)
+            if response.is_success:
+                body, usage = self._read_usage(call, response)
+                # a server that reports no usage is charged its whole reservation
+                reserved = call.prompt_tokens + call.max_completion_tokens
+                admission.settle(usage.total_tokens if usage is not None else reserved)
+                return Reply(response, body, usage, number)
+            raise self._failure(call, response, limiter)
+
+    def _read_usage(self, call: Call, response: httpx.Response) -> tuple[Any, Usage | None]:
+        if call.kind is None:
+            return None, None
+        try:
+            body = response.json()
+        except ValueError:
+            return None, None
+        return body, usage_from_body(body)
+
+    def _failure(self, call: Call, response: httpx.Response, limiter: _Limiter | None) -> Exception:
+        details = error_details(response)
+        verdict = classify_status(
+            response.status_code,
+            response.headers,
+            policy=self.retry,
+            error_code=details.code,
+            error_type=details.error_type,
+            message=details.message,
+        )
+        # no settle(): leaving the admission unsettled hands the token reservation back
+        quota = "insufficient_quota" in (details.code, details.error_type)
+        congestion = not quota and not is_request_too_large(details.message)
+        if response.status_code == 429 and congestion:
+            if limiter is not None:
+                limiter.congested(verdict.server_wait, response.headers)
+            if call.model is not None and self.ledger is not None:
+                self.ledger.record_rate_limited(call.model)
+        retry = verdict.retry and (
+            call.idempotent is not False or not _may_have_reached_server(None, response.status_code)
+        )
+        error = status_error(
+            response,
+            details,
+            retry_after=verdict.server_wait,
+            secrets=self._secrets(),
+            note=None if retry or response.status_code < 429 else f"not retried: {verdict.reason}",
+        )
+        if retry:
+            return _Retryable(error, verdict.server_wait)
+        return error

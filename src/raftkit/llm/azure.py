@@ -1,0 +1,174 @@
+"""The client for Azure OpenAI: deployment URLs with ``api-version``, or the ``/openai/v1`` API."""
+
+from __future__ import annotations
+
+import inspect
+import os
+from collections import deque
+from collections.abc import Awaitable, Callable, Mapping
+from urllib.parse import quote
+
+import anyio
+import httpx
+
+from raftkit.errors import UsageError
+from raftkit.llm._base import StructuredMode
+from raftkit.llm._openai_shaped import (
+    DEFAULT_STRUCTURED_ATTEMPTS,
+    EmbeddingFormat,
+    MaxTokensField,
+    OpenAIShapedClient,
+    credential_fingerprint,
+    resolve_retry,
+)
+from raftkit.llm._retry import RetryPolicy
+from raftkit.llm._secrets import Secret
+from raftkit.llm._transport import Transport
+from raftkit.llm.limiter import LimiterRegistry
+from raftkit.llm.usage import UsageLedger
+
+__all__ = ["AzureOpenAIClient", "TokenProvider"]
+
+#: Returns a Microsoft Entra ID access token, e.g. ``azure.identity.get_bearer_token_provider
+#: (credential, "https://cognitiveservices.azure.com/.default")``; may be sync or async.
+TokenProvider = Callable[[], str | Awaitable[str]]
+
+_REMEMBERED_TOKENS = 4
+
+
+class AzureOpenAIClient(OpenAIShapedClient):
+    """Azure OpenAI. ``model`` is the deployment name.
+
+    Each setting is taken from its argument, else from the environment:
+
+    - ``endpoint`` / ``AZURE_OPENAI_ENDPOINT``: ``https://<resource>.openai.azure.com``.
+    - ``api_key`` / ``AZURE_OPENAI_API_KEY``, sent as the ``api-key`` header; or instead
+      ``token_provider`` for Microsoft Entra ID, called before every attempt (so tokens
+      refresh) and sent as ``Authorization: Bearer``. A sync provider runs in a worker
+      thread because azure-identity may do network I/O to refresh.
+    - ``api_version`` / ``OPENAI_API_VERSION``: required for deployment URLs
+      (``/openai/deployments/{model}/chat/completions?api-version=...``).
+
+    With ``v1=True`` the client uses the ``/openai/v1/`` API instead: the OpenAI paths with
+    the deployment name as ``model`` in the body and no ``api-version``.
+    The other arguments are those of :class:`~raftkit.llm.OpenAIClient`.
+    """
+
+    def __init__(
+        self,
+        *,
+        endpoint: str | None = None,
+        api_key: str | Secret | None = None,
+        token_provider: TokenProvider | None = None,
+        api_version: str | None = None,
+        v1: bool = False,
+        http_client: httpx.AsyncClient | None = None,
+        limiters: LimiterRegistry | None = None,
+        ledger: UsageLedger | None = None,
+        retry: RetryPolicy | None = None,
+        max_retries: int | None = None,
+        timeout: float | httpx.Timeout | None = None,
+        limits: httpx.Limits | None = None,
+        structured_mode: StructuredMode = "json_schema",
+        max_structured_attempts: int = DEFAULT_STRUCTURED_ATTEMPTS,
+        default_max_tokens: int = 1024,
+        max_tokens_field: MaxTokensField = "max_completion_tokens",
+        embedding_format: EmbeddingFormat = "float",
+        embedding_concurrency: int = 4,
+        default_headers: Mapping[str, str] | None = None,
+    ) -> None:
+        endpoint = endpoint or os.environ.get("AZURE_OPENAI_ENDPOINT") or None
+        if endpoint is None:
+            raise UsageError(
+                "no Azure OpenAI endpoint: pass endpoint=... or set AZURE_OPENAI_ENDPOINT "
+                "(https://<resource>.openai.azure.com)"
+            )
+        if api_key is not None and token_provider is not None:
+            raise UsageError("pass either api_key or token_provider, not both")
+        if api_key is None and token_provider is None:
+            api_key = os.environ.get("AZURE_OPENAI_API_KEY") or None
+            if api_key is None:
+                raise UsageError(
+                    "no Azure OpenAI credentials: pass api_key=... or set "
+                    "AZURE_OPENAI_API_KEY, or pass token_provider=... for Microsoft Entra ID"
+                )
+        self._api_key = Secret(api_key) if api_key is not None else None
+        self._token_provider = token_provider
+        self._tokens: deque[str] = deque(maxlen=_REMEMBERED_TOKENS)
+        self.v1 = v1
+        self.api_version = api_version or os.environ.get("OPENAI_API_VERSION") or None
+        if not v1 and self.api_version is None:
+            raise UsageError(
+                "no Azure OpenAI API version: pass api_version=... or set OPENAI_API_VERSION "
+                "(e.g. 2024-10-21), or use v1=True for the /openai/v1/ API"
+            )
+        self.endpoint = endpoint.rstrip("/")
+        root = self.endpoint
+        for suffix in ("/openai/v1", "/openai"):
+            if root.endswith(suffix):
+                root = root[: -len(suffix)]
+        base_url = f"{root}/openai/v1/" if v1 else f"{root}/openai/"
+        params = {} if v1 or self.api_version is None else {"api-version": self.api_version}
+        key_value = self._api_key.get_secret_value() if self._api_key is not None else None
+        fingerprint = credential_fingerprint(key_value) if key_value else "entra-id"
+        transport = Transport(
+            base_url=base_url,
+            auth=self._auth_headers,
+            scope=f"{root}#{fingerprint}",
+            http_client=http_client,
+            timeout=timeout,
+            limits=limits,
+            retry=resolve_retry(retry, max_retries),
+            limiters=limiters if limiters is not None else LimiterRegistry(),
+            ledger=ledger if ledger is not None else UsageLedger(),
+            default_headers=default_headers,
+            default_params=params,
+            secrets=self._known_secrets,
+        )
+        super().__init__(
+            transport=transport,
+            structured_mode=structured_mode,
+            default_max_tokens=default_max_tokens,
+            max_structured_attempts=max_structured_attempts,
+            max_tokens_field=max_tokens_field,
+            embedding_format=embedding_format,
+            embedding_concurrency=embedding_concurrency,
+        )
+
+    def _chat_route(self, model: str) -> tuple[str, bool]:
+        if self.v1:
+            return "chat/completions", True
+        return f"deployments/{quote(model, safe='')}/chat/completions", False
+
+    def _embeddings_route(self, model: str) -> tuple[str, bool]:
+        if self.v1:
+            return "embeddings", True
+        return f"deployments/{quote(model, safe='')}/embeddings", False
+
+    async def _auth_headers(self) -> Mapping[str, str]:
+        if self._api_key is not None:
+            return {"api-key": self._api_key.get_secret_value()}
+        assert self._token_provider is not None
+        token = await _call_provider(self._token_provider)
+        if not isinstance(token, str) or not token:
+            raise UsageError("the token_provider returned no token")
+        if token not in self._tokens:
+            self._tokens.append(token)
+        return {"Authorization": f"Bearer {token}"}
+
+    def _known_secrets(self) -> tuple[str, ...]:
+        if self._api_key is not None:
+            return (self._api_key.get_secret_value(),)
+        return tuple(self._tokens)
+
+
+async def _call_provider(provider: TokenProvider) -> str:
+    # an object with an async __call__ counts as async too
+    call_method = type(provider).__dict__.get("__call__")
+    if inspect.iscoroutinefunction(provider) or inspect.iscoroutinefunction(call_method):
+        result = provider()
+    else:
+        result = await anyio.to_thread.run_sync(provider)
+    if inspect.isawaitable(result):
+        return await result
+    return result

@@ -1,0 +1,442 @@
+"""What a run used and what it cost: a per-model ledger, a price table and a budget cap.
+
+The request path calls :meth:`UsageLedger.reserve` before every attempt (the budget check),
+then :meth:`CostReservation.settle` with the response's usage or
+:meth:`CostReservation.release` when the call failed for good. :meth:`UsageLedger.report` is a
+pydantic snapshot of everything, ready to be written as JSON.
+
+Prices change. :data:`DEFAULT_PRICES` are OpenAI's list prices in US dollars per million tokens
+as of :data:`PRICES_AS_OF`; pass your own :class:`PriceTable` (or
+:meth:`PriceTable.with_prices`) for negotiated rates, Azure deployments (whose names are not
+model names) or newer models. A model the table does not know is counted with cost 0 and
+flagged (``cost_known=False``), never an error.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from raftkit.errors import BudgetExceededError, UsageError
+from raftkit.types import Usage
+
+__all__ = [
+    "BATCH_DISCOUNT",
+    "DEFAULT_PRICES",
+    "PRICES_AS_OF",
+    "CallKind",
+    "CostReservation",
+    "ModelPrice",
+    "ModelUsage",
+    "PriceTable",
+    "UsageLedger",
+    "UsageReport",
+    "estimate_finetune_cost",
+]
+
+#: The date :data:`DEFAULT_PRICES` were copied from https://openai.com/api/pricing/.
+PRICES_AS_OF = "2025-06-01"
+#: The Batch API bills half the list price.
+BATCH_DISCOUNT = 0.5
+
+CallKind = Literal["chat", "embedding"]
+
+_PER_MILLION = 1_000_000.0
+
+
+class ModelPrice(BaseModel):
+    """US dollars per million tokens for one model. ``None``: no such price (or unknown)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    input: float | None = Field(default=None, ge=0, description="prompt tokens (and embeddings)")
+    cached_input: float | None = Field(
+        default=None, ge=0, description="prompt tokens served from the prompt cache"
+    )
+    output: float | None = Field(default=None, ge=0, description="completion tokens")
+    training: float | None = Field(
+        default=None, ge=0, description="fine-tuning: per training token (tokens x epochs)"
+    )
+    fine_tuned_input: float | None = Field(
+        default=None, ge=0, description="inference on a fine-tuned model of this base"
+    )
+    fine_tuned_cached_input: float | None = Field(default=None, ge=0)
+    fine_tuned_output: float | None = Field(default=None, ge=0)
+
+    def for_fine_tuned(self) -> ModelPrice:
+        """The prices of inference on a model fine-tuned from this one."""
+        return ModelPrice(
+            input=self.fine_tuned_input if self.fine_tuned_input is not None else self.input,
+            cached_input=(
+                self.fine_tuned_cached_input
+                if self.fine_tuned_cached_input is not None
+                else self.cached_input
+            ),
+            output=self.fine_tuned_output if self.fine_tuned_output is not None else self.output,
+            training=self.training,
+        )
+
+
+def _chat(
+    inp: float,
+    cached: float | None,
+    out: float,
+    training: float | None = None,
+    ft: tuple[float, float | None, float] | None = None,
+) -> ModelPrice:
+    return ModelPrice(
+        input=inp,
+        cached_input=cached,
+        output=out,
+        training=training,
+        fine_tuned_input=ft[0] if ft else None,
+        fine_tuned_cached_input=ft[1] if ft else None,
+        fine_tuned_output=ft[2] if ft else None,
+    )
+
+
+#: OpenAI list prices, USD per 1M tokens, as of :data:`PRICES_AS_OF`. Prices change: check
+#: https://openai.com/api/pricing/ and override with :meth:`PriceTable.with_prices`.
+DEFAULT_PRICES: Mapping[str, ModelPrice] = {
+    "gpt-4o": _chat(2.50, 1.25, 10.00, 25.00, (3.75, 1.875, 15.00)),
+    "gpt-4o-mini": _chat(0.15, 0.075, 0.60, 3.00, (0.30, 0.15, 1.20)),
+    "gpt-4.1": _chat(2.00, 0.50, 8.00, 25.00, (3.00, 0.75, 12.00)),
+    "gpt-4.1-mini": _chat(0.40, 0.10, 1.60, 5.00, (0.80, 0.20, 3.20)),
+    "gpt-4.1-nano": _chat(0.10, 0.025, 0.40, 1.50, (0.20, 0.05, 0.80)),
+    "gpt-3.5-turbo": _chat(0.50, None, 1.50, 8.00, (3.00, None, 6.00)),
+    "o1": _chat(15.00, 7.50, 60.00),
+    "o1-mini": _chat(1.10, 0.55, 4.40),
+    "o3": _chat(2.00, 0.50, 8.00),
+    "o3-mini": _chat(1.10, 0.55, 4.40),
+    "o4-mini": _chat(1.10, 0.275, 4.40),
+    "text-embedding-3-small": ModelPrice(input=0.02),
+    "text-embedding-3-large": ModelPrice(input=0.13),
+    "text-embedding-ada-002": ModelPrice(input=0.10),
+}
+
+_DATE_SUFFIX = re.compile(r"-\d{4}-\d{2}-\d{2}$|-\d{4}$")
+
+
+class PriceTable:
+    """Model name → :class:`ModelPrice`, resolving dated snapshots and ``ft:`` names.
+
+    Lookup order: the exact name; the name without a date suffix (``gpt-4o-2024-08-06`` →
+    ``gpt-4o``); for ``ft:<base>:<org>::<id>``, the fine-tuned prices of ``<base>``. Entries
+    given to the constructor replace the defaults of the same name.
+    """
+
+    def __init__(
+        self,
+        prices: Mapping[str, ModelPrice] | None = None,
+        *,
+        include_defaults: bool = True,
+        as_of: str | None = None,
+    ) -> None:
+        self._prices: dict[str, ModelPrice] = dict(DEFAULT_PRICES) if include_defaults else {}
+        self._prices.update(prices or {})
+        self.as_of = as_of or (PRICES_AS_OF if include_defaults else None)
+
+    def with_prices(self, prices: Mapping[str, ModelPrice]) -> PriceTable:
+        """A copy of this table with ``prices`` added or replaced."""
+        table = PriceTable(self._prices, include_defaults=False, as_of=self.as_of)
+        table._prices.update(prices)
+        return table
+
+    @property
+    def prices(self) -> Mapping[str, ModelPrice]:
+        return dict(self._prices)
+
+    def lookup(self, model: str) -> ModelPrice | None:
+        """The prices for ``model``, or ``None`` if the table does not know it."""
+        if model in self._prices:
+            return self._prices[model]
+        if model.startswith("ft:"):
+            base = model[3:].split(":", 1)[0]
+            price = self._base(base)
+            return None if price is None else price.for_fine_tuned()
+        return self._base(model)
+
+    def _base(self, model: str) -> ModelPrice | None:
+        if model in self._prices:
+            return self._prices[model]
+        stripped = _DATE_SUFFIX.sub("", model)
+        return self._prices.get(stripped)
+
+    def cost(
+        self, model: str, usage: Usage, *, kind: CallKind = "chat", batch: bool = False
+    ) -> float | None:
+        """US dollars for one call's ``usage``, or ``None`` if the price is unknown."""
+        price = self.lookup(model)
+        if price is None or price.input is None:
+            return None
+        cached = min(usage.cached_tokens, usage.prompt_tokens)
+        cached_rate = price.cached_input if price.cached_input is not None else price.input
+        dollars = (usage.prompt_tokens - cached) * price.input + cached * cached_rate
+        if kind == "chat":
+            if price.output is None:
+                if usage.completion_tokens:
+                    return None
+            else:
+                dollars += usage.completion_tokens * price.output
+        dollars /= _PER_MILLION
+        return dollars * BATCH_DISCOUNT if batch else dollars
+
+    def worst_case(
+        self, model: str, *, prompt_tokens: int, max_completion_tokens: int, kind: CallKind
+    ) -> float | None:
+        """The most one call can cost: every prompt token uncached, every completion token used."""
+        usage = Usage(
+            prompt_tokens=prompt_tokens,
+            completion_tokens=max_completion_tokens if kind == "chat" else 0,
+        )
+        return self.cost(model, usage, kind=kind)
+
+
+def estimate_finetune_cost(
+    training_tokens: int,
+    *,
+    epochs: int,
+    model: str,
+    prices: PriceTable | None = None,
+) -> float | None:
+    """US dollars to fine-tune ``model`` on a file of ``training_tokens`` for ``epochs`` epochs.
+
+    OpenAI bills tokens in the training file × epochs at the model's training price. ``None``
+    when the table has no training price for ``model``.
+    """
+    if training_tokens < 0 or epochs < 1:
+        raise UsageError("training_tokens must be >= 0 and epochs >= 1")
+    table = prices or PriceTable()
+    price = table.lookup(model)
+    if price is None or price.training is None:
+        return None
+    return training_tokens * epochs * price.training / _PER_MILLION
+
+
+class ModelUsage(BaseModel):
+    """Totals for one model."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    calls: int = Field(default=0, description="calls that returned a usage (paid)")
+    failed: int = Field(default=0, description="calls given up on (nothing recorded as paid)")
+    retries: int = 0
+    rate_limited: int = Field(default=0, description="429 rate_limit_exceeded responses")
+    prompt_tokens: int = 0
+    cached_tokens: int = 0
+    completion_tokens: int = 0
+    embedding_tokens: int = Field(default=0, description="prompt tokens of embedding calls")
+    batch_calls: int = 0
+    cost_usd: float = 0.0
+    cost_known: bool = Field(
+        default=True, description="false if some call of this model had no price (counted as 0)"
+    )
+
+    @property
+    def total_tokens(self) -> int:
+        return self.prompt_tokens + self.completion_tokens
+
+
+class UsageReport(BaseModel):
+    """A snapshot of a :class:`UsageLedger`; ``model_dump_json()`` writes it as JSON."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    models: dict[str, ModelUsage] = Field(default_factory=dict)
+    total_cost_usd: float = 0.0
+    reserved_usd: float = Field(default=0.0, description="worst case of calls in flight")
+    max_cost_usd: float | None = None
+    cost_complete: bool = Field(
+        default=True, description="false if some model had no price: the total is a lower bound"
+    )
+    unpriced_models: list[str] = Field(default_factory=list)
+    prices_as_of: str | None = None
+
+    @property
+    def calls(self) -> int:
+        return sum(m.calls for m in self.models.values())
+
+    @property
+    def usage(self) -> Usage:
+        total = Usage()
+        for m in self.models.values():
+            total = total + Usage(
+                prompt_tokens=m.prompt_tokens,
+                completion_tokens=m.completion_tokens,
+                cached_tokens=m.cached_tokens,
+            )
+        return total
+
+
+class CostReservation:
+    """One call's place in the budget, between :meth:`UsageLedger.reserve` and its outcome."""
+
+    __slots__ = ("_done", "_ledger", "kind", "model", "worst_case_usd")
+
+    def __init__(self, ledger: UsageLedger, model: str, kind: CallKind, worst: float) -> None:
+        self._ledger = ledger
+        self._done = False
+        self.model = model
+        self.kind: CallKind = kind
+        self.worst_case_usd = worst
+
+    def settle(self, usage: Usage, *, batch: bool = False) -> None:
+        """Record the call (calls + 1, its tokens and dollars) and free the reservation."""
+        if self._done:
+            return
+        self._done = True
+        self._ledger._settle(self, usage, batch)
+
+    def release(self) -> None:
+        """The call failed for good: free the reservation and record nothing as paid."""
+        if self._done:
+            return
+        self._done = True
+        self._ledger._release(self)
+
+    def __repr__(self) -> str:
+        return f"CostReservation(model={self.model!r}, worst_case_usd={self.worst_case_usd:.6f})"
+
+
+class UsageLedger:
+    """Per-model calls, retries, 429s, tokens and dollars, with an optional spending cap.
+
+    With ``max_cost_usd``, :meth:`reserve` refuses a call once what was spent, plus the worst
+    case of the calls in flight, plus this call's worst case would exceed the cap. Calls of
+    models without a price cannot be budgeted; they pass and are flagged in the report.
+    """
+
+    def __init__(
+        self, prices: PriceTable | None = None, *, max_cost_usd: float | None = None
+    ) -> None:
+        if max_cost_usd is not None and max_cost_usd < 0:
+            raise UsageError(f"max_cost_usd must be >= 0, got {max_cost_usd!r}")
+        self.prices = prices or PriceTable()
+        self.max_cost_usd = max_cost_usd
+        self._models: dict[str, ModelUsage] = {}
+        self._spent = 0.0
+        self._reserved = 0.0
+
+    @property
+    def spent_usd(self) -> float:
+        return self._spent
+
+    @property
+    def reserved_usd(self) -> float:
+        return self._reserved
+
+    def _entry(self, model: str) -> ModelUsage:
+        entry = self._models.get(model)
+        if entry is None:
+            entry = self._models[model] = ModelUsage()
+        return entry
+
+    def reserve(
+        self,
+        model: str,
+        *,
+        prompt_tokens: int,
+        max_completion_tokens: int,
+        kind: CallKind = "chat",
+    ) -> CostReservation:
+        """Budget check: raises :class:`~raftkit.errors.BudgetExceededError` if spent +
+        reserved + this call's worst case > ``max_cost_usd``."""
+        worst = self.prices.worst_case(
+            model,
+            prompt_tokens=max(0, prompt_tokens),
+            max_completion_tokens=max(0, max_completion_tokens),
+            kind=kind,
+        )
+        worst = worst or 0.0
+        if self.max_cost_usd is not None:
+            committed = self._spent + self._reserved
+            if committed + worst > self.max_cost_usd + 1e-12:
+                raise BudgetExceededError(
+                    f"budget of ${self.max_cost_usd:.4f} reached: ${self._spent:.4f} spent, "
+                    f"${self._reserved:.4f} reserved by calls in flight, and this {model} call "
+                    f"could cost up to ${worst:.4f}",
+                    spent_usd=self._spent,
+                    limit_usd=self.max_cost_usd,
+                )
+        self._reserved += worst
+        return CostReservation(self, model, kind, worst)
+
+    def record_retry(self, model: str) -> None:
+        self._entry(model).retries += 1
+
+    def record_rate_limited(self, model: str) -> None:
+        self._entry(model).rate_limited += 1
+
+    def record(
+        self, model: str, usage: Usage, *, kind: CallKind = "chat", batch: bool = False
+    ) -> float | None:
+        """Record a call paid outside :meth:`reserve` (a batch job's results); returns its cost."""
+        return self._add(model, usage, kind, batch)
+
+    def _add(self, model: str, usage: Usage, kind: CallKind, batch: bool) -> float | None:
+        entry = self._entry(model)
+        entry.calls += 1
+        entry.batch_calls += int(batch)
+        entry.prompt_tokens += usage.prompt_tokens
+        entry.cached_tokens += usage.cached_tokens
+        entry.completion_tokens += usage.completion_tokens
+        if kind == "embedding":
+            entry.embedding_tokens += usage.prompt_tokens
+        cost = self.prices.cost(model, usage, kind=kind, batch=batch)
+        if cost is None:
+            entry.cost_known = False
+        else:
+            entry.cost_usd += cost
+            self._spent += cost
+        return cost
+
+    def _settle(self, reservation: CostReservation, usage: Usage, batch: bool) -> None:
+        self._reserved = max(0.0, self._reserved - reservation.worst_case_usd)
+        self._add(reservation.model, usage, reservation.kind, batch)
+
+    def _release(self, reservation: CostReservation) -> None:
+        self._reserved = max(0.0, self._reserved - reservation.worst_case_usd)
+        self._entry(reservation.model).failed += 1
+
+    def model_usage(self, model: str) -> ModelUsage:
+        """A copy of ``model``'s totals (zeros if it was never used)."""
+        entry = self._models.get(model)
+        return ModelUsage() if entry is None else entry.model_copy()
+
+    def report(self) -> UsageReport:
+        """A snapshot of everything recorded so far."""
+        models = {name: entry.model_copy() for name, entry in sorted(self._models.items())}
+        unpriced = [name for name, entry in models.items() if not entry.cost_known]
+        return UsageReport(
+            models=models,
+            total_cost_usd=self._spent,
+            reserved_usd=self._reserved,
+            max_cost_usd=self.max_cost_usd,
+            cost_complete=not unpriced,
+            unpriced_models=unpriced,
+            prices_as_of=self.prices.as_of,
+        )
+
+    def merge(self, reports: Iterable[UsageReport]) -> None:
+        """Add the totals of other ledgers' reports (e.g. from worker processes) to this one."""
+        for report in reports:
+            for name, other in report.models.items():
+                entry = self._entry(name)
+                for field in (
+                    "calls",
+                    "failed",
+                    "retries",
+                    "rate_limited",
+                    "prompt_tokens",
+                    "cached_tokens",
+                    "completion_tokens",
+                    "embedding_tokens",
+                    "batch_calls",
+                ):
+                    setattr(entry, field, getattr(entry, field) + getattr(other, field))
+                entry.cost_usd += other.cost_usd
+                entry.cost_known = entry.cost_known and other.cost_known
+                self._spent += other.cost_usd
