@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 from collections import Counter
 from collections.abc import Callable, Sequence
@@ -32,9 +33,22 @@ import anyio
 from anyio.abc import ObjectReceiveStream, ObjectSendStream
 from pydantic import BaseModel, ConfigDict, Field
 
-from raftkit.chunking import AsyncChunker, Chunker, MarkdownChunker, TokenChunker, chunk_document
+from raftkit.chunking import (
+    AsyncChunker,
+    Chunker,
+    MarkdownChunker,
+    SemanticChunker,
+    TokenChunker,
+    chunk_document,
+)
 from raftkit.errors import BudgetExceededError, UsageError
-from raftkit.extract import iter_documents
+from raftkit.extract import (
+    Extractor,
+    PdfExtractor,
+    VisionPdfExtractor,
+    default_extractors,
+    iter_documents,
+)
 from raftkit.journal import Journal
 from raftkit.llm import LLMClient
 from raftkit.llm.tokens import count_message_tokens, estimate_tokens
@@ -68,6 +82,9 @@ REJECTIONS_FILE = "rejections.jsonl"
 # Estimates for the dry run: a question is short; an answer is a paragraph of reasoning.
 _QUESTION_TOKENS = 30
 _ANSWER_TOKENS = 350
+# A page image (high detail, about 1024 px) plus the instruction; a page of Markdown back.
+_VISION_PROMPT_TOKENS = 1_000
+_VISION_PAGE_TOKENS = 800
 
 
 class RaftConfig(BaseModel):
@@ -85,10 +102,16 @@ class RaftConfig(BaseModel):
     oracle_probability: float = Field(0.8, ge=0.0, le=1.0, description="p, 0.8 as in the paper")
     sampler: Literal["uniform", "embedding", "bm25"] = "uniform"
     embedding_model: str = "text-embedding-3-small"
-    chunker: Literal["token", "markdown"] = "token"
+    chunker: Literal["token", "markdown", "semantic"] = "token"
     chunk_size: int = Field(512, ge=16, description="tokens per chunk (estimated)")
     chunk_overlap: int = Field(64, ge=0)
     seed: int = 0
+    vision_model: str | None = Field(
+        None, description="a vision-capable chat model that reads PDF pages into Markdown"
+    )
+    vision_pages: Literal["tables", "all"] = Field(
+        "tables", description="pages sent to the vision model: those with tables, or all"
+    )
     max_answer_attempts: int = Field(3, ge=1)
     answer_max_tokens: int | None = Field(
         None, ge=1, description="cap on the teacher's answer length; None: the server's default"
@@ -113,6 +136,21 @@ class Progress:
 
 SynthesizerArg = QuestionSynthesizer | Callable[[LLMClient], QuestionSynthesizer] | None
 AnswererArg = AnswerGenerator | Callable[[LLMClient], AnswerGenerator] | None
+
+
+class _Corpus:
+    """The chunks found so far, fed to the workers as they are found.
+
+    The index stream is unbounded on purpose: the walk must never wait for the workers, who
+    may themselves be waiting for the whole corpus (``ready``) to draw distractors. The chunks
+    are held anyway, so the queued indices cost nothing more.
+    """
+
+    def __init__(self) -> None:
+        self.chunks: list[Chunk] = []
+        self.send, self.receive = anyio.create_memory_object_stream[int](math.inf)
+        self.ready = anyio.Event()
+        self.sampler: DistractorSampler | None = None
 
 
 @dataclass
@@ -147,9 +185,7 @@ class RaftPipeline:
     ) -> None:
         self.client = client
         self.config = config if config is not None else RaftConfig()
-        self.chunker: Chunker | AsyncChunker = (
-            chunker if chunker is not None else default_chunker(self.config)
-        )
+        self._chunker = chunker
         self.prompts = prompts if prompts is not None else Prompts()
         self._synthesizer = synthesizer
         self._answerer = answerer
@@ -162,7 +198,7 @@ class RaftPipeline:
     async def plan(self, source: str | os.PathLike[str]) -> CostEstimate:
         """Extract and chunk ``source`` and forecast the teacher calls, tokens and $ — free."""
         return await estimate_cost(
-            source, self.config, chunker=self.chunker, prompts=self.prompts, prices=self.prices
+            source, self.config, chunker=self._chunker, prompts=self.prompts, prices=self.prices
         )
 
     # ------------------------------------------------------------------ the run
@@ -193,12 +229,10 @@ class RaftPipeline:
         before = ledger.report() if isinstance(ledger, UsageLedger) else None
         try:
             client = _journaled(self.client, journal)
-            chunks = await self._chunk_corpus(source, out, report)
-            sampler = await self._make_sampler(client, chunks)
             synthesizer = _resolve(self._synthesizer, client, self._default_synthesizer)
             answerer = _resolve(self._answerer, client, self._default_answerer)
             try:
-                await self._generate(chunks, sampler, synthesizer, answerer, out, report)
+                await self._generate(client, source, synthesizer, answerer, out, report)
             except BudgetExceededError as e:
                 report.status = "stopped"
                 report.stop_reason = f"budget: {e}"
@@ -229,28 +263,53 @@ class RaftPipeline:
             max_tokens=c.answer_max_tokens,
         )
 
-    async def _chunk_corpus(
-        self, source: str | os.PathLike[str], out: Path, report: RunReport
-    ) -> list[Chunk]:
-        chunks: list[Chunk] = []
-        walk = iter_documents(source)
+    def _extractors(self, client: LLMClient) -> list[Extractor]:
+        c = self.config
+        extractors = default_extractors()
+        if c.vision_model is None:
+            return extractors
+        vision = VisionPdfExtractor(
+            client, c.vision_model, table_pages_only=c.vision_pages == "tables"
+        )
+        return [vision, *(e for e in extractors if not isinstance(e, PdfExtractor))]
+
+    async def _extract_corpus(
+        self,
+        client: LLMClient,
+        source: str | os.PathLike[str],
+        corpus: _Corpus,
+        out: Path,
+        report: RunReport,
+    ) -> None:
+        """Walk, extract and chunk ``source``, handing each chunk to the workers at once.
+
+        Questions and answers need only their own chunk, so they start while the walk goes
+        on; only the distractors wait for the whole corpus (``corpus.ready``).
+        """
+        chunker = (
+            self._chunker if self._chunker is not None else default_chunker(self.config, client)
+        )
+        walk = iter_documents(source, extractors=self._extractors(client))
         tmp = out / (CHUNKS_FILE + ".tmp")
-        with tmp.open("w", encoding="utf-8") as f:
-            async with walk:
-                async for document in walk:
-                    report.pages += len(document.pages)
-                    for chunk in await chunk_document(self.chunker, document):
-                        chunks.append(chunk)
-                        f.write(chunk.model_dump_json() + "\n")
+        async with corpus.send:
+            with tmp.open("w", encoding="utf-8") as f:
+                async with walk:
+                    async for document in walk:
+                        report.pages += len(document.pages)
+                        for chunk in await chunk_document(chunker, document):
+                            f.write(chunk.model_dump_json() + "\n")
+                            corpus.chunks.append(chunk)
+                            report.chunks = len(corpus.chunks)
+                            corpus.send.send_nowait(len(corpus.chunks) - 1)
         os.replace(tmp, out / CHUNKS_FILE)
         report.files = walk.report.files
         report.documents = walk.report.documents
         report.extraction_errors = [str(e) for e in walk.report.errors]
         report.skipped_files = list(walk.report.skipped)
-        report.chunks = len(chunks)
         for error in walk.report.errors:
             logger.warning("skipped a file that could not be extracted: %s", error)
-        return chunks
+        corpus.sampler = await self._make_sampler(client, corpus.chunks)
+        corpus.ready.set()
 
     async def _make_sampler(self, client: LLMClient, chunks: list[Chunk]) -> DistractorSampler:
         given = self._sampler
@@ -262,62 +321,54 @@ class RaftPipeline:
         if kind == "bm25":
             return await BM25Sampler.build(chunks)
         if kind == "embedding":
-            matrix = await client.embed(
-                [ch.text for ch in chunks], model=self.config.embedding_model
+            return await EmbeddingSampler.from_client(
+                chunks, client, model=self.config.embedding_model
             )
-            return EmbeddingSampler(chunks, matrix)
         return UniformSampler(chunks)
 
     async def _generate(
         self,
-        chunks: list[Chunk],
-        sampler: DistractorSampler,
+        client: LLMClient,
+        source: str | os.PathLike[str],
         synthesizer: QuestionSynthesizer,
         answerer: AnswerGenerator,
         out: Path,
         report: RunReport,
     ) -> None:
         c = self.config
+        corpus = _Corpus()
         partial = out / (EXAMPLES_FILE + ".partial")
-        rejected_path = out / REJECTIONS_FILE
         offsets: list[tuple[tuple[int, int], int, int]] = []
         reasons: Counter[str] = Counter()
-        done = 0
-
-        send_chunks, receive_chunks = anyio.create_memory_object_stream[int](c.concurrency)
         send_out, receive_out = anyio.create_memory_object_stream[_Outcome | int](c.concurrency * 4)
-
-        async def feed() -> None:
-            async with send_chunks:
-                for index in range(len(chunks)):
-                    await send_chunks.send(index)
 
         async def work(
             inbox: ObjectReceiveStream[int], outbox: ObjectSendStream[_Outcome | int]
         ) -> None:
             async with inbox, outbox:
                 async for index in inbox:
-                    await self._one_chunk(index, chunks, sampler, synthesizer, answerer, outbox)
+                    await self._one_chunk(index, corpus, synthesizer, answerer, outbox)
 
-        with partial.open("w+b") as sink, rejected_path.open("w", encoding="utf-8") as rejects:
+        with (
+            partial.open("w+b") as sink,
+            (out / REJECTIONS_FILE).open("w", encoding="utf-8") as rejects,
+        ):
             stopped: BudgetExceededError | None = None
             try:
                 async with anyio.create_task_group() as tg:
-                    tg.start_soon(feed)
+                    tg.start_soon(self._extract_corpus, client, source, corpus, out, report)
                     async with send_out:
                         for _ in range(c.concurrency):
-                            tg.start_soon(work, receive_chunks.clone(), send_out.clone())
-                    receive_chunks.close()
+                            tg.start_soon(work, corpus.receive.clone(), send_out.clone())
+                    corpus.receive.close()
                     async with receive_out:
                         async for item in receive_out:
                             if isinstance(item, int):  # a chunk finished
-                                done += 1
-                                report.chunks_done = done
+                                report.chunks_done += 1
                                 self._report_progress(report, reasons)
                                 continue
                             report.questions += 1
-                            if item.short:
-                                report.short_contexts += 1
+                            report.short_contexts += int(item.short)
                             if item.example is not None:
                                 line = (item.example.model_dump_json() + "\n").encode("utf-8")
                                 offsets.append((item.order, sink.tell(), len(line)))
@@ -326,7 +377,8 @@ class RaftPipeline:
                                 report.examples_with_oracle += int(item.example.oracle_present)
                             elif item.rejection is not None:
                                 reasons[item.rejection["reason"]] += 1
-                                rejects.write(json.dumps(item.rejection, ensure_ascii=False) + "\n")
+                                rejects.write(json.dumps(item.rejection, ensure_ascii=False))
+                                rejects.write("\n")
                                 report.rejections = dict(reasons)
             except BaseExceptionGroup as group:
                 budget, rest = group.split(BudgetExceededError)
@@ -344,22 +396,27 @@ class RaftPipeline:
     async def _one_chunk(
         self,
         index: int,
-        chunks: list[Chunk],
-        sampler: DistractorSampler,
+        corpus: _Corpus,
         synthesizer: QuestionSynthesizer,
         answerer: AnswerGenerator,
         outbox: ObjectSendStream[_Outcome | int],
     ) -> None:
         c = self.config
-        oracle = chunks[index]
+        oracle = corpus.chunks[index]
         questions = await synthesizer.synthesize(oracle, c.questions_per_chunk)
 
         async def one(position: int, question: Question) -> None:
-            rng = question_rng(c.seed, question.id)
-            context = await build_context(
-                question, oracle, sampler, rng=rng, k=c.distractors, p=c.oracle_probability
-            )
             result = await answerer.generate(question, oracle)
+            await corpus.ready.wait()
+            assert corpus.sampler is not None
+            context = await build_context(
+                question,
+                oracle,
+                corpus.sampler,
+                rng=question_rng(c.seed, question.id),
+                k=c.distractors,
+                p=c.oracle_probability,
+            )
             await outbox.send(_outcome((index, position), question, oracle, context, result, c))
 
         async with anyio.create_task_group() as tg:
@@ -424,14 +481,22 @@ async def estimate_cost(
         + questions * answer_tokens * (extra * (extra + 1) // 2)
     )
     completion_max = questions * _QUESTION_TOKENS + questions * answer_tokens * (1 + extra)
-    embedding_tokens = (
-        sum(estimate_tokens(ch.text) for ch in chunks) if c.sampler == "embedding" else 0
+    embedded = c.sampler == "embedding" or c.chunker == "semantic"
+    embedding_tokens = sum(estimate_tokens(ch.text) for ch in chunks) if embedded else 0
+    # Vision: at most one call per PDF page (fewer with vision_pages="tables").
+    vision_calls = pages if c.vision_model is not None else 0
+    vision_usage = Usage(
+        prompt_tokens=vision_calls * _VISION_PROMPT_TOKENS,
+        completion_tokens=vision_calls * _VISION_PAGE_TOKENS,
     )
 
     def dollars(p: int, q: int) -> float | None:
         cost = prices.cost(
             c.teacher_model, Usage(prompt_tokens=p, completion_tokens=q), kind="chat"
         )
+        if cost is not None and c.vision_model is not None:
+            seen = prices.cost(c.vision_model, vision_usage, kind="chat")
+            cost = None if seen is None else cost + seen
         if cost is not None and embedding_tokens:
             emb = prices.cost(
                 c.embedding_model, Usage(prompt_tokens=embedding_tokens), kind="embedding"
@@ -446,20 +511,37 @@ async def estimate_cost(
         questions=questions,
         teacher_calls_min=len(chunks) + questions,
         teacher_calls_max=len(chunks) + questions * c.max_answer_attempts,
-        prompt_tokens=prompt,
-        completion_tokens=completion,
+        vision_calls_max=vision_calls,
+        prompt_tokens=prompt + vision_usage.prompt_tokens,
+        completion_tokens=completion + vision_usage.completion_tokens,
         embedding_tokens=embedding_tokens,
         cost_usd=dollars(prompt, completion),
         cost_usd_max=dollars(prompt_max, completion_max),
-        price_note=f"Prices as of {prices.as_of}; token counts are estimates."
-        if prices.as_of
-        else "Token counts are estimates.",
+        price_note=_price_note(prices, c),
         extraction_errors=[str(e) for e in walk.report.errors],
     )
 
 
-def default_chunker(config: RaftConfig) -> Chunker:
-    """The chunker a config names, with its size and overlap."""
+def _price_note(prices: PriceTable, config: RaftConfig) -> str:
+    notes = [f"Prices as of {prices.as_of}." if prices.as_of else "", "Token counts are estimates."]
+    if config.chunker == "semantic":
+        notes.append("Semantic chunks are estimated as token windows of the same size.")
+    return " ".join(n for n in notes if n)
+
+
+def default_chunker(config: RaftConfig, client: LLMClient | None = None) -> Chunker | AsyncChunker:
+    """The chunker a config names, with its size and overlap.
+
+    The semantic chunker embeds sentences, so it needs ``client``; without one (a dry run,
+    which pays for nothing) token windows of the same size stand in for it.
+    """
+    if config.chunker == "semantic" and client is not None:
+        model = config.embedding_model
+
+        async def embed(texts: Sequence[str]) -> Any:
+            return await client.embed(list(texts), model=model)
+
+        return SemanticChunker(embed, max_tokens=config.chunk_size)
     if config.chunker == "markdown":
         return MarkdownChunker(size=config.chunk_size, overlap=config.chunk_overlap)
     return TokenChunker(size=config.chunk_size, overlap=config.chunk_overlap)

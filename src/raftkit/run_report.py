@@ -18,6 +18,7 @@ class CostEstimate(BaseModel):
     questions: int
     teacher_calls_min: int = Field(description="calls if no answer is ever re-asked")
     teacher_calls_max: int = Field(description="calls if every answer uses every attempt")
+    vision_calls_max: int = Field(0, description="PDF pages that may be sent to a vision model")
     prompt_tokens: int
     completion_tokens: int
     embedding_tokens: int = 0
@@ -40,6 +41,7 @@ class CostEstimate(BaseModel):
             f"| chunks | {self.chunks} |",
             f"| questions (at most) | {self.questions} |",
             f"| teacher calls | {self.teacher_calls_min:,} – {self.teacher_calls_max:,} |",
+            f"| vision calls (at most) | {self.vision_calls_max:,} |",
             f"| prompt tokens (est.) | {self.prompt_tokens:,} |",
             f"| completion tokens (est., upper bound) | {self.completion_tokens:,} |",
             f"| embedding tokens (est.) | {self.embedding_tokens:,} |",
@@ -111,7 +113,7 @@ class RunReport(BaseModel):
             f"| examples (with oracle) | {self.examples} ({self.examples_with_oracle}) |",
             f"| rejected questions | {sum(self.rejections.values())} |",
             f"| contexts short of distractors | {self.short_contexts} |",
-            f"| teacher calls paid / replayed from journal | {self.teacher_calls_paid} / "
+            f"| paid calls (teacher, vision, embeddings) / replayed from journal | {self.teacher_calls_paid} / "
             f"{self.teacher_calls_replayed} |",
             f"| tokens prompt / cached / completion | {self.prompt_tokens:,} / "
             f"{self.cached_tokens:,} / {self.completion_tokens:,} |",

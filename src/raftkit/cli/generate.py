@@ -44,10 +44,16 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     p.add_argument("--sampler", choices=["uniform", "embedding", "bm25"], default=defaults.sampler)
     p.add_argument("--embedding-model", default=defaults.embedding_model)
-    p.add_argument("--chunker", choices=["token", "markdown"], default=defaults.chunker)
+    p.add_argument("--chunker", choices=["token", "markdown", "semantic"], default=defaults.chunker)
     p.add_argument("--chunk-size", type=int, default=defaults.chunk_size)
     p.add_argument("--chunk-overlap", type=int, default=defaults.chunk_overlap)
     p.add_argument("--seed", type=int, default=defaults.seed)
+    p.add_argument(
+        "--vision-model",
+        help="a vision-capable chat model that reads PDF pages (with tables) into Markdown",
+    )
+    p.add_argument("--vision-pages", choices=["tables", "all"], default=defaults.vision_pages)
+    p.add_argument("--answer-max-tokens", type=int, help="cap on each teacher answer's length")
     p.add_argument("--max-answer-attempts", type=int, default=defaults.max_answer_attempts)
     p.add_argument(
         "--concurrency",
@@ -78,6 +84,9 @@ async def run(args: argparse.Namespace) -> int:
         chunk_overlap=args.chunk_overlap,
         seed=args.seed,
         max_answer_attempts=args.max_answer_attempts,
+        vision_model=args.vision_model,
+        vision_pages=args.vision_pages,
+        answer_max_tokens=args.answer_max_tokens,
         concurrency=args.concurrency,
     )
     if not args.docs.exists():

@@ -1,0 +1,143 @@
+"""End-to-end generation: examples per minute against a rate budget, and peak memory.
+
+Run by hand (not part of the test suite)::
+
+    .venv/bin/python benchmarks/generation.py            # both measurements
+    .venv/bin/python benchmarks/generation.py --only throughput --rpm 1200
+
+Throughput: ``raftkit generate`` on ../shared/corpus against the simulator (in its own process)
+enforcing RPM/TPM with per-call latency. The ideal is what the budget allows for the calls and
+tokens the run actually needed: ``min(RPM / calls per example, TPM / tokens per example)``
+examples per minute. Goal: at least 0.9 of it, end to end (extraction and chunking included).
+
+Memory: peak RSS of ``raftkit generate`` on the corpus and on ten copies of it (no limits, no
+latency). Goal: ten times the corpus costs at most twice the peak memory.
+
+Both are ratios measured within one run, as these machines are noisy.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+CORPUS = ROOT.parent / "shared" / "corpus"
+
+
+@contextmanager
+def simulator(*flags: str) -> Iterator[tuple[str, str]]:
+    """A simulator in its own process (its request log must not count in our memory)."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "raftkit.testing", "--port", "0", *flags],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert process.stdout is not None
+        banner = process.stdout.readline() + process.stdout.readline()
+        found = dict(re.findall(r"(base_url|api_key)=(\S+)", banner))
+        yield found["base_url"], found["api_key"]
+    finally:
+        process.terminate()
+        process.wait()
+
+
+def generate(
+    docs: Path, out: Path, sim: tuple[str, str], *extra: str
+) -> tuple[dict[str, object], int]:
+    """Run ``raftkit generate`` in a child process; its report and peak RSS in bytes."""
+    base_url, api_key = sim
+    env = {**os.environ, "OPENAI_API_KEY": api_key}
+    command = [
+        sys.executable, "-m", "raftkit.cli", "generate", str(docs), "--out", str(out),
+        "--base-url", base_url, "--quiet", *extra,
+    ]  # fmt: skip
+    child = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL)
+    _, status, usage = os.wait4(child.pid, 0)
+    if status != 0:
+        raise SystemExit(f"raftkit generate failed with status {status}")
+    report = json.loads((out / "report.json").read_text(encoding="utf-8"))
+    return report, usage.ru_maxrss * 1024  # Linux reports kilobytes
+
+
+def throughput(rpm: float, tpm: float, latency: float, concurrency: int) -> dict[str, float]:
+    with (
+        tempfile.TemporaryDirectory() as tmp,
+        simulator(
+            "--rpm", str(int(rpm)), "--tpm", str(int(tpm)), "--latency-base", str(latency)
+        ) as url,
+    ):
+        report, _ = generate(
+            CORPUS, Path(tmp) / "run", url,
+            "--rpm", str(rpm), "--tpm", str(tpm), "--concurrency", str(concurrency),
+        )  # fmt: skip
+    examples = float(report["examples"])  # type: ignore[arg-type]
+    minutes = float(report["wall_seconds"]) / 60  # type: ignore[arg-type]
+    calls = float(report["teacher_calls_paid"])  # type: ignore[arg-type]
+    tokens = float(report["prompt_tokens"]) + float(report["completion_tokens"])  # type: ignore[arg-type]
+    models = report["usage_by_model"]
+    assert isinstance(models, dict)
+    rate_limited = sum(int(m["rate_limited"]) for m in models.values())
+    ideal = min(rpm / (calls / examples), tpm / (tokens / examples))
+    achieved = examples / minutes
+    return {
+        "examples": examples,
+        "calls": calls,
+        "tokens_per_example": tokens / examples,
+        "wall_seconds": minutes * 60,
+        "examples_per_minute": achieved,
+        "ideal_examples_per_minute": ideal,
+        "ratio": achieved / ideal,
+        "rate_limited_429s": float(rate_limited),
+    }
+
+
+def memory(copies: int) -> dict[str, float]:
+    with tempfile.TemporaryDirectory() as tmp, simulator() as url:
+        big = Path(tmp) / "big"
+        for i in range(copies):
+            shutil.copytree(CORPUS, big / f"copy{i:02d}")
+        small_report, small_rss = generate(CORPUS, Path(tmp) / "one", url)
+        big_report, big_rss = generate(big, Path(tmp) / "ten", url)
+    return {
+        "corpus_examples": float(small_report["examples"]),  # type: ignore[arg-type]
+        "corpus_peak_rss_mb": small_rss / 2**20,
+        "copies": float(copies),
+        "copies_examples": float(big_report["examples"]),  # type: ignore[arg-type]
+        "copies_peak_rss_mb": big_rss / 2**20,
+        "ratio": big_rss / small_rss,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--only", choices=["throughput", "memory"])
+    parser.add_argument("--rpm", type=float, default=1200)
+    parser.add_argument("--tpm", type=float, default=2_000_000)
+    parser.add_argument("--latency", type=float, default=0.3)
+    parser.add_argument("--concurrency", type=int, default=32)
+    parser.add_argument("--copies", type=int, default=10)
+    args = parser.parse_args()
+    if args.only in (None, "throughput"):
+        for name, rpm, tpm in (
+            ("RPM-bound", args.rpm, args.tpm),
+            ("TPM-bound", args.rpm * 10, args.tpm / 10),
+        ):
+            result = throughput(rpm, tpm, args.latency, args.concurrency)
+            print(f"throughput {name} rpm={rpm:g} tpm={tpm:g}: " + json.dumps(result, indent=None))
+    if args.only in (None, "memory"):
+        print(f"memory x{args.copies}: " + json.dumps(memory(args.copies)))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,229 @@
+"""The generation pipeline end to end against the loopback simulator."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from raftkit.errors import ResumeMismatchError
+from raftkit.llm import OpenAIClient
+from raftkit.llm.usage import UsageLedger
+from raftkit.pipeline import RaftConfig, RaftPipeline, estimate_cost
+from raftkit.synth import verify_answer
+from raftkit.testing import Simulator, SimulatorConfig
+from raftkit.types import RaftExample
+
+pytestmark = pytest.mark.anyio
+
+CORPUS = Path(__file__).resolve().parents[2] / "shared" / "corpus"
+SMALL_PDF = CORPUS / "surfing" / "Foilboard - Wikipedia.pdf"
+
+CHINESE = (
+    "# 蝙蝠\n\n蝙蝠是唯一能够真正飞行的哺乳动物。它们的前肢演化成了翼。\n\n"
+    "## 回声定位\n\n大多数小型蝙蝠依靠回声定位在黑暗中捕食。它们发出高频声波。\n"
+)
+
+
+def make_docs(root: Path) -> Path:
+    docs = root / "docs"
+    docs.mkdir()
+    shutil.copy(SMALL_PDF, docs / SMALL_PDF.name)
+    (docs / "蝙蝠.md").write_text(CHINESE, encoding="utf-8")
+    (docs / "broken.pdf").write_bytes(b"%PDF-1.7 this is not really a pdf")
+    (docs / "empty.txt").write_bytes(b"")
+    return docs
+
+
+@pytest.fixture
+async def sim() -> AsyncIterator[Simulator]:
+    async with Simulator() as simulator:
+        yield simulator
+
+
+def read_examples(run_dir: Path) -> list[RaftExample]:
+    lines = (run_dir / "examples.jsonl").read_text(encoding="utf-8").splitlines()
+    return [RaftExample.model_validate_json(line) for line in lines]
+
+
+def read_chunk_texts(run_dir: Path) -> dict[str, str]:
+    lines = (run_dir / "chunks.jsonl").read_text(encoding="utf-8").splitlines()
+    return {json.loads(line)["id"]: json.loads(line)["text"] for line in lines}
+
+
+async def test_run_writes_verified_examples_and_a_report(sim: Simulator, tmp_path: Path) -> None:
+    docs = make_docs(tmp_path)
+    config = RaftConfig(questions_per_chunk=3, chunk_size=256, seed=3, concurrency=4)
+    async with OpenAIClient(base_url=sim.base_url, api_key=sim.api_key) as client:
+        report = await RaftPipeline(client, config).run(docs, tmp_path / "run")
+
+    examples = read_examples(tmp_path / "run")
+    assert report.status == "completed"
+    assert report.examples == len(examples) > 0
+    assert report.documents == 2
+    assert len(report.extraction_errors) == 2
+    assert any("broken.pdf" in e for e in report.extraction_errors)
+    assert any("empty.txt" in e for e in report.extraction_errors)
+    chunks = read_chunk_texts(tmp_path / "run")
+    assert report.chunks == len(chunks)
+    assert any(e.document_id == "蝙蝠.md" for e in examples), "the Chinese document is used"
+    for example in examples:
+        assert len(example.documents) == config.distractors + 1 or len(chunks) <= config.distractors
+        assert [d.position for d in example.documents] == list(range(len(example.documents)))
+        assert example.oracle_present == any(d.is_oracle for d in example.documents)
+        assert verify_answer(example.cot_answer, chunks[example.chunk_id]).ok
+        assert example.final_answer
+    written = json.loads((tmp_path / "run" / "report.json").read_text(encoding="utf-8"))
+    assert written["examples"] == report.examples
+    assert "generation report" in (tmp_path / "run" / "report.md").read_text(encoding="utf-8")
+
+
+async def test_a_second_run_replays_the_journal_and_pays_nothing(
+    sim: Simulator, tmp_path: Path
+) -> None:
+    docs = make_docs(tmp_path)
+    config = RaftConfig(questions_per_chunk=2, chunk_size=256)
+    async with OpenAIClient(base_url=sim.base_url, api_key=sim.api_key) as client:
+        first = await RaftPipeline(client, config).run(docs, tmp_path / "run")
+        before = (tmp_path / "run" / "examples.jsonl").read_bytes()
+        paid = len(sim.requests)
+        second = await RaftPipeline(client, config).run(docs, tmp_path / "run")
+    assert len(sim.requests) == paid, "no request reaches the server on a replay"
+    assert second.teacher_calls_paid == 0
+    assert second.teacher_calls_replayed == first.teacher_calls_paid
+    assert (tmp_path / "run" / "examples.jsonl").read_bytes() == before
+
+
+async def test_resuming_with_other_settings_is_refused(sim: Simulator, tmp_path: Path) -> None:
+    docs = make_docs(tmp_path)
+    async with OpenAIClient(base_url=sim.base_url, api_key=sim.api_key) as client:
+        await RaftPipeline(client, RaftConfig(questions_per_chunk=1)).run(docs, tmp_path / "run")
+        with pytest.raises(ResumeMismatchError, match="oracle_probability"):
+            await RaftPipeline(
+                client, RaftConfig(questions_per_chunk=1, oracle_probability=1.0)
+            ).run(docs, tmp_path / "run")
+        # concurrency does not shape the data, so it may change on resume
+        await RaftPipeline(client, RaftConfig(questions_per_chunk=1, concurrency=1)).run(
+            docs, tmp_path / "run"
+        )
+
+
+async def test_misbehaving_teacher_never_reaches_the_dataset(tmp_path: Path) -> None:
+    docs = make_docs(tmp_path)
+    config = SimulatorConfig(
+        misbehaviour={"missing_answer": 0.3, "invented_quote": 0.3, "invalid_json": 0.2}
+    )
+    async with (
+        Simulator(config) as sim,
+        OpenAIClient(base_url=sim.base_url, api_key=sim.api_key) as client,
+    ):
+        report = await RaftPipeline(
+            client, RaftConfig(questions_per_chunk=3, chunk_size=256, max_answer_attempts=1)
+        ).run(docs, tmp_path / "run")
+    chunks = read_chunk_texts(tmp_path / "run")
+    examples = read_examples(tmp_path / "run")
+    assert report.rejections, "some answers were rejected"
+    assert set(report.rejections) <= {"no_answer_line", "quote_not_in_oracle", "empty_answer"}
+    for example in examples:
+        assert verify_answer(example.cot_answer, chunks[example.chunk_id]).ok
+    rejected = (tmp_path / "run" / "rejections.jsonl").read_text(encoding="utf-8").splitlines()
+    assert len(rejected) == sum(report.rejections.values())
+    rejected_ids = {json.loads(line)["question_id"] for line in rejected}
+    assert rejected_ids.isdisjoint({e.question_id for e in examples})
+
+
+async def test_budget_cap_stops_the_run_and_keeps_finished_work(
+    sim: Simulator, tmp_path: Path
+) -> None:
+    docs = make_docs(tmp_path)
+    ledger = UsageLedger(max_cost_usd=0.02)
+    async with OpenAIClient(base_url=sim.base_url, api_key=sim.api_key, ledger=ledger) as client:
+        report = await RaftPipeline(
+            client, RaftConfig(questions_per_chunk=5, chunk_size=128, concurrency=2)
+        ).run(docs, tmp_path / "run")
+    assert report.status == "stopped"
+    assert report.stop_reason is not None
+    assert "budget" in report.stop_reason
+    assert ledger.report().total_cost_usd <= 0.02
+    assert len(read_examples(tmp_path / "run")) == report.examples
+
+
+async def test_dry_run_estimates_without_calls(tmp_path: Path) -> None:
+    docs = make_docs(tmp_path)
+    estimate = await estimate_cost(docs, RaftConfig(questions_per_chunk=2, chunk_size=256))
+    assert estimate.chunks > 0
+    assert estimate.questions == 2 * estimate.chunks
+    assert estimate.teacher_calls_min == estimate.chunks + estimate.questions
+    assert estimate.cost_usd is not None
+    assert estimate.cost_usd_max is not None
+    assert 0 < estimate.cost_usd <= estimate.cost_usd_max
+    assert len(estimate.extraction_errors) == 2
+
+
+def _generate_command(docs: Path, out: Path, base_url: str) -> list[str]:
+    return [
+        sys.executable,
+        "-m",
+        "raftkit.cli",
+        "generate",
+        str(docs),
+        "--out",
+        str(out),
+        "--base-url",
+        base_url,
+        "--questions",
+        "3",
+        "--chunk-size",
+        "128",
+        "--concurrency",
+        "2",
+        "--quiet",
+    ]
+
+
+def _journal_lines(run_dir: Path) -> int:
+    path = run_dir / "journal.jsonl"
+    return path.read_bytes().count(b"\n") if path.exists() else 0
+
+
+@pytest.mark.slow
+def test_killed_run_resumes_to_the_same_dataset(tmp_path: Path) -> None:
+    """SIGKILL a generating process mid-run, run it again: the same dataset, nothing paid twice."""
+    docs = make_docs(tmp_path)
+    # Latency keeps the run going long enough to be killed in the middle of it.
+    with Simulator(SimulatorConfig(latency_base=0.05)) as sim:
+        env = {**os.environ, "OPENAI_API_KEY": sim.api_key}
+        reference = tmp_path / "reference"
+        subprocess.run(_generate_command(docs, reference, sim.base_url), env=env, check=True)
+        uninterrupted_calls = len(sim.requests)
+        total = _journal_lines(reference)
+
+        sim.clear_requests()
+        crashed = tmp_path / "crashed"
+        process = subprocess.Popen(_generate_command(docs, crashed, sim.base_url), env=env)
+        deadline = time.monotonic() + 60
+        while _journal_lines(crashed) < total // 2 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        process.send_signal(signal.SIGKILL)
+        process.wait()
+        journaled_at_kill = _journal_lines(crashed)
+        assert 0 < journaled_at_kill < total, "the kill landed in the middle of the run"
+
+        subprocess.run(_generate_command(docs, crashed, sim.base_url), env=env, check=True)
+        resumed_calls = len(sim.requests)
+
+    assert (crashed / "examples.jsonl").read_bytes() == (reference / "examples.jsonl").read_bytes()
+    assert _journal_lines(crashed) == total
+    # Calls in flight at the kill (at most the limiter's concurrency) may be paid twice; no other.
+    in_flight_bound = 2 * 3
+    assert resumed_calls <= uninterrupted_calls + in_flight_bound
+    report = json.loads((crashed / "report.json").read_text(encoding="utf-8"))
+    assert report["teacher_calls_replayed"] >= journaled_at_kill
