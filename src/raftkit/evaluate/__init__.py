@@ -1,0 +1,129 @@
+"""Evaluation: does the fine-tuned student answer better than the base model, and how sure are we?
+
+Plug-in points, both :class:`typing.Protocol`\\ s so a plain object will do:
+
+- :class:`Metric` scores one answered question (:class:`~raftkit.evaluate.metrics.Sample`).
+  Built in: :data:`~raftkit.evaluate.metrics.BUILTIN_METRICS` (exact match, token F1, quote
+  grounding, format adherence, answer length), :class:`~raftkit.evaluate.judge.JudgeCorrectness`
+  (an LLM judge) and, with the ``ragas`` extra,
+  :func:`~raftkit.evaluate.ragas_adapter.ragas_metrics`.
+- :class:`Evaluator` runs an evaluation and returns an
+  :class:`~raftkit.evaluate.report.EvaluationReport`; :class:`RaftEvaluator` is the default.
+
+Every comparison carries a paired-bootstrap confidence interval
+(:func:`~raftkit.evaluate.stats.paired_bootstrap`), and a verdict names a direction only when
+the interval excludes zero.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Protocol, runtime_checkable
+
+from raftkit.evaluate.judge import JUDGE_PROMPT, JudgeCorrectness, JudgeGrade
+from raftkit.evaluate.metrics import (
+    BUILTIN_METRICS,
+    FunctionMetric,
+    Sample,
+    Score,
+    answer_length,
+    exact_match,
+    extract_final_answer,
+    extract_quotes,
+    format_adherence,
+    normalize_answer,
+    quote_grounding,
+    token_f1,
+)
+from raftkit.evaluate.prompt import build_messages, render_user_prompt
+from raftkit.evaluate.render import render_html, render_markdown, write_report
+from raftkit.evaluate.report import (
+    ContextSetting,
+    EvaluationReport,
+    MetricInfo,
+    MetricSummary,
+    ModelSummary,
+    QuestionResult,
+    compare,
+)
+from raftkit.evaluate.runner import ModelSpec, RaftEvaluator, documents_for
+from raftkit.evaluate.stats import (
+    Comparison,
+    Interval,
+    Verdict,
+    bootstrap_mean,
+    paired_bootstrap,
+)
+from raftkit.types import RaftExample
+
+__all__ = [
+    "BUILTIN_METRICS",
+    "JUDGE_PROMPT",
+    "Comparison",
+    "ContextSetting",
+    "EvaluationReport",
+    "Evaluator",
+    "FunctionMetric",
+    "Interval",
+    "JudgeCorrectness",
+    "JudgeGrade",
+    "Metric",
+    "MetricInfo",
+    "MetricSummary",
+    "ModelSpec",
+    "ModelSummary",
+    "QuestionResult",
+    "RaftEvaluator",
+    "Sample",
+    "Score",
+    "Verdict",
+    "answer_length",
+    "bootstrap_mean",
+    "build_messages",
+    "compare",
+    "documents_for",
+    "exact_match",
+    "extract_final_answer",
+    "extract_quotes",
+    "format_adherence",
+    "normalize_answer",
+    "paired_bootstrap",
+    "quote_grounding",
+    "render_html",
+    "render_markdown",
+    "render_user_prompt",
+    "token_f1",
+    "write_report",
+]
+
+
+@runtime_checkable
+class Metric(Protocol):
+    """Scores one answered question.
+
+    ``score`` returns a float (``nan`` when the metric does not apply: "not measured") or a
+    :class:`~raftkit.evaluate.metrics.Score` carrying a short note. ``higher_is_better`` is
+    ``None`` for descriptive quantities such as length. An optional ``description`` attribute
+    is shown in the report. A metric that calls a model raises raftkit's API errors; the
+    runner records a per-question failure as ``nan`` with the error as the note.
+    """
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def higher_is_better(self) -> bool | None: ...
+
+    async def score(self, sample: Sample) -> float | Score: ...
+
+
+class Evaluator(Protocol):
+    """Runs an evaluation of ``models`` on test ``examples`` and compares them to a baseline."""
+
+    async def evaluate(
+        self,
+        examples: Sequence[RaftExample],
+        models: Sequence[ModelSpec],
+        *,
+        baseline: str | None = None,
+    ) -> EvaluationReport: ...

@@ -1,0 +1,353 @@
+"""An :class:`~raftkit.evaluate.report.EvaluationReport` as Markdown, as one HTML file, as JSON.
+
+The HTML page is self-contained (inline CSS, inline SVG charts, a few lines of inline JS to
+sort the per-question table): it can be mailed or archived and opened offline years later.
+Every string that came from data (questions, answers, model names) is HTML-escaped.
+"""
+
+from __future__ import annotations
+
+import math
+from html import escape
+from pathlib import Path
+
+import anyio
+
+from raftkit.evaluate.report import SETTING_DESCRIPTIONS, EvaluationReport, MetricSummary
+from raftkit.evaluate.stats import Comparison
+
+__all__ = [
+    "render_html",
+    "render_markdown",
+    "write_report",
+]
+
+
+def _num(value: float, digits: int = 3, *, signed: bool = False) -> str:
+    if math.isnan(value):
+        return "n/a"
+    return f"{value:+.{digits}f}" if signed else f"{value:.{digits}f}"
+
+
+def _interval(low: float, high: float, *, signed: bool = False) -> str:
+    if math.isnan(low) or math.isnan(high):
+        return "n/a"
+    return f"[{_num(low, signed=signed)}, {_num(high, signed=signed)}]"
+
+
+def _pct(confidence: float) -> str:
+    return f"{confidence * 100:g}%"
+
+
+def _verdict_sentence(model: str, baseline: str, metric: str, c: Comparison) -> str:
+    if c.n == 0:
+        return f"{model} vs {baseline} on {metric}: not measured on any common question"
+    pct = _pct(c.confidence)
+    ci = _interval(c.ci_low, c.ci_high, signed=True)
+    span = f"Δ {_num(c.difference, signed=True)}, {pct} CI {ci}"
+    if c.verdict == "no detectable difference":
+        head = f"no detectable difference between {model} and {baseline} on {metric}"
+    else:
+        word = {
+            "better": "better than",
+            "worse": "worse than",
+            "higher": "higher than",
+            "lower": "lower than",
+        }[c.verdict]
+        head = f"{model} is {word} {baseline} on {metric}"
+    plural = "s" if c.n_excluded != 1 else ""
+    excluded = f"; {c.n_excluded} pair{plural} not measured" if c.n_excluded else ""
+    return f"{head} ({span}; n={c.n}{excluded})"
+
+
+# ---------------------------------------------------------------- Markdown
+
+
+def _md(text: str) -> str:
+    # one line, no table breaks, no raw HTML from data
+    text = " ".join(text.split()).replace("|", "\\|")
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def render_markdown(report: EvaluationReport) -> str:
+    """The report as Markdown: one table per setting, then one verdict line per comparison."""
+    pct = _pct(report.confidence)
+    lines = [
+        "# raftkit evaluation report",
+        "",
+        f"- Baseline: **{_md(report.baseline)}**; models: "
+        + ", ".join(f"`{_md(m)}`" for m in report.models),
+        f"- Questions: {report.n_questions}; intervals: {pct} percentile bootstrap, "
+        f"{report.n_resamples} resamples, seed {report.seed}",
+        "- Δ is the paired mean difference (model − baseline) over questions measured for both;"
+        " a verdict names a direction only when its interval excludes 0.",
+        "- *not measured* counts questions without a score (failed call, metric not applicable);"
+        " they are left out of the means, never counted as 0.",
+    ]
+    for setting in report.settings:
+        lines += [
+            "",
+            f"## Setting: {setting}",
+            "",
+            SETTING_DESCRIPTIONS.get(setting, ""),
+            "",
+            f"| metric | model | mean | {pct} CI | measured | not measured | Δ vs "
+            f"{_md(report.baseline)} | {pct} CI of Δ | verdict |",
+            "|---|---|---:|---|---:|---:|---:|---|---|",
+        ]
+        sentences: list[str] = []
+        for summary in (s for s in report.summaries if s.setting == setting):
+            name = _md(summary.metric.name)
+            for m in summary.models:
+                c = summary.versus_baseline.get(m.model)
+                delta = _num(c.difference, signed=True) if c else "—"
+                delta_ci = _interval(c.ci_low, c.ci_high, signed=True) if c else "—"
+                verdict = c.verdict if c else "(baseline)"
+                lines.append(
+                    f"| {name} | {_md(m.model)} | {_num(m.mean)} | "
+                    f"{_interval(m.ci_low, m.ci_high)} | {m.n_measured} | {m.n_not_measured} | "
+                    f"{delta} | {delta_ci} | {verdict} |"
+                )
+            for model, c in summary.versus_baseline.items():
+                sentences.append(
+                    "- " + _md(_verdict_sentence(model, report.baseline, summary.metric.name, c))
+                )
+        if sentences:
+            lines += ["", "### Verdicts", "", *sentences]
+    failed = sum(1 for r in report.results if r.status == "failed")
+    skipped = sum(1 for r in report.results if r.status == "skipped")
+    lines += [
+        "",
+        f"Per-question results: {len(report.results)} answers ({failed} failed, {skipped} "
+        "skipped); see the JSON or HTML report.",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+# ---------------------------------------------------------------- HTML
+
+_CSS = """
+body{font-family:system-ui,-apple-system,"Segoe UI","Noto Sans","Noto Sans CJK SC",sans-serif;
+margin:2rem auto;max-width:1200px;padding:0 1rem;color:#1f2328;line-height:1.45}
+h1{font-size:1.6rem}h2{margin-top:2.5rem;border-bottom:1px solid #d0d7de}h3{margin-bottom:.3rem}
+table{border-collapse:collapse;margin:.6rem 0 1rem;font-size:.9rem}
+th,td{border:1px solid #d0d7de;padding:.25rem .5rem;vertical-align:top;text-align:left}
+td.n{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}
+th{background:#f6f8fa}th.sortable{cursor:pointer;user-select:none}
+th.sortable::after{content:" \\2195";color:#8c959f}
+th.asc::after{content:" \\2191"}th.desc::after{content:" \\2193"}
+.better{color:#1a7f37;font-weight:600}.worse{color:#cf222e;font-weight:600}
+.higher,.lower{color:#0969da}.nodiff{color:#57606a}
+.answer{max-width:28rem;white-space:pre-wrap;word-break:break-word}
+.muted{color:#57606a}svg text{font-size:12px;fill:#1f2328}
+.scroll{overflow-x:auto}
+"""
+
+# Sorts a table by the clicked column: numbers numerically (n/a last), text by locale.
+_JS = """
+document.querySelectorAll("table.sortable").forEach(function (table) {
+  table.querySelectorAll("th.sortable").forEach(function (th, col) {
+    th.addEventListener("click", function () {
+      var asc = !th.classList.contains("asc");
+      table.querySelectorAll("th.sortable").forEach(function (h) {
+        h.classList.remove("asc", "desc");
+      });
+      th.classList.add(asc ? "asc" : "desc");
+      var body = table.tBodies[0];
+      var rows = Array.prototype.slice.call(body.rows);
+      rows.sort(function (a, b) {
+        var x = a.cells[col].getAttribute("data-v"), y = b.cells[col].getAttribute("data-v");
+        var nx = parseFloat(x), ny = parseFloat(y);
+        var r;
+        if (!isNaN(nx) || !isNaN(ny)) {
+          if (isNaN(nx)) return 1;
+          if (isNaN(ny)) return -1;
+          r = nx - ny;
+        } else {
+          r = String(x).localeCompare(String(y));
+        }
+        return asc ? r : -r;
+      });
+      rows.forEach(function (row) { body.appendChild(row); });
+    });
+  });
+});
+"""
+
+
+def _e(text: object) -> str:
+    return escape(str(text), quote=True)
+
+
+def _verdict_class(verdict: str) -> str:
+    return {"better": "better", "worse": "worse", "higher": "higher", "lower": "lower"}.get(
+        verdict, "nodiff"
+    )
+
+
+def _chart(summary: MetricSummary, confidence: float) -> str:
+    """Horizontal bars of each model's mean with its interval as an error bar, in SVG."""
+    rows = summary.models
+    values = [v for m in rows for v in (m.mean, m.ci_low, m.ci_high) if not math.isnan(v)]
+    lo = min([0.0, *values])
+    hi = max([1.0 if summary.metric.higher_is_better is not None else 0.0, *values])
+    if hi <= lo:
+        hi = lo + 1.0
+    label_w, plot_w, row_h, top = 170, 380, 28, 10
+    width = label_w + plot_w + 150
+    height = top + row_h * len(rows) + 24
+
+    def x(v: float) -> float:
+        return label_w + (v - lo) / (hi - lo) * plot_w
+
+    parts = [
+        f'<svg role="img" width="{width}" height="{height}" viewBox="0 0 {width} {height}">',
+        f"<title>{_e(summary.metric.name)}: means with {_e(_pct(confidence))} intervals</title>",
+    ]
+    for i, m in enumerate(rows):
+        y = top + i * row_h
+        cy = y + row_h / 2
+        parts.append(
+            f'<text x="{label_w - 8}" y="{cy + 4:.1f}" text-anchor="end">{_e(m.model)}</text>'
+        )
+        if math.isnan(m.mean):
+            parts.append(f'<text x="{x(lo) + 4:.1f}" y="{cy + 4:.1f}">not measured</text>')
+            continue
+        x0, x1 = x(max(lo, 0.0)), x(m.mean)
+        fill = "#8c959f" if i == 0 else "#0969da"
+        parts.append(
+            f'<rect x="{min(x0, x1):.1f}" y="{y + 5}" width="{abs(x1 - x0):.1f}" '
+            f'height="{row_h - 10}" fill="{fill}" opacity="0.75"/>'
+        )
+        if not (math.isnan(m.ci_low) or math.isnan(m.ci_high)):
+            a, b = x(m.ci_low), x(m.ci_high)
+            parts.append(
+                f'<path d="M{a:.1f} {cy:.1f}H{b:.1f}M{a:.1f} {cy - 6:.1f}V{cy + 6:.1f}'
+                f'M{b:.1f} {cy - 6:.1f}V{cy + 6:.1f}" stroke="#1f2328" stroke-width="1.5" '
+                'fill="none"/>'
+            )
+        note = f" ({m.n_not_measured} n/m)" if m.n_not_measured else ""
+        parts.append(
+            f'<text x="{label_w + plot_w + 8}" y="{cy + 4:.1f}">{_e(_num(m.mean))}{_e(note)}</text>'
+        )
+    axis_y = top + row_h * len(rows) + 4
+    parts.append(
+        f'<path d="M{label_w} {axis_y}H{label_w + plot_w}" stroke="#8c959f" stroke-width="1"/>'
+    )
+    for v in (lo, (lo + hi) / 2, hi):
+        parts.append(
+            f'<text x="{x(v):.1f}" y="{axis_y + 16}" text-anchor="middle">{_e(_num(v, 2))}</text>'
+        )
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+def _summary_table(summary: MetricSummary, report: EvaluationReport) -> str:
+    pct = _e(_pct(report.confidence))
+    head = (
+        f"<tr><th>model</th><th>mean</th><th>{pct} CI</th><th>measured</th>"
+        f"<th>not measured</th><th>Δ vs {_e(report.baseline)}</th><th>{pct} CI of Δ</th>"
+        "<th>verdict</th></tr>"
+    )
+    rows = []
+    for m in summary.models:
+        c = summary.versus_baseline.get(m.model)
+        if c is None:
+            tail = '<td class="n">—</td><td>—</td><td class="muted">baseline</td>'
+        else:
+            tail = (
+                f'<td class="n">{_e(_num(c.difference, signed=True))}</td>'
+                f"<td>{_e(_interval(c.ci_low, c.ci_high, signed=True))}</td>"
+                f'<td class="{_verdict_class(c.verdict)}">{_e(c.verdict)}</td>'
+            )
+        rows.append(
+            f"<tr><td>{_e(m.model)}</td><td class='n'>{_e(_num(m.mean))}</td>"
+            f"<td>{_e(_interval(m.ci_low, m.ci_high))}</td><td class='n'>{m.n_measured}</td>"
+            f"<td class='n'>{m.n_not_measured}</td>{tail}</tr>"
+        )
+    return f"<table><thead>{head}</thead><tbody>{''.join(rows)}</tbody></table>"
+
+
+def _question_table(report: EvaluationReport, setting: str) -> str:
+    names = [m.name for m in report.metrics]
+    columns = ["question id", "question", "model", "status", "final answer", "reference", *names]
+    head = "".join(f'<th class="sortable">{_e(c)}</th>' for c in columns)
+    rows = []
+    for r in (r for r in report.results if r.setting == setting):
+        answer = r.final_answer if r.final_answer is not None else (r.error or r.status)
+        cells = [
+            f'<td data-v="{_e(r.question_id)}">{_e(r.question_id)}</td>',
+            f'<td data-v="{_e(r.question)}" class="answer">{_e(r.question)}</td>',
+            f'<td data-v="{_e(r.model)}">{_e(r.model)}</td>',
+            f'<td data-v="{_e(r.status)}">{_e(r.status)}</td>',
+            f'<td data-v="{_e(answer)}" class="answer">{_e(answer)}</td>',
+            f'<td data-v="{_e(r.reference)}" class="answer">{_e(r.reference)}</td>',
+        ]
+        for name in names:
+            value = r.scores.get(name, math.nan)
+            note = r.notes.get(name)
+            title = f' title="{_e(note)}"' if note else ""
+            sort_key = "" if math.isnan(value) else f"{value:.6g}"
+            cells.append(f'<td class="n" data-v="{sort_key}"{title}>{_e(_num(value))}</td>')
+        rows.append(f"<tr>{''.join(cells)}</tr>")
+    return (
+        '<div class="scroll"><table class="sortable">'
+        f"<thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table></div>"
+    )
+
+
+def render_html(report: EvaluationReport) -> str:
+    """The report as one self-contained HTML page: no external stylesheet, script or image."""
+    pct = _pct(report.confidence)
+    body = [
+        "<h1>raftkit evaluation report</h1>",
+        f"<p>Baseline <b>{_e(report.baseline)}</b>; models "
+        + ", ".join(f"<code>{_e(m)}</code>" for m in report.models)
+        + f". {report.n_questions} questions. Bars: means; whiskers: {_e(pct)} percentile "
+        f"bootstrap intervals ({report.n_resamples} resamples, seed {report.seed}). "
+        "Δ is the paired mean difference against the baseline; a verdict names a direction "
+        "only when its interval excludes 0. <i>n/m</i>: not measured, left out of the means."
+        "</p>",
+    ]
+    for setting in report.settings:
+        body.append(f"<h2>Setting: {_e(setting)}</h2>")
+        body.append(f'<p class="muted">{_e(SETTING_DESCRIPTIONS.get(setting, ""))}</p>')
+        for summary in (s for s in report.summaries if s.setting == setting):
+            body.append(f"<h3>{_e(summary.metric.name)}</h3>")
+            if summary.metric.description:
+                body.append(f'<p class="muted">{_e(summary.metric.description)}</p>')
+            body.append(_chart(summary, report.confidence))
+            body.append(_summary_table(summary, report))
+        body.append(f"<h3>Per question ({_e(setting)})</h3>")
+        body.append('<p class="muted">Click a column header to sort.</p>')
+        body.append(_question_table(report, setting))
+    return (
+        '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
+        '<meta name="viewport" content="width=device-width, initial-scale=1">'
+        "<title>raftkit evaluation report</title>"
+        f"<style>{_CSS}</style></head><body>{''.join(body)}<script>{_JS}</script>"
+        "</body></html>\n"
+    )
+
+
+async def write_report(report: EvaluationReport, directory: str | Path) -> dict[str, Path]:
+    """Write ``report.json``, ``report.md`` and ``report.html`` into ``directory``."""
+    root = anyio.Path(directory)
+    await root.mkdir(parents=True, exist_ok=True)
+
+    def render_all() -> dict[str, tuple[str, str]]:
+        return {
+            "json": ("report.json", report.model_dump_json(indent=2)),
+            "markdown": ("report.md", render_markdown(report)),
+            "html": ("report.html", render_html(report)),
+        }
+
+    # rendering thousands of rows is CPU work: keep it off the event loop
+    outputs = await anyio.to_thread.run_sync(render_all)
+    written: dict[str, Path] = {}
+    for kind, (name, text) in outputs.items():
+        path = root / name
+        await path.write_text(text, encoding="utf-8")
+        written[kind] = Path(path)
+    return written

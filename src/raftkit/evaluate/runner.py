@@ -1,0 +1,337 @@
+"""The evaluation run: every model answers every test question, then every metric scores them.
+
+Each model sees each question exactly as the fine-tuned student saw its training examples: the
+example's documents (oracle and distractors, in their positions) in ``<DOCUMENT>`` tags, then
+the question. Optionally the same questions are asked without the oracle (can the model tell
+it lacks the answer?) and with the oracle alone (the upper bound of reading comprehension).
+
+Calls go only through ``client.chat`` (and a metric's own client calls), so the caller's rate
+limits, retries, budget and journal apply. Concurrency is bounded by one ``CapacityLimiter``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import AsyncIterator, Mapping, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Literal
+
+import anyio
+
+from raftkit.errors import (
+    APIConnectionError,
+    BadRequestError,
+    ConflictError,
+    InternalServerError,
+    QuotaExceededError,
+    RateLimitError,
+    StructuredOutputError,
+    UnprocessableEntityError,
+    UsageError,
+)
+from raftkit.evaluate.metrics import BUILTIN_METRICS, Sample, Score, extract_final_answer
+from raftkit.evaluate.prompt import build_messages
+from raftkit.evaluate.report import (
+    ContextSetting,
+    EvaluationReport,
+    MetricInfo,
+    QuestionResult,
+    compare,
+)
+from raftkit.llm import LLMClient
+from raftkit.types import ContextDocument, RaftExample, Usage
+
+if TYPE_CHECKING:
+    from raftkit.evaluate import Metric
+
+__all__ = [
+    "ModelSpec",
+    "RaftEvaluator",
+    "documents_for",
+    "metric_info",
+]
+
+# Failures that concern one request (its content, or a transient fault retries did not cure).
+# Anything else (credentials, a missing model, exhausted quota or budget) would fail every
+# question alike, so it ends the run instead of filling the report with "not measured".
+_PER_ITEM_ERRORS: tuple[type[Exception], ...] = (
+    BadRequestError,
+    UnprocessableEntityError,
+    ConflictError,
+    InternalServerError,
+    RateLimitError,
+    APIConnectionError,
+    StructuredOutputError,
+)
+
+
+def _is_per_item_failure(exc: Exception) -> bool:
+    return isinstance(exc, _PER_ITEM_ERRORS) and not isinstance(exc, QuotaExceededError)
+
+
+@asynccontextmanager
+async def _single_error() -> AsyncIterator[None]:
+    """Re-raise a task group's lone failure as itself: a caller catching ``AuthenticationError``
+    should not have to know that the calls ran in a task group."""
+    try:
+        yield
+    except BaseExceptionGroup as group:
+        if len(group.exceptions) == 1 and isinstance(group.exceptions[0], Exception):
+            raise group.exceptions[0] from None
+        raise
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """A model under evaluation: its label in the report, the client and model id to call.
+
+    ``system_prompt`` should be the one the fine-tuning rows carried (none by default, like
+    the exporters); ``instruction`` is appended to each user prompt (a base model may need to be
+    told the ``<ANSWER>:`` format the fine-tuned one learned); ``extra_body`` goes to ``chat``.
+    """
+
+    name: str
+    client: LLMClient = field(repr=False)
+    model: str
+    temperature: float | None = 0.0
+    max_tokens: int | None = None
+    seed: int | None = None
+    system_prompt: str | None = None
+    instruction: str | None = None
+    extra_body: Mapping[str, Any] | None = None
+
+
+def documents_for(example: RaftExample, setting: ContextSetting) -> list[ContextDocument] | None:
+    """The documents shown for ``example`` in ``setting``, in prompt order; ``None`` when the
+    setting does not apply (``oracle_only`` for an example whose oracle was left out)."""
+    docs = sorted(example.documents, key=lambda d: d.position)
+    if setting == "dataset":
+        return docs
+    if setting == "no_oracle":
+        kept = [d for d in docs if not d.is_oracle]
+    elif setting == "oracle_only":
+        kept = [d for d in docs if d.is_oracle]
+        if not kept:
+            return None
+    else:
+        raise UsageError(f"unknown context setting {setting!r}")
+    return [d.model_copy(update={"position": i}) for i, d in enumerate(kept)]
+
+
+def metric_info(metric: Metric) -> MetricInfo:
+    """What the report needs to know about a metric."""
+    return MetricInfo(
+        name=metric.name,
+        description=str(getattr(metric, "description", "") or ""),
+        higher_is_better=metric.higher_is_better,
+    )
+
+
+@dataclass
+class _Item:
+    setting: ContextSetting
+    spec: ModelSpec
+    example: RaftExample
+    documents: list[ContextDocument] | None
+    response: str | None = None
+    usage: Usage = field(default_factory=Usage)
+    error: str | None = None
+    scores: dict[str, float] = field(default_factory=dict)
+    notes: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def status(self) -> Literal["answered", "failed", "skipped"]:
+        if self.documents is None:
+            return "skipped"
+        return "failed" if self.response is None else "answered"
+
+    def sample(self) -> Sample:
+        assert self.response is not None
+        assert self.documents is not None
+        oracle = self.example.oracle
+        return Sample(
+            question=self.example.question,
+            response=self.response,
+            reference=self.example.final_answer,
+            contexts=tuple(d.text for d in self.documents),
+            reference_cot=self.example.cot_answer,
+            oracle=oracle.text if oracle is not None else None,
+            id=self.example.id,
+        )
+
+    def result(self, metric_names: Sequence[str]) -> QuestionResult:
+        notes = dict(self.notes)
+        if self.documents is None:
+            notes.setdefault("skipped", "no oracle document in this example")
+        return QuestionResult(
+            setting=self.setting,
+            model=self.spec.name,
+            example_id=self.example.id,
+            question_id=self.example.question_id,
+            question=self.example.question,
+            reference=self.example.final_answer,
+            status=self.status,
+            response=self.response,
+            final_answer=None if self.response is None else extract_final_answer(self.response),
+            scores={name: self.scores.get(name, math.nan) for name in metric_names},
+            notes=notes,
+            error=self.error,
+            usage=self.usage,
+        )
+
+
+class RaftEvaluator:
+    """The default :class:`~raftkit.evaluate.Evaluator`.
+
+    ``metrics`` defaults to the built-in string metrics; add
+    :class:`~raftkit.evaluate.judge.JudgeCorrectness` or the ragas metrics as needed.
+    ``settings`` picks the context variants (``dataset``, ``no_oracle``, ``oracle_only``).
+    ``limiter`` (or a new one of ``max_concurrency`` tokens) bounds calls in flight.
+    """
+
+    def __init__(
+        self,
+        metrics: Sequence[Metric] = BUILTIN_METRICS,
+        *,
+        settings: Sequence[ContextSetting] = ("dataset",),
+        max_concurrency: int = 8,
+        limiter: anyio.CapacityLimiter | None = None,
+        confidence: float = 0.95,
+        n_resamples: int = 10_000,
+        seed: int = 0,
+    ) -> None:
+        names = [m.name for m in metrics]
+        if len(set(names)) != len(names):
+            raise UsageError(f"metric names must be unique, got {names}")
+        if not settings or len(set(settings)) != len(settings):
+            raise UsageError(f"settings must be non-empty and unique, got {list(settings)}")
+        for setting in settings:
+            if setting not in ("dataset", "no_oracle", "oracle_only"):
+                raise UsageError(f"unknown context setting {setting!r}")
+        if limiter is None and max_concurrency < 1:
+            raise UsageError(f"max_concurrency must be at least 1, not {max_concurrency}")
+        self.metrics = list(metrics)
+        self.settings = list(settings)
+        self.max_concurrency = max_concurrency
+        self._limiter = limiter
+        self.confidence = confidence
+        self.n_resamples = n_resamples
+        self.seed = seed
+
+    async def evaluate(
+        self,
+        examples: Sequence[RaftExample],
+        models: Sequence[ModelSpec],
+        *,
+        baseline: str | None = None,
+    ) -> EvaluationReport:
+        """Ask every model every question in every setting, score, and compare.
+
+        ``baseline`` names the model the others are compared against (default: the first).
+        """
+        if not models:
+            raise UsageError("evaluate needs at least one model")
+        names = [m.name for m in models]
+        base = baseline if baseline is not None else names[0]
+        if base not in names:
+            raise UsageError(f"baseline {base!r} is not one of the models {names}")
+        results = await self.run(examples, models)
+        infos = [metric_info(m) for m in self.metrics]
+
+        def summarise() -> EvaluationReport:
+            return compare(
+                results,
+                infos,
+                baseline=base,
+                confidence=self.confidence,
+                n_resamples=self.n_resamples,
+                seed=self.seed,
+            )
+
+        # thousands of bootstrap resamples per metric and model: numpy work off the loop
+        return await anyio.to_thread.run_sync(summarise)
+
+    async def run(
+        self, examples: Sequence[RaftExample], models: Sequence[ModelSpec]
+    ) -> list[QuestionResult]:
+        """Answer and score without comparing: the per-question results, in a stable order
+        (setting, then model, then example)."""
+        if not models:
+            raise UsageError("evaluate needs at least one model")
+        names = [m.name for m in models]
+        if len(set(names)) != len(names):
+            raise UsageError(f"model names must be unique, got {names}")
+        ids = [e.id for e in examples]
+        if len(set(ids)) != len(ids):
+            raise UsageError("example ids must be unique")
+        limiter = self._limiter or anyio.CapacityLimiter(self.max_concurrency)
+        items = [
+            _Item(setting, spec, example, documents_for(example, setting))
+            for setting in self.settings
+            for spec in models
+            for example in examples
+        ]
+        pending = iter(items)
+
+        async def worker() -> None:
+            # workers share one iterator: as many tasks as calls can run, not one per question
+            for item in pending:
+                if item.documents is None:
+                    continue
+                await self._answer(item, limiter)
+                if item.response is not None:
+                    await self._score(item, limiter)
+
+        workers = int(min(len(items), limiter.total_tokens))
+        async with _single_error(), anyio.create_task_group() as tg:
+            for _ in range(workers):
+                tg.start_soon(worker)
+        metric_names = [m.name for m in self.metrics]
+        return [item.result(metric_names) for item in items]
+
+    async def _answer(self, item: _Item, limiter: anyio.CapacityLimiter) -> None:
+        assert item.documents is not None
+        spec = item.spec
+        messages = build_messages(
+            item.example.question,
+            item.documents,
+            system_prompt=spec.system_prompt,
+            instruction=spec.instruction,
+        )
+        async with limiter:
+            try:
+                response = await spec.client.chat(
+                    messages,
+                    model=spec.model,
+                    temperature=spec.temperature,
+                    max_tokens=spec.max_tokens,
+                    seed=spec.seed,
+                    extra_body=spec.extra_body,
+                )
+            except Exception as exc:
+                if not _is_per_item_failure(exc):
+                    raise
+                item.error = f"{type(exc).__name__}: {exc}"
+                return
+        item.response = response.text
+        item.usage = response.usage
+
+    async def _score(self, item: _Item, limiter: anyio.CapacityLimiter) -> None:
+        sample = item.sample()
+        for metric in self.metrics:
+            async with limiter:
+                try:
+                    outcome = await metric.score(sample)
+                except Exception as exc:
+                    if not _is_per_item_failure(exc):
+                        raise
+                    item.scores[metric.name] = math.nan
+                    item.notes[metric.name] = f"not measured: {type(exc).__name__}: {exc}"
+                    continue
+            if isinstance(outcome, Score):
+                item.scores[metric.name] = float(outcome.value)
+                if outcome.note:
+                    item.notes[metric.name] = outcome.note
+            else:
+                item.scores[metric.name] = float(outcome)
