@@ -72,6 +72,19 @@ class Journal:
             self._file.close()
             self._file = None
 
+    def __enter__(self) -> Self:
+        if self._file is None:
+            self.open()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
     async def __aenter__(self) -> Self:
         if self._file is None:
             self.open()

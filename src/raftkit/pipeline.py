@@ -41,7 +41,7 @@ from raftkit.chunking import (
     TokenChunker,
     chunk_document,
 )
-from raftkit.errors import BudgetExceededError, UsageError
+from raftkit.errors import BudgetExceededError
 from raftkit.extract import (
     Extractor,
     PdfExtractor,
@@ -228,7 +228,7 @@ class RaftPipeline:
         ledger = getattr(self.client, "ledger", None)
         before = ledger.report() if isinstance(ledger, UsageLedger) else None
         try:
-            client = _journaled(self.client, journal)
+            client = self.client.with_store(journal)
             synthesizer = _resolve(self._synthesizer, client, self._default_synthesizer)
             answerer = _resolve(self._answerer, client, self._default_answerer)
             try:
@@ -594,17 +594,6 @@ def _write_ordered(
         for _, offset, length in sorted(offsets):
             f.write(os.pread(fd, length, offset))
     os.replace(tmp, target)
-
-
-def _journaled(client: LLMClient, journal: Journal) -> LLMClient:
-    with_store = getattr(client, "with_store", None)
-    if with_store is None:
-        raise UsageError(
-            f"{type(client).__name__} cannot be journaled (it has no with_store()); "
-            "the pipeline needs a journal to keep paid results across restarts"
-        )
-    journaled: LLMClient = with_store(journal)
-    return journaled
 
 
 def _resolve(given: Any, client: LLMClient, default: Callable[[LLMClient], Any]) -> Any:

@@ -113,8 +113,8 @@ class RunReport(BaseModel):
             f"| examples (with oracle) | {self.examples} ({self.examples_with_oracle}) |",
             f"| rejected questions | {sum(self.rejections.values())} |",
             f"| contexts short of distractors | {self.short_contexts} |",
-            f"| paid calls (teacher, vision, embeddings) / replayed from journal | {self.teacher_calls_paid} / "
-            f"{self.teacher_calls_replayed} |",
+            f"| paid calls (teacher, vision, embeddings) / replayed from journal | "
+            f"{self.teacher_calls_paid} / {self.teacher_calls_replayed} |",
             f"| tokens prompt / cached / completion | {self.prompt_tokens:,} / "
             f"{self.cached_tokens:,} / {self.completion_tokens:,} |",
             f"| cost this run | {cost} |",

@@ -14,6 +14,8 @@ from typing import TYPE_CHECKING, Any, Generic, Literal, Self, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from raftkit.errors import UsageError
+from raftkit.llm._store import ResponseStore
 from raftkit.types import Usage
 
 if TYPE_CHECKING:
@@ -85,6 +87,15 @@ class LLMClient(abc.ABC):
         tb: TracebackType | None,
     ) -> None:
         await self.aclose()
+
+    def with_store(self, store: ResponseStore) -> Self:
+        """A client that shares this one's connection, limits and ledger, and looks up and
+        appends every chat and embedding response in ``store`` (a run's journal) before it is
+        used. Clients that cannot journal raise :class:`~raftkit.errors.UsageError`."""
+        raise UsageError(
+            f"{type(self).__name__} cannot be journaled (it does not implement with_store); "
+            "runs need a journal to keep paid results across restarts"
+        )
 
     @abc.abstractmethod
     async def aclose(self) -> None:
