@@ -1,0 +1,202 @@
+"""The deterministic "teacher" model: answers derived from the prompt alone.
+
+Three kinds of answers:
+
+- structured output (``response_format`` json_schema, or json_object with a schema in the
+  prompt): an instance valid under the schema, its strings made from the prompt's text;
+- a RAFT chain-of-thought answer: a short reasoning that quotes one sentence of the documents
+  verbatim between ``##begin_quote##`` and ``##end_quote##``, then ``<ANSWER>: ...``;
+- for a message with images: a Markdown page (a heading and a small table).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from raftkit.testing._schema_fill import fill_schema, short_answer
+from raftkit.testing._text import content_words, is_cjk, overlap, split_sentences, stable_hash
+
+__all__ = [
+    "Teaching",
+    "documents_in",
+    "find_schema",
+    "message_text",
+    "raft_answer",
+    "structured_answer",
+    "vision_answer",
+]
+
+_DOCUMENT = re.compile(r"<DOCUMENT>(.*?)</DOCUMENT>", re.DOTALL | re.IGNORECASE)
+_SCHEMA_KEYS = ("properties", "$schema", "items", "$defs")
+
+
+@dataclass(frozen=True)
+class Teaching:
+    """What the teacher is asked to do wrong this time."""
+
+    invalid_json: bool = False
+    missing_answer: bool = False
+    invented_quote: bool = False
+
+
+def message_text(message: dict[str, Any]) -> str:
+    """The text of a chat message, whether ``content`` is a string or a list of parts."""
+    content = message.get("content")
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        return "\n".join(
+            str(part.get("text", ""))
+            for part in content
+            if isinstance(part, dict) and part.get("type") == "text"
+        )
+    return ""
+
+
+def _image_urls(messages: Sequence[dict[str, Any]]) -> list[str]:
+    urls: list[str] = []
+    for message in messages:
+        content = message.get("content")
+        if not isinstance(content, list):
+            continue
+        for part in content:
+            if isinstance(part, dict) and part.get("type") == "image_url":
+                image = part.get("image_url")
+                url = image.get("url") if isinstance(image, dict) else image
+                urls.append(str(url))
+    return urls
+
+
+def documents_in(messages: Sequence[dict[str, Any]]) -> list[str]:
+    """The texts inside ``<DOCUMENT>`` tags in any message."""
+    found: list[str] = []
+    for message in messages:
+        found.extend(match.strip() for match in _DOCUMENT.findall(message_text(message)))
+    return [doc for doc in found if doc]
+
+
+def _user_text(messages: Sequence[dict[str, Any]]) -> str:
+    texts = [message_text(m) for m in messages if m.get("role") == "user"]
+    return "\n".join(texts) if texts else "\n".join(message_text(m) for m in messages)
+
+
+def find_schema(text: str) -> tuple[dict[str, Any], tuple[int, int]] | None:
+    """The first JSON object in ``text`` that looks like a JSON schema, and where it lies."""
+    decoder = json.JSONDecoder()
+    for match in re.finditer(r"\{", text):
+        try:
+            value, end = decoder.raw_decode(text, match.start())
+        except ValueError:
+            continue
+        if isinstance(value, dict) and (
+            any(key in value for key in _SCHEMA_KEYS) or value.get("type") == "object"
+        ):
+            return value, (match.start(), end)
+    return None
+
+
+def structured_answer(
+    messages: Sequence[dict[str, Any]],
+    schema: dict[str, Any] | None,
+    *,
+    variation: int,
+    teaching: Teaching,
+) -> str:
+    """A JSON text valid under ``schema`` (or under the schema written in the prompt)."""
+    documents = documents_in(messages)
+    source = "\n".join(documents) if documents else _user_text(messages)
+    if schema is None:
+        found = find_schema(source) or find_schema("\n".join(message_text(m) for m in messages))
+        if found is not None:
+            schema, (start, end) = found
+            if not documents:
+                # the schema's own text is no source for answers
+                source = source[:start] + source[end:]
+    if schema is None:
+        sentences = split_sentences(source) or [source]
+        sentence = sentences[variation % len(sentences)]
+        instance: Any = {"answer": short_answer(sentence), "evidence": sentence}
+    else:
+        instance = fill_schema(schema, source, seed=variation)
+    rendered = json.dumps(instance, ensure_ascii=False)
+    if teaching.invalid_json:
+        # cut before the closing bracket so no JSON parser accepts it
+        return rendered[: max(1, len(rendered) // 2)]
+    return rendered
+
+
+def _question(messages: Sequence[dict[str, Any]]) -> str:
+    for message in reversed(messages):
+        if message.get("role") == "user":
+            return _DOCUMENT.sub(" ", message_text(message)).strip()
+    return ""
+
+
+def _cjk(text: str) -> bool:
+    letters = [c for c in text if not c.isspace()]
+    return bool(letters) and sum(map(is_cjk, letters)) / len(letters) > 0.3
+
+
+def raft_answer(
+    messages: Sequence[dict[str, Any]], *, variation: int, explore: bool, teaching: Teaching
+) -> str:
+    """A RAFT chain-of-thought answer quoting a sentence of the best-matching document."""
+    question = _question(messages)
+    documents = documents_in(messages) or [question or _user_text(messages)]
+    asked = content_words(question)
+    best_document = max(
+        range(len(documents)), key=lambda i: (overlap(asked, content_words(documents[i])), -i)
+    )
+    sentences = [s for s in split_sentences(documents[best_document]) if len(s) > 1]
+    if not sentences:
+        sentences = [documents[best_document].strip() or "(empty)"]
+    ranked = sorted(
+        range(len(sentences)),
+        key=lambda i: (-overlap(asked, content_words(sentences[i])), i),
+    )
+    pick = ranked[variation % min(3, len(ranked))] if explore else ranked[0]
+    quote = sentences[pick]
+    chinese = _cjk(question + quote)
+    if teaching.invented_quote:
+        quote = _invent(quote, documents, chinese=chinese)
+    answer = short_answer(sentences[pick], question)
+    if chinese:
+        reasoning = (
+            "为了回答这个问题，我在上下文中找到了相关的句子："
+            f"##begin_quote##{quote}##end_quote##。这句话直接给出了答案。"
+        )
+    else:
+        reasoning = (
+            "To answer the question, I look for the passage in the context that addresses it. "
+            f"The relevant sentence is ##begin_quote##{quote}##end_quote## "
+            "It states the answer directly."
+        )
+    if teaching.missing_answer:
+        return reasoning
+    return f"{reasoning}\n<ANSWER>: {answer}"
+
+
+def _invent(quote: str, documents: Sequence[str], *, chinese: bool) -> str:
+    invented = f"据说{quote}而且众所周知" if chinese else f"It is widely claimed that {quote}"
+    while any(invented in document for document in documents):
+        invented += " Indeed." if not chinese else "确实。"
+    return invented
+
+
+def vision_answer(messages: Sequence[dict[str, Any]], *, variation: int) -> str | None:
+    """A Markdown transcription of the images in ``messages``, or ``None`` without images."""
+    urls = _image_urls(messages)
+    if not urls:
+        return None
+    lines = ["# Transcribed page", ""]
+    prompt = _user_text(messages).strip()
+    if prompt:
+        lines += [f"Requested: {prompt.splitlines()[0][:80]}", ""]
+    lines += ["| image | value |", "| --- | --- |"]
+    for index, url in enumerate(urls, start=1):
+        lines.append(f"| {index} | {stable_hash(url, variation) % 100_000} |")
+    return "\n".join(lines)
