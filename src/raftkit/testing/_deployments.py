@@ -98,7 +98,11 @@ class _Deployments:
 
 
 def _deployments(state: SimulatorState) -> _Deployments:
-    return extension(state, "raftkit.testing._deployments", lambda: _Deployments(state))
+    def make() -> _Deployments:
+        state.add_refresher(lambda: refresh(state))
+        return _Deployments(state)
+
+    return extension(state, "raftkit.testing._deployments", make)
 
 
 def configure_deployments(state: SimulatorState, settings: DeploymentSettings) -> None:
@@ -257,6 +261,8 @@ def routes(state: SimulatorState) -> list[BaseRoute]:
         key = request.url.path.rstrip("/").lower()
         with state.lock:
             removed = store.items.pop(key, None)
+        if removed is not None:
+            state.unregister_deployment(removed.name)
         return Response(status_code=200 if removed is not None else 204)
 
     async def list_all(request: Request) -> Response:

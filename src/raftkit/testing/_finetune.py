@@ -404,7 +404,11 @@ class _LossCurve:
 
 
 def _jobs(state: SimulatorState) -> _Jobs:
-    return extension(state, "raftkit.testing._finetune", lambda: _Jobs(state))
+    def make() -> _Jobs:
+        state.add_refresher(lambda: refresh(state))
+        return _Jobs(state)
+
+    return extension(state, "raftkit.testing._finetune", make)
 
 
 def configure_fine_tuning(state: SimulatorState, settings: FineTuningSettings) -> None:

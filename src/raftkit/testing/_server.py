@@ -203,6 +203,11 @@ class Simulator:
         return f"http://{self.config.host}:{self.port}"
 
     @property
+    def management_endpoint(self) -> str:
+        """The Azure Resource Manager root for deployments (``https://management.azure.com``)."""
+        return self.azure_endpoint
+
+    @property
     def base_url(self) -> str:
         """E.g. ``http://127.0.0.1:PORT/v1`` (for ``AsyncOpenAI(base_url=...)``)."""
         return f"{self.azure_endpoint}/v1"

@@ -176,6 +176,9 @@ class SimulatorState:
         self._models: dict[str, ModelInfo] = {}
         self._registered: set[str] = set()
         self._deployments: dict[str, str] = {}
+        # Jobs and deployments advance lazily, when read: the model and deployment lookups call
+        # these first, so a job that finished unobserved is usable all the same.
+        self._refreshers: list[Callable[[], None]] = []
         for name in _BUILTIN_MODELS:
             self._models[name] = ModelInfo(name, 1_700_000_000, "system")
 
@@ -204,8 +207,21 @@ class SimulatorState:
         with self.lock:
             return list(self._models.values())
 
+    def add_refresher(self, refresh: Callable[[], None]) -> None:
+        """Run ``refresh`` before model and deployment lookups (see the seam above)."""
+        with self.lock:
+            self._refreshers.append(refresh)
+
+    def _refresh(self) -> None:
+        with self.lock:
+            refreshers = list(self._refreshers)
+        for refresh in refreshers:
+            refresh()
+
     def chat_model_allowed(self, name: str) -> bool:
         allowed = self.config.chat_models
+        if allowed is not None and name not in allowed:
+            self._refresh()
         with self.lock:
             return allowed is None or name in allowed or name in self._registered
 
@@ -214,8 +230,14 @@ class SimulatorState:
         with self.lock:
             self._deployments[deployment] = model
 
+    def unregister_deployment(self, deployment: str) -> None:
+        """Stop routing ``deployment`` (its ARM resource was deleted)."""
+        with self.lock:
+            self._deployments.pop(deployment, None)
+
     def deployment_model(self, deployment: str) -> str:
         """The model behind an Azure deployment (by default the deployment's own name)."""
+        self._refresh()
         with self.lock:
             return self._deployments.get(deployment, deployment)
 
