@@ -244,6 +244,10 @@ class RateLimiter:
     :meth:`Admission.settle` only charges a response that used more than was reserved; for a
     server that counts the tokens actually used, pass ``refund_unused=True``. Either way the
     ``x-ratelimit-remaining-tokens`` header corrects the local bucket when the two disagree.
+
+    ``learn_limits=False`` ignores ``x-ratelimit-limit-*`` (the ``remaining`` headers still
+    cap the bucket): Azure OpenAI may report the limit of its short enforcement interval there
+    rather than the per-minute limit, so give Azure deployments explicit limits and this flag.
     """
 
     def __init__(
@@ -254,6 +258,7 @@ class RateLimiter:
         burst_seconds: float = DEFAULT_BURST_SECONDS,
         max_pause: float = DEFAULT_MAX_PAUSE,
         refund_unused: bool = False,
+        learn_limits: bool = True,
         clock: Clock | None = None,
         sleep: Sleep | None = None,
     ) -> None:
@@ -264,6 +269,7 @@ class RateLimiter:
         self._burst_seconds = burst_seconds
         self._max_pause = max_pause
         self._refund_unused = refund_unused
+        self._learn_limits = learn_limits
         self._clock: Clock = clock or anyio.current_time
         self._sleep: Sleep = sleep or anyio.sleep
 
@@ -463,12 +469,13 @@ class RateLimiter:
 
     def _observe(self, parsed: RateLimitHeaders, now: float, admission: Admission | None) -> None:
         changed = False
-        if parsed.limit_requests and parsed.limit_requests != self._server_rpm:
-            self._server_rpm = parsed.limit_requests
-            changed = True
-        if parsed.limit_tokens and parsed.limit_tokens != self._server_tpm:
-            self._server_tpm = parsed.limit_tokens
-            changed = True
+        if self._learn_limits:
+            if parsed.limit_requests and parsed.limit_requests != self._server_rpm:
+                self._server_rpm = parsed.limit_requests
+                changed = True
+            if parsed.limit_tokens and parsed.limit_tokens != self._server_tpm:
+                self._server_tpm = parsed.limit_tokens
+                changed = True
         if changed:
             self._apply_rates(now)
         if parsed.remaining_requests is not None and self._requests is not None:
@@ -590,6 +597,7 @@ class LimiterRegistry:
         *,
         burst_seconds: float = DEFAULT_BURST_SECONDS,
         refund_unused: bool = False,
+        learn_limits: bool = True,
         clock: Clock | None = None,
         sleep: Sleep | None = None,
     ) -> None:
@@ -597,6 +605,7 @@ class LimiterRegistry:
         self.per_model = dict(per_model or {})
         self._burst_seconds = burst_seconds
         self._refund_unused = refund_unused
+        self._learn_limits = learn_limits
         self._clock = clock
         self._sleep = sleep
         self._limiters: dict[tuple[str, str], RateLimiter] = {}
@@ -622,6 +631,7 @@ class LimiterRegistry:
                 name=f"{scope}/{model}" if model else scope,
                 burst_seconds=self._burst_seconds,
                 refund_unused=self._refund_unused,
+                learn_limits=self._learn_limits,
                 clock=self._clock,
                 sleep=self._sleep,
             )

@@ -18,6 +18,7 @@ from __future__ import annotations
 import importlib
 import math
 import re
+import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
@@ -73,7 +74,7 @@ _RATES: dict[Encoding, _Rates] = {
         word=0.81, digits=0.73, punct=1.72, newline=1.79, han=0.82, kana=0.9, hangul=0.75, wide=1.0
     ),
     "cl100k_base": _Rates(
-        word=0.79, digits=0.62, punct=1.88, newline=1.99, han=1.32, kana=1.1, hangul=1.4, wide=1.0
+        word=0.79, digits=0.62, punct=1.88, newline=1.99, han=1.32, kana=1.1, hangul=1.15, wide=1.0
     ),
 }
 
@@ -129,15 +130,16 @@ def estimate_tokens(text: str, model: str | None = None) -> int:
 
 @lru_cache(maxsize=8)
 def _bpe_openai_counter(encoding: Encoding) -> TokenCounter | None:
-    try:
-        # imported by name: the package ships no type information
-        bpe_openai = importlib.import_module("bpe_openai")
-    except ImportError:
-        return None
-    try:
-        enc = bpe_openai.get_encoding(encoding)
-    except Exception:
-        return None
+    with warnings.catch_warnings():
+        # it loads its vocabularies with a deprecated importlib API: not the caller's concern
+        warnings.simplefilter("ignore", DeprecationWarning)
+        try:
+            # imported by name: the package ships no type information
+            bpe_openai = importlib.import_module("bpe_openai")
+            enc = bpe_openai.get_encoding(encoding)
+            enc.encode("warm up")  # the vocabulary loads lazily, on first use
+        except Exception:  # not installed, or a broken install: fall back
+            return None
 
     def count(text: str) -> int:
         return len(enc.encode(text))
