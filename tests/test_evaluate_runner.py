@@ -4,17 +4,14 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import Any
 
 import anyio
 import anyio.lowlevel
-import httpx
-import numpy as np
-import numpy.typing as npt
 import pytest
-from pydantic import BaseModel
 
+from fakes import Call, Reply, ScriptedClient
 from raftkit.errors import AuthenticationError, BadRequestError, UsageError
 from raftkit.evaluate import (
     BUILTIN_METRICS,
@@ -31,7 +28,7 @@ from raftkit.evaluate import (
     render_user_prompt,
 )
 from raftkit.evaluate.judge import grade_to_unit
-from raftkit.llm import ChatMessage, ChatResponse, LLMClient, StructuredMode, StructuredResponse
+from raftkit.llm import ChatResponse
 from raftkit.types import ContextDocument, RaftExample, Usage
 
 pytestmark = pytest.mark.anyio
@@ -39,112 +36,52 @@ pytestmark = pytest.mark.anyio
 _DOC = re.compile(r"<DOCUMENT>(.*?)</DOCUMENT>", re.DOTALL)
 
 
-class FakeClient(LLMClient):
+def fake_client(style: str, *, fail_on: Mapping[str, Exception] | None = None) -> ScriptedClient:
     """Answers from the ``<DOCUMENT>`` blocks of the prompt, deterministically.
 
     A ``reader`` quotes the document sentence sharing most words with the question and answers
     its last word, in RAFT's format; a ``guesser`` answers the first word of the first document
-    without the format. ``fail_on`` maps a question substring to an exception to raise.
+    without the format. ``fail_on`` maps a question substring to an exception to raise. Asked
+    for structured output, it is a judge: grade 5 when the candidate's words all occur in the
+    reference, else 1.
     """
 
-    def __init__(self, style: str, *, fail_on: Mapping[str, Exception] | None = None) -> None:
-        self.style = style
-        self.fail_on = dict(fail_on or {})
-        self.calls: list[tuple[list[ChatMessage], str]] = []
-        self.in_flight = 0
-        self.max_in_flight = 0
-
-    async def aclose(self) -> None:
-        return None
-
-    async def chat(
-        self,
-        messages: Sequence[ChatMessage],
-        *,
-        model: str,
-        temperature: float | None = None,
-        max_tokens: int | None = None,
-        seed: int | None = None,
-        stop: str | Sequence[str] | None = None,
-        sample: int = 0,
-        extra_body: Mapping[str, Any] | None = None,
-    ) -> ChatResponse:
-        self.calls.append((list(messages), model))
-        self.in_flight += 1
-        self.max_in_flight = max(self.max_in_flight, self.in_flight)
-        try:
-            for _ in range(5):  # let other tasks run while this call is "in flight"
-                await anyio.lowlevel.checkpoint()
-            prompt = str(messages[-1]["content"])
-            for needle, exc in self.fail_on.items():
-                if needle in prompt:
-                    raise exc
-            return ChatResponse(
-                text=self._answer(prompt),
-                model=model,
-                usage=Usage(prompt_tokens=len(prompt), completion_tokens=3),
-            )
-        finally:
-            self.in_flight -= 1
-
-    def _answer(self, prompt: str) -> str:
-        docs = _DOC.findall(prompt)
-        question = _DOC.sub("", prompt).strip()
-        if not docs:
-            return "I do not know."
-        if self.style == "guesser":
-            return str(docs[0]).split()[0]
-        words = set(re.findall(r"\w+", question.lower()))
-        sentences = [s.strip() for d in docs for s in d.split(".") if s.strip()]
-        best = max(sentences, key=lambda s: len(words & set(re.findall(r"\w+", s.lower()))))
-        return f"##begin_quote##{best}.##end_quote##\n<ANSWER>: {best.split()[-1]}"
-
-    async def chat_structured(
-        self,
-        messages: Sequence[ChatMessage],
-        output: type[Any] | Mapping[str, Any],
-        *,
-        model: str,
-        temperature: float | None = None,
-        max_tokens: int | None = None,
-        seed: int | None = None,
-        sample: int = 0,
-        mode: StructuredMode | None = None,
-        max_attempts: int | None = None,
-    ) -> StructuredResponse[Any]:
-        """A judge: grade 5 when the candidate's words all occur in the reference, else 1."""
-        self.calls.append((list(messages), model))
-        prompt = str(messages[-1]["content"])
-        reference = prompt.split("=== REFERENCE ANSWER ===\n")[1].split("\n===")[0]
-        candidate = prompt.split("=== CANDIDATE ANSWER ===\n")[1].split("\n===")[0]
-        good = set(candidate.lower().split()) <= set(reference.lower().split())
-        assert isinstance(output, type)
-        assert issubclass(output, BaseModel)
-        parsed = output.model_validate(
-            {"rationale": "matches" if good else "differs", "grade": 5 if good else 1}
+    async def respond(call: Call) -> Reply:
+        if call.method == "chat_structured":
+            assert call.kwargs["output"] is JudgeGrade
+            return _judge(call.prompt)
+        for _ in range(5):  # let other tasks run while this call is "in flight"
+            await anyio.lowlevel.checkpoint()
+        for needle, exc in (fail_on or {}).items():
+            if needle in call.prompt:
+                raise exc
+        return ChatResponse(
+            text=_answer(style, call.prompt),
+            model=call.model,
+            usage=Usage(prompt_tokens=len(call.prompt), completion_tokens=3),
         )
-        return StructuredResponse(output=parsed, response=ChatResponse(text="{}", model=model))
 
-    async def embed(
-        self, texts: Sequence[str], *, model: str, dimensions: int | None = None
-    ) -> npt.NDArray[np.float32]:
-        raise NotImplementedError
+    return ScriptedClient(respond)
 
-    async def request(
-        self,
-        method: str,
-        path: str,
-        *,
-        json: Any = None,
-        params: Mapping[str, str] | None = None,
-        files: Any = None,
-        data: Mapping[str, Any] | None = None,
-        content: bytes | None = None,
-        headers: Mapping[str, str] | None = None,
-        model: str | None = None,
-        idempotent: bool | None = None,
-    ) -> httpx.Response:
-        raise NotImplementedError
+
+def _answer(style: str, prompt: str) -> str:
+    docs = _DOC.findall(prompt)
+    question = _DOC.sub("", prompt).strip()
+    if not docs:
+        return "I do not know."
+    if style == "guesser":
+        return str(docs[0]).split()[0]
+    words = set(re.findall(r"\w+", question.lower()))
+    sentences = [s.strip() for d in docs for s in d.split(".") if s.strip()]
+    best = max(sentences, key=lambda s: len(words & set(re.findall(r"\w+", s.lower()))))
+    return f"##begin_quote##{best}.##end_quote##\n<ANSWER>: {best.split()[-1]}"
+
+
+def _judge(prompt: str) -> dict[str, Any]:
+    reference = prompt.split("=== REFERENCE ANSWER ===\n")[1].split("\n===")[0]
+    candidate = prompt.split("=== CANDIDATE ANSWER ===\n")[1].split("\n===")[0]
+    good = set(candidate.lower().split()) <= set(reference.lower().split())
+    return {"rationale": "matches" if good else "differs", "grade": 5 if good else 1}
 
 
 _FACTS = [
@@ -226,7 +163,7 @@ def test_documents_for_each_setting() -> None:
 
 
 async def test_tuned_model_beats_base_with_confidence(anyio_backend: str) -> None:
-    base, tuned = FakeClient("guesser"), FakeClient("reader")
+    base, tuned = fake_client("guesser"), fake_client("reader")
     evaluator = RaftEvaluator(n_resamples=2000, max_concurrency=3)
     report = await evaluator.evaluate(
         _examples(),
@@ -247,10 +184,10 @@ async def test_tuned_model_beats_base_with_confidence(anyio_backend: str) -> Non
 
     # every call went through chat, in RAFT's format, at most 3 at a time
     assert len(base.calls) == len(tuned.calls) == len(_FACTS)
-    messages, model = tuned.calls[0]
-    assert model == "ft:base-model:x"
-    assert [m["role"] for m in messages] == ["user"]  # no system prompt unless asked for
-    assert str(messages[0]["content"]).startswith(
+    call = tuned.calls[0]
+    assert call.model == "ft:base-model:x"
+    assert [m["role"] for m in call.messages] == ["user"]  # no system prompt unless asked for
+    assert str(call.messages[0]["content"]).startswith(
         "<DOCUMENT>Paper is made from wood pulp.</DOCUMENT>"
     )
     assert base.max_in_flight == 3  # the first three questions run together
@@ -259,7 +196,7 @@ async def test_tuned_model_beats_base_with_confidence(anyio_backend: str) -> Non
 
 
 async def test_settings_and_skipped_questions(anyio_backend: str) -> None:
-    tuned = FakeClient("reader")
+    tuned = fake_client("reader")
     evaluator = RaftEvaluator(settings=("dataset", "no_oracle", "oracle_only"), n_resamples=500)
     results = await evaluator.run(_examples(without_oracle=2), [ModelSpec("tuned", tuned, "m")])
     assert len(results) == 3 * len(_FACTS)
@@ -279,10 +216,10 @@ async def test_settings_and_skipped_questions(anyio_backend: str) -> None:
 
 async def test_a_failed_question_is_counted_not_averaged(anyio_backend: str) -> None:
     error = BadRequestError("context too long", status_code=400, request_id="req_1")
-    tuned = FakeClient("reader", fail_on={"What do bats eat": error})
+    tuned = fake_client("reader", fail_on={"What do bats eat": error})
     report = await RaftEvaluator(n_resamples=500).evaluate(
         _examples(),
-        [ModelSpec("base", FakeClient("guesser"), "m"), ModelSpec("tuned", tuned, "m")],
+        [ModelSpec("base", fake_client("guesser"), "m"), ModelSpec("tuned", tuned, "m")],
     )
     failed = [r for r in report.results if r.status == "failed"]
     assert [(r.model, r.example_id) for r in failed] == [("tuned", "ex-bats")]
@@ -297,21 +234,21 @@ async def test_a_failed_question_is_counted_not_averaged(anyio_backend: str) -> 
 
 async def test_run_wide_errors_end_the_run(anyio_backend: str) -> None:
     error = AuthenticationError("bad key", status_code=401)
-    broken = FakeClient("reader", fail_on={"?": error})
+    broken = fake_client("reader", fail_on={"?": error})
     with pytest.raises(AuthenticationError):
         await RaftEvaluator(max_concurrency=1).run(_examples(), [ModelSpec("m", broken, "m")])
 
 
 async def test_judge_metric_through_chat_structured(anyio_backend: str) -> None:
-    judge_client = FakeClient("reader")
+    judge_client = fake_client("reader")
     judge = JudgeCorrectness(judge_client, model="judge-model")
     metric: Metric = judge
     assert metric.name == "judge_correctness"
     report = await RaftEvaluator([*BUILTIN_METRICS, judge], n_resamples=500).evaluate(
         _examples(),
         [
-            ModelSpec("base", FakeClient("guesser"), "m"),
-            ModelSpec("tuned", FakeClient("reader"), "m"),
+            ModelSpec("base", fake_client("guesser"), "m"),
+            ModelSpec("tuned", fake_client("reader"), "m"),
         ],
         baseline="base",
     )
@@ -319,14 +256,14 @@ async def test_judge_metric_through_chat_structured(anyio_backend: str) -> None:
     assert summary == {"base": 0.0, "tuned": 1.0}
     tuned = next(r for r in report.results if r.model == "tuned")
     assert tuned.notes["judge_correctness"] == "matches"
-    messages, model = judge_client.calls[0]
-    assert model == "judge-model"
-    assert "=== CANDIDATE ANSWER ===" in str(messages[0]["content"])
+    judged = judge_client.calls[0]
+    assert judged.model == "judge-model"
+    assert "=== CANDIDATE ANSWER ===" in str(judged.messages[0]["content"])
     assert JUDGE_PROMPT.count("{candidate}") == 1
 
 
 async def test_judge_does_not_pay_for_empty_answers(anyio_backend: str) -> None:
-    client = FakeClient("reader")
+    client = fake_client("reader")
     score = await JudgeCorrectness(client, model="j").score(
         Sample(question="q", response="<ANSWER>:", reference="x")
     )
@@ -343,7 +280,7 @@ def test_grade_to_unit_and_schema() -> None:
 
 
 async def test_usage_mistakes(anyio_backend: str) -> None:
-    client = FakeClient("reader")
+    client = fake_client("reader")
     evaluator: Evaluator = RaftEvaluator()
     with pytest.raises(UsageError, match="baseline"):
         await evaluator.evaluate(_examples()[:1], [ModelSpec("a", client, "m")], baseline="zzz")
@@ -356,7 +293,7 @@ async def test_usage_mistakes(anyio_backend: str) -> None:
 
 
 async def test_a_shared_limiter_bounds_the_calls(anyio_backend: str) -> None:
-    client = FakeClient("reader")
+    client = fake_client("reader")
     limiter = anyio.CapacityLimiter(2)
     results = await RaftEvaluator(limiter=limiter, max_concurrency=50).run(
         _examples(), [ModelSpec("m", client, "m")]

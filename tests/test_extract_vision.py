@@ -3,19 +3,17 @@
 from __future__ import annotations
 
 import base64
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import anyio
-import numpy as np
-import numpy.typing as npt
 import pymupdf as _pymupdf
 import pytest
 
+from fakes import Call, ScriptedClient
 from raftkit.errors import ExtractionError, RateLimitError, UsageError
 from raftkit.extract import VISION_PROMPT, VisionPdfExtractor, extract_folder
-from raftkit.llm import ChatMessage, ChatResponse, LLMClient, StructuredMode, StructuredResponse
 from raftkit.types import Document
 
 # PyMuPDF's annotations are partial: use it as an untyped module
@@ -24,72 +22,27 @@ pymupdf: Any = _pymupdf
 pytestmark = pytest.mark.anyio
 
 
-class FakeVisionClient(LLMClient):
-    """Answers each page image with a Markdown table holding the image's pixel width."""
+def vision_client(*, wait_for: int = 1, fail: Exception | None = None) -> ScriptedClient:
+    """Answers each page image with a Markdown table holding the image's pixel width, once
+    ``wait_for`` pages are in flight together."""
+    enough = anyio.Event()
 
-    def __init__(self, *, wait_for: int = 1, fail: Exception | None = None) -> None:
-        self.calls: list[tuple[list[ChatMessage], dict[str, Any]]] = []
-        self.in_flight = 0
-        self.most_in_flight = 0
-        self._wait_for = wait_for
-        self._enough = anyio.Event()
-        self._fail = fail
-
-    async def aclose(self) -> None:
-        return None
-
-    async def chat(
-        self,
-        messages: Sequence[ChatMessage],
-        *,
-        model: str,
-        temperature: float | None = None,
-        max_tokens: int | None = None,
-        seed: int | None = None,
-        stop: str | Sequence[str] | None = None,
-        sample: int = 0,
-        extra_body: Mapping[str, Any] | None = None,
-    ) -> ChatResponse:
-        self.calls.append((list(messages), {"model": model, "temperature": temperature}))
-        if self._fail is not None:
-            raise self._fail
-        self.in_flight += 1
-        self.most_in_flight = max(self.most_in_flight, self.in_flight)
-        if self.in_flight >= self._wait_for:
-            self._enough.set()
+    async def transcribe(call: Call) -> str:
+        assert call.method == "chat", "the vision extractor only calls chat"
+        if fail is not None:
+            raise fail
+        if client.in_flight >= wait_for:
+            enough.set()
         with anyio.fail_after(10):  # a hang would mean pages are not sent concurrently
-            await self._enough.wait()
-        self.in_flight -= 1
-        content = messages[0]["content"]
-        url = content[1]["image_url"]["url"]
+            await enough.wait()
+        url = call.messages[0]["content"][1]["image_url"]["url"]
         assert url.startswith("data:image/png;base64,")
         png = base64.b64decode(url.removeprefix("data:image/png;base64,"))
         width = pymupdf.Pixmap(png).width
-        table = f"```markdown\n## Page\n\n| width | px |\n|---|---|\n| {width} | yes |\n```"
-        return ChatResponse(text=table, model=model)
+        return f"```markdown\n## Page\n\n| width | px |\n|---|---|\n| {width} | yes |\n```"
 
-    async def chat_structured(
-        self,
-        messages: Sequence[ChatMessage],
-        output: type[Any] | Mapping[str, Any],
-        *,
-        model: str,
-        temperature: float | None = None,
-        max_tokens: int | None = None,
-        seed: int | None = None,
-        sample: int = 0,
-        mode: StructuredMode | None = None,
-        max_attempts: int | None = None,
-    ) -> StructuredResponse[Any]:
-        raise AssertionError("the vision extractor only calls chat")
-
-    async def embed(
-        self, texts: Sequence[str], *, model: str, dimensions: int | None = None
-    ) -> npt.NDArray[np.float32]:
-        raise AssertionError("the vision extractor only calls chat")
-
-    async def request(self, method: str, path: str, **kwargs: Any) -> Any:
-        raise AssertionError("the vision extractor only calls chat")
+    client = ScriptedClient(transcribe)
+    return client
 
 
 def pdf_with_widths(path: Path, widths: Sequence[int], table_on: int | None = None) -> Path:
@@ -118,15 +71,15 @@ async def extract_one(extractor: VisionPdfExtractor, path: Path) -> Document:
 
 async def test_every_page_is_transcribed_concurrently_and_in_order(tmp_path: Path) -> None:
     path = pdf_with_widths(tmp_path / "doc.pdf", [300, 400, 500, 600])
-    client = FakeVisionClient(wait_for=2)
+    client = vision_client(wait_for=2)
     extractor = VisionPdfExtractor(client, "vision-model", dpi=72, concurrency=2)
     document = await extract_one(extractor, path)
     assert len(client.calls) == 4
-    assert client.most_in_flight == 2
-    for messages, options in client.calls:
-        assert options == {"model": "vision-model", "temperature": 0.0}
-        assert messages[0]["role"] == "user"
-        assert messages[0]["content"][0] == {"type": "text", "text": VISION_PROMPT}
+    assert client.max_in_flight == 2
+    for call in client.calls:
+        assert (call.model, call.kwargs["temperature"]) == ("vision-model", 0.0)
+        assert call.messages[0]["role"] == "user"
+        assert call.messages[0]["content"][0] == {"type": "text", "text": VISION_PROMPT}
     assert [span.page for span in document.pages] == [1, 2, 3, 4]
     for span, width in zip(document.pages, [300, 400, 500, 600], strict=True):
         page = document.text[span.start : span.end]
@@ -138,11 +91,11 @@ async def test_every_page_is_transcribed_concurrently_and_in_order(tmp_path: Pat
 
 async def test_selected_pages_and_custom_prompt(tmp_path: Path) -> None:
     path = pdf_with_widths(tmp_path / "doc.pdf", [300, 400, 500])
-    client = FakeVisionClient()
+    client = vision_client()
     extractor = VisionPdfExtractor(client, "m", dpi=144, pages=[2], prompt="Transcribe.")
     document = await extract_one(extractor, path)
     assert len(client.calls) == 1
-    assert client.calls[0][0][0]["content"][0]["text"] == "Transcribe."
+    assert client.calls[0].messages[0]["content"][0]["text"] == "Transcribe."
     texts = [document.text[s.start : s.end] for s in document.pages]
     assert texts[0] == "Text layer of page 1."
     assert "| 800 | yes |" in texts[1]  # 400 pt at 144 dpi
@@ -151,7 +104,7 @@ async def test_selected_pages_and_custom_prompt(tmp_path: Path) -> None:
 
 async def test_only_pages_with_tables_go_to_the_model(tmp_path: Path) -> None:
     path = pdf_with_widths(tmp_path / "doc.pdf", [300, 400, 500], table_on=2)
-    client = FakeVisionClient()
+    client = vision_client()
     extractor = VisionPdfExtractor(client, "m", dpi=72, table_pages_only=True, table_layout=False)
     document = await extract_one(extractor, path)
     assert len(client.calls) == 1
@@ -165,14 +118,14 @@ async def test_only_pages_with_tables_go_to_the_model(tmp_path: Path) -> None:
 async def test_api_errors_propagate_unwrapped_and_stop_a_folder_walk(tmp_path: Path) -> None:
     pdf_with_widths(tmp_path / "doc.pdf", [300, 400])
     failure = RateLimitError("slow down", status_code=429)
-    extractor = VisionPdfExtractor(FakeVisionClient(fail=failure), "m", dpi=72)
+    extractor = VisionPdfExtractor(vision_client(fail=failure), "m", dpi=72)
     with pytest.raises(RateLimitError):
         await extract_folder(tmp_path, extractors=[extractor])
 
 
 async def test_unreadable_pdf_is_reported_by_the_walk(tmp_path: Path) -> None:
     (tmp_path / "bad.pdf").write_bytes(b"nope")
-    client = FakeVisionClient()
+    client = vision_client()
     documents, report = await extract_folder(tmp_path, extractors=[VisionPdfExtractor(client, "m")])
     assert documents == []
     assert [Path(e.path).name for e in report.errors] == ["bad.pdf"]
@@ -181,7 +134,7 @@ async def test_unreadable_pdf_is_reported_by_the_walk(tmp_path: Path) -> None:
 
 
 def test_arguments_are_checked() -> None:
-    client = FakeVisionClient()
+    client = vision_client()
     with pytest.raises(UsageError):
         VisionPdfExtractor(client, "m", dpi=10)
     with pytest.raises(UsageError):

@@ -1,0 +1,204 @@
+"""One scripted stand-in for :class:`~raftkit.llm.LLMClient`, shared by the tests.
+
+Tests script the replies (a function of the call, or a queue) and read back every call made.
+Structured replies travel as JSON text and are validated by the same parser the real clients
+use, with the same re-asks, so a test cannot pass on output a server's answer could not give.
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+import zlib
+from collections import deque
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal, NoReturn
+
+import numpy as np
+import numpy.typing as npt
+from pydantic import BaseModel
+
+from raftkit.errors import NotFoundError, StructuredOutputError
+from raftkit.llm import ChatMessage, ChatResponse, LLMClient, StructuredMode, StructuredResponse
+from raftkit.llm._openai_shaped import DEFAULT_STRUCTURED_ATTEMPTS
+from raftkit.llm._structured import OutputSpec, feedback_message
+from raftkit.llm.tokens import count_message_tokens, estimate_tokens
+from raftkit.types import Usage
+
+__all__ = ["Call", "Embedder", "Reply", "Responder", "ScriptedClient", "hashed_vector"]
+
+#: What a script answers: text, a JSON-able mapping or model (structured calls), a complete
+#: response (to set usage or the model), or an exception to raise.
+Reply = str | Mapping[str, Any] | BaseModel | BaseException
+Embedder = Callable[[str], npt.NDArray[np.float32]]
+
+
+@dataclass(frozen=True)
+class Call:
+    """One call the client received; a structured call's re-ask is a call of its own."""
+
+    method: Literal["chat", "chat_structured", "embed", "request"]
+    model: str
+    messages: tuple[ChatMessage, ...] = ()
+    sample: int = 0
+    texts: tuple[str, ...] = ()
+    kwargs: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def prompt(self) -> str:
+        """The content of the last message."""
+        return str(self.messages[-1]["content"])
+
+
+Responder = Callable[[Call], Reply | Awaitable[Reply]]
+
+
+def hashed_vector(text: str, dimensions: int = 64) -> npt.NDArray[np.float32]:
+    """Character bigrams hashed into ``dimensions``: deterministic, similar texts near."""
+    vector = np.zeros(dimensions, dtype=np.float32)
+    padded = f" {text.lower()} "
+    for i in range(len(padded) - 1):
+        vector[zlib.crc32(padded[i : i + 2].encode()) % dimensions] += 1.0
+    return vector
+
+
+class ScriptedClient(LLMClient):
+    """Answers chat and structured calls from ``respond`` (or the queue ``replies``), embeds
+    with ``embedder`` and serves no other endpoint. Records each call in :attr:`calls` and
+    counts how many chat and structured calls were in flight at once."""
+
+    def __init__(
+        self,
+        respond: Responder | None = None,
+        *,
+        replies: Iterable[Reply] = (),
+        embedder: Embedder = hashed_vector,
+    ) -> None:
+        self._respond = respond
+        self._replies = deque(replies)
+        self._embedder = embedder
+        self.calls: list[Call] = []
+        self.in_flight = 0
+        self.max_in_flight = 0
+        self.closed = False
+
+    def calls_to(self, method: str) -> list[Call]:
+        return [call for call in self.calls if call.method == method]
+
+    async def aclose(self) -> None:
+        self.closed = True
+
+    async def _reply(self, call: Call) -> ChatResponse:
+        self.calls.append(call)
+        self.in_flight += 1
+        self.max_in_flight = max(self.max_in_flight, self.in_flight)
+        try:
+            if self._respond is not None:
+                scripted = self._respond(call)
+                reply = await scripted if inspect.isawaitable(scripted) else scripted
+            elif self._replies:
+                reply = self._replies.popleft()
+            else:
+                raise AssertionError(f"ScriptedClient has no reply scripted for {call.method}")
+        finally:
+            self.in_flight -= 1
+        if isinstance(reply, BaseException):
+            raise reply
+        if isinstance(reply, ChatResponse):
+            return reply
+        if isinstance(reply, BaseModel):
+            text = reply.model_dump_json()
+        elif isinstance(reply, str):
+            text = reply
+        else:
+            text = json.dumps(reply, ensure_ascii=False)
+        usage = Usage(
+            prompt_tokens=count_message_tokens(call.messages),
+            completion_tokens=estimate_tokens(text),
+        )
+        return ChatResponse(text=text, model=call.model, finish_reason="stop", usage=usage)
+
+    async def chat(
+        self,
+        messages: Sequence[ChatMessage],
+        *,
+        model: str,
+        temperature: float | None = None,
+        max_tokens: int | None = None,
+        seed: int | None = None,
+        stop: str | Sequence[str] | None = None,
+        sample: int = 0,
+        extra_body: Mapping[str, Any] | None = None,
+    ) -> ChatResponse:
+        options: dict[str, Any] = {
+            "temperature": temperature,
+            "max_tokens": max_tokens,
+            "seed": seed,
+            "stop": stop,
+            "extra_body": extra_body,
+        }
+        return await self._reply(Call("chat", model, tuple(messages), sample, kwargs=options))
+
+    async def chat_structured(
+        self,
+        messages: Sequence[ChatMessage],
+        output: type[Any] | Mapping[str, Any],
+        *,
+        model: str,
+        temperature: float | None = None,
+        max_tokens: int | None = None,
+        seed: int | None = None,
+        sample: int = 0,
+        mode: StructuredMode | None = None,
+        max_attempts: int | None = None,
+    ) -> StructuredResponse[Any]:
+        spec = OutputSpec.of(output)
+        attempts = max_attempts or DEFAULT_STRUCTURED_ATTEMPTS
+        options: dict[str, Any] = {
+            "output": output,
+            "temperature": temperature,
+            "max_tokens": max_tokens,
+            "seed": seed,
+            "mode": mode,
+            "max_attempts": max_attempts,
+        }
+        conversation = tuple(messages)
+        error = text = ""
+        for attempt in range(attempts):
+            call = Call("chat_structured", model, conversation, sample + attempt, kwargs=options)
+            response = await self._reply(call)
+            text = response.text
+            try:
+                value = spec.parse(text)
+            except ValueError as exc:
+                error = str(exc)
+            else:
+                return StructuredResponse(output=value, response=response, attempts=attempt + 1)
+            # a re-ask as the real clients make it: the bad answer, then what was wrong with it
+            conversation = (
+                *conversation,
+                {"role": "assistant", "content": text},
+                {"role": "user", "content": feedback_message(error)},
+            )
+        raise StructuredOutputError(
+            f"no valid {spec.name} output after {attempts} attempts: {error}",
+            attempts=attempts,
+            last_output=text,
+        )
+
+    async def embed(
+        self, texts: Sequence[str], *, model: str, dimensions: int | None = None
+    ) -> npt.NDArray[np.float32]:
+        options: dict[str, Any] = {"dimensions": dimensions}
+        self.calls.append(Call("embed", model, texts=tuple(texts), kwargs=options))
+        if not texts:
+            return np.zeros((0, dimensions or 0), dtype=np.float32)
+        return np.stack([self._embedder(text) for text in texts])
+
+    async def request(self, method: str, path: str, **kwargs: Any) -> NoReturn:
+        model = str(kwargs.get("model") or "")
+        self.calls.append(Call("request", model, kwargs={"method": method, "path": path, **kwargs}))
+        raise NotFoundError(
+            f"ScriptedClient serves no {method} {path}", status_code=404, method=method, url=path
+        )
