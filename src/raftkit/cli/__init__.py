@@ -20,7 +20,7 @@ __all__ = ["build_parser", "main"]
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from raftkit.cli import evaluate, generate
+    from raftkit.cli import evaluate, finetune, generate
 
     parser = argparse.ArgumentParser(
         prog="raftkit",
@@ -29,6 +29,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="count", default=0, help="more logging")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     generate.add_parser(commands)
+    finetune.add_parsers(commands)
     evaluate.add_parser(commands)
     return parser
 

@@ -193,7 +193,7 @@ def _provider(opened: OpenedClient, args: argparse.Namespace) -> FineTuneProvide
         initial=interval, maximum=max(60.0, interval), timeout=getattr(args, "timeout", None)
     )
     if opened.provider == "azure":
-        return AzureFineTuneProvider(opened.client, poll=poll)
+        return AzureFineTuneProvider(opened.client, poll=poll, file_poll=poll, deployment_poll=poll)
     return OpenAIFineTuneProvider(opened.client, poll=poll)
 
 

@@ -1,0 +1,161 @@
+"""Fine-tuning on Azure OpenAI: the same REST API, file processing, and ARM deployments."""
+
+from __future__ import annotations
+
+import logging
+import re
+
+from raftkit.errors import APIError, NotFoundError, UsageError
+from raftkit.finetune._errors import DeploymentFailedError, WaitTimeoutError
+from raftkit.finetune._files import DEFAULT_PART_BYTES, DEFAULT_UPLOADS_THRESHOLD, json_of
+from raftkit.finetune._models import Deployment, FineTuneJob
+from raftkit.finetune._poll import Poller, PollPolicy
+from raftkit.finetune._rest import RestFineTuneProvider, _model_name
+from raftkit.finetune.deploy import AzureAccount, AzureManagementClient
+from raftkit.llm._base import LLMClient
+
+__all__ = ["AzureFineTuneProvider"]
+
+logger = logging.getLogger("raftkit.finetune")
+
+_SUCCEEDED = "succeeded"
+_FAILED = frozenset({"failed", "canceled", "cancelled"})
+_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
+
+
+class AzureFineTuneProvider(RestFineTuneProvider):
+    """Azure OpenAI fine-tuning through an :class:`~raftkit.llm.AzureOpenAIClient` the caller
+    owns (use an authoring ``api_version`` such as ``2024-10-01-preview``, or ``v1=True``).
+
+    Uploaded files are polled until Azure has ``processed`` them; one it rejects raises
+    :class:`~raftkit.finetune.FileRejectedError` with Azure's ``status_details``.
+
+    Deployment needs the management plane: ``management`` (an
+    :class:`~raftkit.finetune.AzureManagementClient`, owned by the caller) and ``account``
+    (subscription, resource group, resource name). ``sku_name``/``capacity`` are the
+    deployment's SKU (``standard``, ``globalstandard``, ``developer``; capacity in thousands of
+    tokens per minute).
+    """
+
+    wait_for_file_processing = True
+
+    def __init__(
+        self,
+        client: LLMClient,
+        *,
+        management: AzureManagementClient | None = None,
+        account: AzureAccount | None = None,
+        sku_name: str = "standard",
+        capacity: int = 1,
+        deployment_poll: PollPolicy | None = None,
+        uploads_threshold: int = DEFAULT_UPLOADS_THRESHOLD,
+        part_bytes: int = DEFAULT_PART_BYTES,
+        dedupe: bool = True,
+        file_poll: PollPolicy | None = None,
+        poll: PollPolicy | None = None,
+    ) -> None:
+        super().__init__(
+            client,
+            uploads_threshold=uploads_threshold,
+            part_bytes=part_bytes,
+            dedupe=dedupe,
+            file_poll=file_poll,
+            poll=poll,
+        )
+        if capacity < 1:
+            raise UsageError("capacity must be at least 1")
+        self.management = management
+        self.account = account
+        self.sku_name = sku_name
+        self.capacity = capacity
+        self.deployment_poll = deployment_poll or PollPolicy(
+            initial=5.0, maximum=30.0, timeout=3600.0
+        )
+
+    def _arm(self) -> tuple[AzureManagementClient, AzureAccount]:
+        if self.management is None or self.account is None:
+            raise UsageError(
+                "deploying on Azure needs management=AzureManagementClient(token_provider=...) "
+                "and account=AzureAccount(subscription_id=..., resource_group=..., "
+                "account_name=...)"
+            )
+        return self.management, self.account
+
+    # ------------------------------------------------------------------ deployment
+
+    async def deploy(self, model: FineTuneJob | str, *, name: str | None = None) -> str:
+        """Create (or update) a deployment of the fine-tuned model and wait until it serves;
+        returns the deployment name, the ``model`` to pass to ``chat``."""
+        deployment = await self.create_deployment(model, name=name)
+        return deployment.name
+
+    async def create_deployment(
+        self,
+        model: FineTuneJob | str,
+        *,
+        name: str | None = None,
+        sku_name: str | None = None,
+        capacity: int | None = None,
+        wait: bool = True,
+    ) -> Deployment:
+        management, account = self._arm()
+        model_name = _model_name(model)
+        deployment_name = name or _default_name(model_name)
+        body = {
+            "sku": {"name": sku_name or self.sku_name, "capacity": capacity or self.capacity},
+            "properties": {"model": {"format": "OpenAI", "name": model_name, "version": "1"}},
+        }
+        response = await management.request(
+            "PUT", account.deployment_path(deployment_name), json=body
+        )
+        deployment = Deployment.from_api(json_of(response))
+        if not wait:
+            return deployment
+        return await self.wait_deployment(deployment_name)
+
+    async def get_deployment(self, name: str) -> Deployment:
+        management, account = self._arm()
+        response = await management.request("GET", account.deployment_path(name))
+        return Deployment.from_api(json_of(response))
+
+    async def wait_deployment(self, name: str) -> Deployment:
+        """Poll until ``provisioningState`` is ``Succeeded``; ``Failed``/``Canceled`` raise
+        :class:`DeploymentFailedError`."""
+        poller = Poller(self.deployment_poll, f"deployment {name}")
+        last: str | None = None
+        while True:
+            try:
+                deployment = await self.get_deployment(name)
+            except APIError as e:
+                poller.absorb(e)
+            else:
+                state = deployment.provisioning_state.lower()
+                if state != last:
+                    poller.progressed()
+                    logger.info("deployment %s: %s", name, deployment.provisioning_state)
+                last = state
+                if state == _SUCCEEDED:
+                    return deployment
+                if state in _FAILED:
+                    raise DeploymentFailedError(name, deployment.provisioning_state)
+            if poller.expired:
+                raise WaitTimeoutError(
+                    f"deployment {name} was still {last or 'unknown'} when the wait ended",
+                    resource_id=name,
+                    last_status=last,
+                )
+            await poller.sleep()
+
+    async def delete_deployment(self, name: str) -> bool:
+        """Delete a deployment; ``False`` if there was none."""
+        management, account = self._arm()
+        try:
+            response = await management.request("DELETE", account.deployment_path(name))
+        except NotFoundError:
+            return False
+        return response.status_code != 204
+
+
+def _default_name(model: str) -> str:
+    # deployment names allow letters, digits, '.', '_' and '-' (at most 64)
+    return _UNSAFE.sub("-", model).strip("-")[:64] or "fine-tuned"
