@@ -116,6 +116,9 @@ class RaftConfig(BaseModel):
     answer_max_tokens: int | None = Field(
         None, ge=1, description="cap on the teacher's answer length; None: the server's default"
     )
+    question_max_tokens: int | None = Field(
+        None, ge=1, description="cap on the teacher's question-list reply; None: server default"
+    )
     concurrency: int = Field(16, ge=1, description="chunks in flight; does not change the data")
 
     def data_settings(self) -> dict[str, Any]:
@@ -251,7 +254,12 @@ class RaftPipeline:
         return report
 
     def _default_synthesizer(self, client: LLMClient) -> QuestionSynthesizer:
-        return TeacherQuestionSynthesizer(client, self.config.teacher_model, prompts=self.prompts)
+        return TeacherQuestionSynthesizer(
+            client,
+            self.config.teacher_model,
+            prompts=self.prompts,
+            max_tokens=self.config.question_max_tokens,
+        )
 
     def _default_answerer(self, client: LLMClient) -> AnswerGenerator:
         c = self.config

@@ -53,7 +53,12 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="a vision-capable chat model that reads PDF pages (with tables) into Markdown",
     )
     p.add_argument("--vision-pages", choices=["tables", "all"], default=defaults.vision_pages)
-    p.add_argument("--answer-max-tokens", type=int, help="cap on each teacher answer's length")
+    p.add_argument(
+        "--answer-max-tokens",
+        type=int,
+        help="cap on each teacher answer; rate limits count it in full, so keep it near the need",
+    )
+    p.add_argument("--question-max-tokens", type=int, help="cap on each question-list reply")
     p.add_argument("--max-answer-attempts", type=int, default=defaults.max_answer_attempts)
     p.add_argument(
         "--concurrency",
@@ -87,6 +92,7 @@ async def run(args: argparse.Namespace) -> int:
         vision_model=args.vision_model,
         vision_pages=args.vision_pages,
         answer_max_tokens=args.answer_max_tokens,
+        question_max_tokens=args.question_max_tokens,
         concurrency=args.concurrency,
     )
     if not args.docs.exists():
