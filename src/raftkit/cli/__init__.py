@@ -20,7 +20,7 @@ __all__ = ["build_parser", "main"]
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from raftkit.cli import evaluate, finetune, generate
+    from raftkit.cli import evaluate, finetune, generate, retrieval
 
     parser = argparse.ArgumentParser(
         prog="raftkit",
@@ -31,6 +31,7 @@ def build_parser() -> argparse.ArgumentParser:
     generate.add_parser(commands)
     finetune.add_parsers(commands)
     evaluate.add_parser(commands)
+    retrieval.add_parser(commands)
     return parser
 
 

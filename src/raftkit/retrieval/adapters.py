@@ -1,0 +1,490 @@
+"""Embedding adapters trained in numpy: a cheap way to fit a frozen embedder to a domain.
+
+An adapter maps the *query* embedding of a frozen base model: ``linear`` is ``x W + b`` (``W``
+starts as the identity, so an untrained adapter changes nothing); ``mlp`` adds a residual
+two-layer branch, ``x W + relu(x W1 + b1) W2 + b2`` with ``W2 = 0`` at the start. The output
+dimension may differ from the input; the corpus side then gets a trainable projection ``P``
+(both ``W`` and ``P`` start from the corpus' top principal directions) so that queries and
+chunks meet in the same space. With equal dimensions the corpus side is left untouched and
+existing chunk vectors stay valid.
+
+Training minimises the multiple-negatives ranking loss (InfoNCE): for a batch of (question,
+chunk) pairs, cosine similarities divided by a temperature, softmax cross-entropy with the
+question's own chunk as the target and the other chunks of the batch as negatives. The
+gradients are written out by hand (checked against finite differences in the tests) and
+applied with Adam. Embeddings are computed once before training, never per batch; batches
+never hold two questions of the same chunk; validation MRR@10 after each epoch drives early
+stopping and the best epoch's weights are kept.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+import anyio
+import numpy as np
+import numpy.typing as npt
+
+from raftkit.errors import InputError, UsageError
+from raftkit.retrieval.sampler import NoDuplicateBatchSampler
+from raftkit.retrieval.search import mrr, normalise, relevance_matrix, top_k
+
+if TYPE_CHECKING:
+    from raftkit.retrieval import Embedder
+    from raftkit.retrieval.pairs import RetrievalPair
+    from raftkit.types import Chunk
+
+__all__ = [
+    "AdaptedEmbedder",
+    "Adapter",
+    "AdapterKind",
+    "TrainingConfig",
+    "TrainingHistory",
+    "fit_adapter",
+    "mnrl_loss",
+    "train_adapter",
+]
+
+AdapterKind = Literal["linear", "mlp"]
+Array = npt.NDArray[np.floating[Any]]
+Params = dict[str, Array]
+
+_FORMAT_VERSION = 1
+
+
+def _initial_projection(
+    d_in: int, d_out: int, corpus: Array | None, dtype: type[np.floating[Any]]
+) -> Array:
+    if d_out == d_in:
+        return np.eye(d_in, dtype=dtype)
+    if d_out < d_in and corpus is not None and corpus.shape[0] >= d_out:
+        # the directions the corpus varies most along keep the most of its similarities
+        _, _, vt = np.linalg.svd(np.asarray(corpus, dtype=np.float64), full_matrices=False)
+        return np.ascontiguousarray(vt[:d_out].T, dtype=dtype)
+    projection = np.zeros((d_in, d_out), dtype=dtype)
+    n = min(d_in, d_out)
+    projection[np.arange(n), np.arange(n)] = 1.0
+    return projection
+
+
+class Adapter:
+    """A query-side adapter (and, when dimensions differ, a corpus-side projection)."""
+
+    def __init__(
+        self,
+        kind: AdapterKind,
+        params: Params,
+        *,
+        base: str = "",
+        metadata: dict[str, Any] | None = None,
+    ) -> None:
+        if kind not in ("linear", "mlp"):
+            raise UsageError(f"adapter kind must be 'linear' or 'mlp', not {kind!r}")
+        self.kind: AdapterKind = kind
+        self.params = params
+        self.base = base
+        self.metadata: dict[str, Any] = dict(metadata or {})
+
+    @classmethod
+    def create(
+        cls,
+        kind: AdapterKind,
+        d_in: int,
+        d_out: int | None = None,
+        *,
+        hidden: int | None = None,
+        corpus: npt.ArrayLike | None = None,
+        base: str = "",
+        seed: int = 0,
+        dtype: type[np.floating[Any]] = np.float32,
+    ) -> Adapter:
+        """A fresh adapter that starts as (a projection of) the identity.
+
+        ``corpus`` (chunk embeddings) seeds the projection when ``d_out < d_in``; ``hidden``
+        is the width of the MLP branch (default ``d_in``).
+        """
+        d_out = d_in if d_out is None else d_out
+        if d_in < 1 or d_out < 1:
+            raise UsageError("adapter dimensions must be >= 1")
+        matrix = None if corpus is None else np.asarray(corpus)
+        projection = _initial_projection(d_in, d_out, matrix, dtype)
+        params: Params = {"W": projection.copy(), "b": np.zeros(d_out, dtype=dtype)}
+        if kind == "mlp":
+            width = hidden or d_in
+            rng = np.random.default_rng(seed)
+            params["W1"] = (rng.standard_normal((d_in, width)) * np.sqrt(2.0 / d_in)).astype(dtype)
+            params["b1"] = np.zeros(width, dtype=dtype)
+            params["W2"] = np.zeros((width, d_out), dtype=dtype)
+            params["b2"] = np.zeros(d_out, dtype=dtype)
+        if d_out != d_in:
+            params["P"] = projection.copy()
+        return cls(kind, params, base=base)
+
+    def __repr__(self) -> str:
+        return (
+            f"Adapter(kind={self.kind!r}, d_in={self.d_in}, d_out={self.d_out}, base={self.base!r})"
+        )
+
+    @property
+    def d_in(self) -> int:
+        return int(self.params["W"].shape[0])
+
+    @property
+    def d_out(self) -> int:
+        return int(self.params["W"].shape[1])
+
+    @property
+    def projects_corpus(self) -> bool:
+        return "P" in self.params
+
+    # ------------------------------------------------------------------ forward / backward
+
+    def _forward_query(self, x: Array) -> tuple[Array, tuple[Array, ...]]:
+        p = self.params
+        y = x @ p["W"] + p["b"]
+        if self.kind == "linear":
+            return y, (x,)
+        h = x @ p["W1"] + p["b1"]
+        z = np.maximum(h, 0.0)
+        return y + z @ p["W2"] + p["b2"], (x, h, z)
+
+    def _backward_query(self, cache: tuple[Array, ...], dy: Array) -> Params:
+        x = cache[0]
+        grads: Params = {"W": x.T @ dy, "b": dy.sum(axis=0)}
+        if self.kind == "mlp":
+            _, h, z = cache
+            p = self.params
+            grads["W2"] = z.T @ dy
+            grads["b2"] = dy.sum(axis=0)
+            dh = (dy @ p["W2"].T) * (h > 0)
+            grads["W1"] = x.T @ dh
+            grads["b1"] = dh.sum(axis=0)
+        return grads
+
+    def _forward_corpus(self, x: Array) -> Array:
+        return x @ self.params["P"] if self.projects_corpus else x
+
+    def query(self, embeddings: npt.ArrayLike) -> npt.NDArray[np.float32]:
+        """Adapted query vectors (unit length, float32)."""
+        x = np.asarray(embeddings, dtype=self.params["W"].dtype)
+        return normalise(self._forward_query(x)[0])
+
+    def corpus(self, embeddings: npt.ArrayLike) -> npt.NDArray[np.float32]:
+        """Chunk vectors in the adapter's output space (unit length, float32)."""
+        x = np.asarray(embeddings, dtype=self.params["W"].dtype)
+        return normalise(self._forward_corpus(x))
+
+    # ------------------------------------------------------------------ files
+
+    def save(self, path: str | os.PathLike[str]) -> Path:
+        """Write the weights and metadata (kind, dimensions, base embedder) as ``.npz``."""
+        target = Path(path)
+        if target.suffix != ".npz":
+            target = target.with_suffix(".npz")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        meta = {
+            "format": _FORMAT_VERSION,
+            "kind": self.kind,
+            "d_in": self.d_in,
+            "d_out": self.d_out,
+            "base": self.base,
+            **{k: v for k, v in self.metadata.items() if k not in {"format", "kind"}},
+        }
+        partial = target.with_name(target.stem + ".partial.npz")
+        arrays: dict[str, Any] = {f"param_{k}": v for k, v in self.params.items()}
+        np.savez(partial, metadata=np.array(json.dumps(meta)), **arrays)
+        partial.replace(target)
+        return target
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str]) -> Adapter:
+        """Read an adapter written by :meth:`save`."""
+        source = Path(path)
+        try:
+            with np.load(source, allow_pickle=False) as data:
+                meta = json.loads(str(data["metadata"]))
+                params = {k[len("param_") :]: data[k] for k in data.files if k.startswith("param_")}
+        except (OSError, KeyError, ValueError) as e:
+            raise InputError(f"{source}: not a raftkit adapter file: {e}") from e
+        if meta.get("format") != _FORMAT_VERSION:
+            raise InputError(f"{source}: unsupported adapter format {meta.get('format')!r}")
+        metadata = {k: v for k, v in meta.items() if k not in {"format", "kind", "base"}}
+        return cls(meta["kind"], params, base=str(meta.get("base", "")), metadata=metadata)
+
+
+def mnrl_loss(
+    adapter: Adapter, queries: Array, documents: Array, temperature: float
+) -> tuple[float, Params]:
+    """Multiple-negatives ranking loss of a batch and its gradient for every parameter.
+
+    ``queries[i]`` and ``documents[i]`` are a positive pair (base embeddings); every
+    ``documents[j]``, ``j != i``, is a negative for query ``i``.
+    """
+    yq, cache = adapter._forward_query(queries)
+    yd = adapter._forward_corpus(documents)
+    nq = np.linalg.norm(yq, axis=1, keepdims=True)
+    nd = np.linalg.norm(yd, axis=1, keepdims=True)
+    nq = np.maximum(nq, 1e-12)
+    nd = np.maximum(nd, 1e-12)
+    q = yq / nq
+    d = yd / nd
+    scores = (q @ d.T) / temperature
+    scores = scores - scores.max(axis=1, keepdims=True)
+    exp = np.exp(scores)
+    probs = exp / exp.sum(axis=1, keepdims=True)
+    n = q.shape[0]
+    diagonal = np.arange(n)
+    loss = float(-np.log(np.maximum(probs[diagonal, diagonal], 1e-30)).mean())
+    dscores = probs
+    dscores[diagonal, diagonal] -= 1.0
+    dscores /= n * temperature
+    dq = dscores @ d
+    dd = dscores.T @ q
+    # back through x / |x|: (g - u (u . g)) / |x|
+    dyq = (dq - q * (dq * q).sum(axis=1, keepdims=True)) / nq
+    grads = adapter._backward_query(cache, dyq)
+    if adapter.projects_corpus:
+        dyd = (dd - d * (dd * d).sum(axis=1, keepdims=True)) / nd
+        grads["P"] = documents.T @ dyd
+    return loss, grads
+
+
+class _Adam:
+    def __init__(self, params: Params, lr: float, beta1: float = 0.9, beta2: float = 0.999):
+        self.lr, self.beta1, self.beta2, self.eps = lr, beta1, beta2, 1e-8
+        self.m = {k: np.zeros_like(v) for k, v in params.items()}
+        self.v = {k: np.zeros_like(v) for k, v in params.items()}
+        self.t = 0
+
+    def step(self, params: Params, grads: Params) -> None:
+        self.t += 1
+        c1 = 1.0 - self.beta1**self.t
+        c2 = 1.0 - self.beta2**self.t
+        for k, g in grads.items():
+            self.m[k] = self.beta1 * self.m[k] + (1.0 - self.beta1) * g
+            self.v[k] = self.beta2 * self.v[k] + (1.0 - self.beta2) * g * g
+            params[k] -= (self.lr * (self.m[k] / c1) / (np.sqrt(self.v[k] / c2) + self.eps)).astype(
+                params[k].dtype
+            )
+
+
+@dataclass(frozen=True)
+class TrainingConfig:
+    """Adapter training settings."""
+
+    kind: AdapterKind = "linear"
+    out_dim: int | None = None
+    hidden: int | None = None
+    epochs: int = 20
+    batch_size: int = 64
+    learning_rate: float = 1e-3
+    temperature: float = 0.05
+    patience: int = 3
+    seed: int = 0
+    validation_k: int = 10
+
+
+@dataclass
+class TrainingHistory:
+    """What happened during training, epoch by epoch."""
+
+    train_loss: list[float] = field(default_factory=list)
+    validation_mrr: list[float] = field(default_factory=list)
+    epoch_seconds: list[float] = field(default_factory=list)
+    best_epoch: int = -1
+    initial_validation_mrr: float = float("nan")
+    stopped_early: bool = False
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "train_loss": self.train_loss,
+            "validation_mrr": self.validation_mrr,
+            "epoch_seconds": self.epoch_seconds,
+            "best_epoch": self.best_epoch,
+            "initial_validation_mrr": self.initial_validation_mrr,
+            "stopped_early": self.stopped_early,
+        }
+
+
+def _validation_mrr(
+    adapter: Adapter, queries: Array, targets: npt.NDArray[np.int64], corpus: Array, k: int
+) -> float:
+    if queries.shape[0] == 0:
+        return float("nan")
+    ranked, _ = top_k(adapter.query(queries), adapter.corpus(corpus), k)
+    rel = relevance_matrix(ranked, [{int(t)} for t in targets])
+    return float(mrr(rel, k).mean())
+
+
+def train_adapter(
+    query_embeddings: npt.ArrayLike,
+    targets: npt.ArrayLike,
+    corpus_embeddings: npt.ArrayLike,
+    *,
+    validation_queries: npt.ArrayLike | None = None,
+    validation_targets: npt.ArrayLike | None = None,
+    config: TrainingConfig | None = None,
+    base: str = "",
+    adapter: Adapter | None = None,
+) -> tuple[Adapter, TrainingHistory]:
+    """Train an adapter on precomputed embeddings (blocking: call it in a worker thread).
+
+    ``query_embeddings[i]``'s positive is ``corpus_embeddings[targets[i]]``; the corpus matrix
+    also serves validation, which ranks every chunk for each validation query. Without a
+    validation set, training runs all epochs and keeps the last weights.
+    """
+    cfg = config or TrainingConfig()
+    if cfg.epochs < 1 or cfg.temperature <= 0 or cfg.learning_rate <= 0 or cfg.patience < 1:
+        raise UsageError("epochs, temperature, learning_rate and patience must be positive")
+    xq = np.asarray(query_embeddings, dtype=np.float32)
+    xc = np.asarray(corpus_embeddings, dtype=np.float32)
+    tgt = np.asarray(targets, dtype=np.int64)
+    if xq.ndim != 2 or xc.ndim != 2 or xq.shape[1] != xc.shape[1] or tgt.shape != xq.shape[:1]:
+        raise UsageError(
+            f"shapes do not match: queries {xq.shape}, targets {tgt.shape}, corpus {xc.shape}"
+        )
+    if xq.shape[0] < 2:
+        raise UsageError("training needs at least two pairs")
+    model = adapter or Adapter.create(
+        cfg.kind, xq.shape[1], cfg.out_dim, hidden=cfg.hidden, corpus=xc, base=base, seed=cfg.seed
+    )
+    held_out: tuple[Array, npt.NDArray[np.int64]] | None = None
+    if validation_queries is not None and validation_targets is not None:
+        vq = np.asarray(validation_queries, np.float32)
+        if vq.shape[0] > 0:
+            held_out = (vq, np.asarray(validation_targets, np.int64))
+    sampler = NoDuplicateBatchSampler([str(t) for t in tgt], cfg.batch_size, seed=cfg.seed)
+    optimiser = _Adam(model.params, cfg.learning_rate)
+    history = TrainingHistory()
+    if held_out is not None:
+        history.initial_validation_mrr = _validation_mrr(model, *held_out, xc, cfg.validation_k)
+    best_score = history.initial_validation_mrr
+    best = {k: v.copy() for k, v in model.params.items()}
+    stale = 0
+    for epoch in range(cfg.epochs):
+        started = time.perf_counter()
+        losses: list[float] = []
+        for batch in sampler.epoch(epoch):
+            loss, grads = mnrl_loss(model, xq[batch], xc[tgt[batch]], cfg.temperature)
+            optimiser.step(model.params, grads)
+            losses.append(loss)
+        history.epoch_seconds.append(time.perf_counter() - started)
+        history.train_loss.append(float(np.mean(losses)) if losses else float("nan"))
+        if held_out is None:
+            history.best_epoch = epoch
+            continue
+        score = _validation_mrr(model, *held_out, xc, cfg.validation_k)
+        history.validation_mrr.append(score)
+        if score > best_score:
+            best_score, stale, history.best_epoch = score, 0, epoch
+            best = {k: v.copy() for k, v in model.params.items()}
+        else:
+            stale += 1
+            if stale >= cfg.patience:
+                history.stopped_early = True
+                break
+    if held_out is not None:
+        model.params.update(best)
+    model.metadata.update(
+        {
+            "temperature": cfg.temperature,
+            "epochs_run": len(history.train_loss),
+            "best_epoch": history.best_epoch,
+            "initial_validation_mrr": history.initial_validation_mrr,
+            "best_validation_mrr": best_score,
+            "seed": cfg.seed,
+        }
+    )
+    return model, history
+
+
+async def _embed_unique(embedder: Embedder, texts: Sequence[str], *, queries: bool) -> Array:
+    """Each distinct text embedded once, rows in the order of ``texts``."""
+    from raftkit.retrieval.evaluate import embed_documents, embed_queries
+
+    distinct = list(dict.fromkeys(texts))
+    if not distinct:
+        return np.zeros((0, 0), dtype=np.float32)
+    vectors = await (embed_queries if queries else embed_documents)(embedder, distinct)
+    where = {t: i for i, t in enumerate(distinct)}
+    return vectors[[where[t] for t in texts]]
+
+
+async def fit_adapter(
+    embedder: Embedder,
+    chunks: Sequence[Chunk],
+    train: Sequence[RetrievalPair],
+    validation: Sequence[RetrievalPair] = (),
+    *,
+    config: TrainingConfig | None = None,
+) -> tuple[Adapter, TrainingHistory]:
+    """Embed the chunks and questions once with ``embedder``, then train an adapter on them.
+
+    Pairs whose chunk is not among ``chunks`` are ignored. Training runs in a worker thread.
+    """
+    position = {c.id: i for i, c in enumerate(chunks)}
+    train = [p for p in train if p.chunk_id in position]
+    validation = [p for p in validation if p.chunk_id in position]
+    if len(train) < 2:
+        raise UsageError("need at least two training pairs whose chunk is in the corpus")
+    corpus = await _embed_unique(embedder, [c.text for c in chunks], queries=False)
+    xq = await _embed_unique(embedder, [p.question for p in train], queries=True)
+    vq = await _embed_unique(embedder, [p.question for p in validation], queries=True)
+    targets = np.array([position[p.chunk_id] for p in train], dtype=np.int64)
+    vtargets = np.array([position[p.chunk_id] for p in validation], dtype=np.int64)
+
+    def run() -> tuple[Adapter, TrainingHistory]:
+        return train_adapter(
+            xq,
+            targets,
+            corpus,
+            validation_queries=vq if validation else None,
+            validation_targets=vtargets if validation else None,
+            config=config,
+            base=embedder.name,
+        )
+
+    return await anyio.to_thread.run_sync(run)
+
+
+class AdaptedEmbedder:
+    """A base embedder with an adapter: queries through the adapter, documents through the
+    corpus-side projection (unchanged when the dimensions are equal).
+
+    The base embedder (and its cache) does the embedding; the adapter is a cheap matrix
+    product on top, so an adapted evaluation makes no new embedding requests.
+    """
+
+    def __init__(self, base: Embedder, adapter: Adapter, *, name: str | None = None) -> None:
+        if adapter.base and adapter.base != base.name:
+            raise UsageError(
+                f"adapter was trained on {adapter.base!r} embeddings, not {base.name!r}"
+            )
+        self.base = base
+        self.adapter = adapter
+        self.name = name or f"{base.name}+{adapter.kind}-adapter"
+
+    def __repr__(self) -> str:
+        return f"AdaptedEmbedder(base={self.base!r}, adapter={self.adapter!r})"
+
+    @property
+    def dimension(self) -> int:
+        return self.adapter.d_out
+
+    async def embed(self, texts: Sequence[str]) -> npt.NDArray[np.float32]:
+        """Document (chunk) vectors in the adapter's space."""
+        vectors = await self.base.embed(texts)
+        return await anyio.to_thread.run_sync(self.adapter.corpus, vectors)
+
+    async def embed_queries(self, texts: Sequence[str]) -> npt.NDArray[np.float32]:
+        """Query vectors through the adapter."""
+        from raftkit.retrieval.evaluate import embed_queries
+
+        vectors = await embed_queries(self.base, texts)
+        return await anyio.to_thread.run_sync(self.adapter.query, vectors)
