@@ -334,9 +334,7 @@ async def test_request_too_large_is_not_retried() -> None:
 
 
 async def test_x_should_retry_overrides_the_status() -> None:
-    h = Harness(
-        sequence(error(400, x_should_retry="true"), httpx.Response(200, json=CHAT_OK))
-    )
+    h = Harness(sequence(error(400, x_should_retry="true"), httpx.Response(200, json=CHAT_OK)))
     await h.transport.send(chat_call())
     assert len(h.requests) == 2
     h2 = Harness(sequence(error(500, x_should_retry="false")))

@@ -215,9 +215,7 @@ async def test_cli_finetune_and_evaluate_with_the_local_model(tmp_path: Path) ->
     from test_retrieval_cli import _make_run, _run
 
     run = await _make_run(tmp_path)
-    code = await _run(
-        "finetune", str(run), "--max-steps", "1", "--batch-size", "4", "--reranker"
-    )
+    code = await _run("finetune", str(run), "--max-steps", "1", "--batch-size", "4", "--reranker")
     assert code == 0
     assert (run / "retrieval" / "bi-encoder" / "config.json").is_file()
     assert (run / "retrieval" / "cross-encoder" / "config.json").is_file()

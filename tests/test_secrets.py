@@ -85,8 +85,14 @@ def echoing_server(status: int, *, echo_in_message: bool = True) -> Callable[...
     def handler(request: httpx.Request) -> httpx.Response:
         sent = request.headers.get("authorization", "") + request.headers.get("api-key", "")
         message = f"Incorrect API key provided: {sent}" if echo_in_message else "error"
-        body = {"error": {"message": message, "type": "invalid_request_error", "code": None,
-                          "param": sent}}
+        body = {
+            "error": {
+                "message": message,
+                "type": "invalid_request_error",
+                "code": None,
+                "param": sent,
+            }
+        }
         return httpx.Response(status, json=body, headers={"x-request-id": "req_secret"})
 
     return handler
@@ -195,8 +201,13 @@ async def test_structured_output_failure_is_clean() -> None:
             "object": "chat.completion",
             "created": 0,
             "model": "m",
-            "choices": [{"index": 0, "message": {"role": "assistant", "content": content},
-                         "finish_reason": "stop"}],
+            "choices": [
+                {
+                    "index": 0,
+                    "message": {"role": "assistant", "content": content},
+                    "finish_reason": "stop",
+                }
+            ],
         }
         return httpx.Response(200, json=body)
 

@@ -35,4 +35,5 @@ def test_example_roundtrips_as_json() -> None:
     )
     again = RaftExample.model_validate_json(example.model_dump_json())
     assert again == example
-    assert again.oracle is not None and again.oracle.chunk_id == "d#0"
+    assert again.oracle is not None
+    assert again.oracle.chunk_id == "d#0"

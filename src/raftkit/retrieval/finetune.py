@@ -242,9 +242,7 @@ def _run_cross_encoder(
     if isinstance(loss, str):
         if loss not in ("bce", "mnrl"):
             raise UsageError(f"loss must be 'bce', 'mnrl' or a cross-encoder loss, not {loss!r}")
-        model = st.CrossEncoder(
-            base, num_labels=1, device=cfg.device, max_length=cfg.max_length
-        )
+        model = st.CrossEncoder(base, num_labels=1, device=cfg.device, max_length=cfg.max_length)
         name = "BinaryCrossEntropyLoss" if loss == "bce" else "MultipleNegativesRankingLoss"
         module = _loss_module(paths, name)(model)
         listwise = loss == "mnrl"
