@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from raftkit.errors import ResumeMismatchError
+from raftkit.finetune import PollPolicy
 from raftkit.llm import OpenAIClient
 from raftkit.llm.usage import UsageLedger
 from raftkit.pipeline import RaftConfig, RaftPipeline, estimate_cost
@@ -227,3 +228,36 @@ def test_killed_run_resumes_to_the_same_dataset(tmp_path: Path) -> None:
     assert resumed_calls <= uninterrupted_calls + in_flight_bound
     report = json.loads((crashed / "report.json").read_text(encoding="utf-8"))
     assert report["teacher_calls_replayed"] >= journaled_at_kill
+
+
+async def test_batch_mode_ends_with_the_online_dataset_at_the_batch_price(
+    sim: Simulator, tmp_path: Path
+) -> None:
+    docs = make_docs(tmp_path)
+    config = RaftConfig(questions_per_chunk=2, chunk_size=256, seed=5)
+    fast = PollPolicy(initial=0.01, maximum=0.05, timeout=60.0)
+    async with OpenAIClient(base_url=sim.base_url, api_key=sim.api_key) as client:
+        online = await RaftPipeline(client, config).run(docs, tmp_path / "online")
+    batch_ledger = UsageLedger()
+    async with OpenAIClient(
+        base_url=sim.base_url, api_key=sim.api_key, ledger=batch_ledger
+    ) as client:
+        batched = await RaftPipeline(client, config, batch=True, batch_poll=fast).run(
+            docs, tmp_path / "batched"
+        )
+        chat_calls = [r for r in sim.requests if r.path.endswith("/chat/completions")]
+        sim.clear_requests()
+        again = await RaftPipeline(client, config, batch=True, batch_poll=fast).run(
+            docs, tmp_path / "batched"
+        )
+    online_bytes = (tmp_path / "online" / "examples.jsonl").read_bytes()
+    assert (tmp_path / "batched" / "examples.jsonl").read_bytes() == online_bytes
+    assert batched.examples == online.examples
+    assert batched.batch_rounds >= 2  # questions first, then answers
+    assert batched.teacher_calls_paid == online.teacher_calls_paid
+    usage = batch_ledger.report().models
+    assert sum(m.batch_calls for m in usage.values()) == batched.teacher_calls_paid
+    assert len(chat_calls) == online.teacher_calls_paid, "online calls only; the batch is apart"
+    assert again.batch_rounds == 0
+    assert again.teacher_calls_paid == 0
+    assert sim.requests == []

@@ -41,7 +41,7 @@ from raftkit.chunking import (
     TokenChunker,
     chunk_document,
 )
-from raftkit.errors import BudgetExceededError
+from raftkit.errors import BudgetExceededError, UsageError
 from raftkit.extract import (
     Extractor,
     PdfExtractor,
@@ -49,8 +49,11 @@ from raftkit.extract import (
     default_extractors,
     iter_documents,
 )
+from raftkit.finetune import BatchFailedError, BatchRequest, BatchRunner, PollPolicy
 from raftkit.journal import Journal
 from raftkit.llm import LLMClient
+from raftkit.llm._openai_shaped import OpenAIShapedClient
+from raftkit.llm._store import Deferred
 from raftkit.llm.tokens import count_message_tokens, estimate_tokens
 from raftkit.llm.usage import PriceTable, UsageLedger, UsageReport
 from raftkit.run_report import CostEstimate, RunReport
@@ -78,6 +81,9 @@ logger = logging.getLogger("raftkit.pipeline")
 EXAMPLES_FILE = "examples.jsonl"
 CHUNKS_FILE = "chunks.jsonl"
 REJECTIONS_FILE = "rejections.jsonl"
+
+# Questions, answers and each re-ask take a round; more means something keeps failing.
+_MAX_BATCH_ROUNDS = 12
 
 # Estimates for the dry run: a question is short; an answer is a paragraph of reasoning.
 _QUESTION_TOKENS = 30
@@ -141,6 +147,26 @@ SynthesizerArg = QuestionSynthesizer | Callable[[LLMClient], QuestionSynthesizer
 AnswererArg = AnswerGenerator | Callable[[LLMClient], AnswerGenerator] | None
 
 
+class _DeferringStore:
+    """The journal, except that a paid chat call is kept for the next batch instead of sent."""
+
+    def __init__(self, journal: Journal) -> None:
+        self.journal = journal
+        self.pending: dict[str, BatchRequest] = {}
+
+    async def get(self, key: str) -> dict[str, Any] | None:
+        return await self.journal.get(key)
+
+    async def put(self, key: str, request: dict[str, Any], response: dict[str, Any]) -> None:
+        await self.journal.put(key, request, response)
+
+    async def on_miss(
+        self, key: str, *, path: str, body: dict[str, Any], sample: int, model: str
+    ) -> None:
+        self.pending.setdefault(key, BatchRequest(body={"model": model, **body}, sample=sample))
+        raise Deferred(key)
+
+
 class _Corpus:
     """The chunks found so far, fed to the workers as they are found.
 
@@ -185,6 +211,8 @@ class RaftPipeline:
         prompts: Prompts | None = None,
         progress: Callable[[Progress], object] | None = None,
         prices: PriceTable | None = None,
+        batch: bool = False,
+        batch_poll: PollPolicy | None = None,
     ) -> None:
         self.client = client
         self.config = config if config is not None else RaftConfig()
@@ -194,6 +222,8 @@ class RaftPipeline:
         self._answerer = answerer
         self._sampler = sampler
         self._progress = progress
+        self.batch = batch
+        self._batch_poll = batch_poll
         self.prices = prices if prices is not None else PriceTable()
 
     # ------------------------------------------------------------------ dry run
@@ -231,11 +261,11 @@ class RaftPipeline:
         ledger = getattr(self.client, "ledger", None)
         before = ledger.report() if isinstance(ledger, UsageLedger) else None
         try:
-            client = self.client.with_store(journal)
-            synthesizer = _resolve(self._synthesizer, client, self._default_synthesizer)
-            answerer = _resolve(self._answerer, client, self._default_answerer)
             try:
-                await self._generate(client, source, synthesizer, answerer, out, report)
+                if self.batch:
+                    await self._generate_in_batches(journal, source, out, report)
+                else:
+                    await self._generate_once(self.client.with_store(journal), source, out, report)
             except BudgetExceededError as e:
                 report.status = "stopped"
                 report.stop_reason = f"budget: {e}"
@@ -252,6 +282,48 @@ class RaftPipeline:
                 _add_usage(report, ledger, before)
             _write_report(out, report)
         return report
+
+    async def _generate_once(
+        self, client: LLMClient, source: str | os.PathLike[str], out: Path, report: RunReport
+    ) -> None:
+        synthesizer = _resolve(self._synthesizer, client, self._default_synthesizer)
+        answerer = _resolve(self._answerer, client, self._default_answerer)
+        await self._generate(client, source, synthesizer, answerer, out, report)
+
+    async def _generate_in_batches(
+        self, journal: Journal, source: str | os.PathLike[str], out: Path, report: RunReport
+    ) -> None:
+        """Passes over the corpus; each pass's unanswered teacher calls go out as one batch.
+
+        A pass replays everything the journal holds and defers every other chat call; the
+        batch's answers are merged into the journal under the keys online calls use, so the
+        next pass gets further (questions first, then answers, then re-asks). The last pass
+        pays for nothing and writes the same ``examples.jsonl`` an online run would.
+        """
+        if self.config.vision_model is not None:
+            raise UsageError("batch mode does not read PDFs with a vision model; run without it")
+        if not isinstance(self.client, OpenAIShapedClient):
+            raise UsageError("batch mode needs an OpenAIClient or AzureOpenAIClient")
+        runner = BatchRunner(self.client, journal, run_dir=out, poll=self._batch_poll)
+        for round_ in range(1, _MAX_BATCH_ROUNDS + 1):
+            deferring = _DeferringStore(journal)
+            attempt = report.model_copy()
+            await self._generate_once(self.client.with_store(deferring), source, out, attempt)
+            for name in RunReport.model_fields:
+                setattr(report, name, getattr(attempt, name))
+            report.batch_rounds = round_ - 1
+            if not deferring.pending:
+                return
+            logger.info("batch round %d: %d teacher calls", round_, len(deferring.pending))
+            before = len(journal)
+            result = await runner.run(list(deferring.pending.values()))
+            if len(journal) == before:  # nothing answered: another round would loop forever
+                raise BatchFailedError(
+                    result.batch_id or "?",
+                    result.status or "without answers",
+                    [f"{f.code or f.status_code}: {f.message}" for f in result.failures],
+                )
+        raise BatchFailedError("(several)", f"unfinished after {_MAX_BATCH_ROUNDS} rounds", [])
 
     def _default_synthesizer(self, client: LLMClient) -> QuestionSynthesizer:
         return TeacherQuestionSynthesizer(
@@ -411,10 +483,16 @@ class RaftPipeline:
     ) -> None:
         c = self.config
         oracle = corpus.chunks[index]
-        questions = await synthesizer.synthesize(oracle, c.questions_per_chunk)
+        try:
+            questions = await synthesizer.synthesize(oracle, c.questions_per_chunk)
+        except Deferred:  # batch mode: asked in this pass's batch, answered in the next pass
+            questions = []
 
         async def one(position: int, question: Question) -> None:
-            result = await answerer.generate(question, oracle)
+            try:
+                result = await answerer.generate(question, oracle)
+            except Deferred:
+                return
             await corpus.ready.wait()
             assert corpus.sampler is not None
             context = await build_context(

@@ -83,6 +83,7 @@ class RunReport(BaseModel):
     cached_tokens: int = 0
     cost_usd: float | None = 0.0
     wall_seconds: float = 0.0
+    batch_rounds: int = Field(0, description="Batch API rounds (batch mode only)")
     usage_by_model: dict[str, Any] = Field(default_factory=dict)
 
     @property

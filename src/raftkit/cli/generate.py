@@ -71,6 +71,11 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         action="store_true",
         help="count chunks and estimate calls, tokens and $ without paying anything",
     )
+    p.add_argument(
+        "--batch",
+        action="store_true",
+        help="send teacher calls through the Batch API (half price, up to 24 h per round)",
+    )
     p.add_argument("--quiet", action="store_true", help="no progress line")
     add_client_arguments(p)
     p.set_defaults(handler=run)
@@ -104,7 +109,10 @@ async def run(args: argparse.Namespace) -> int:
         return 0
     async with open_client(args) as opened:
         pipeline = RaftPipeline(
-            opened.client, config, progress=None if args.quiet else ProgressLine()
+            opened.client,
+            config,
+            progress=None if args.quiet else ProgressLine(),
+            batch=args.batch,
         )
         report = await pipeline.run(args.docs, args.out, simulated_teacher=opened.simulated)
     print(report.markdown())

@@ -33,7 +33,7 @@ from raftkit.errors import APIError, UsageError
 from raftkit.finetune._errors import BatchFailedError, WaitTimeoutError
 from raftkit.finetune._files import DEFAULT_UPLOADS_THRESHOLD, FileOps, json_of
 from raftkit.finetune._poll import Poller, PollPolicy
-from raftkit.llm._base import ChatMessage, LLMClient
+from raftkit.llm._base import ChatMessage
 from raftkit.llm._openai_shaped import OpenAIShapedClient
 from raftkit.llm._store import ResponseStore, request_key
 from raftkit.llm._transport import usage_from_body
@@ -101,7 +101,7 @@ class BatchRunner:
 
     def __init__(
         self,
-        client: LLMClient,
+        client: OpenAIShapedClient,
         store: ResponseStore,
         *,
         run_dir: str | os.PathLike[str],
@@ -112,6 +112,11 @@ class BatchRunner:
     ) -> None:
         if not name or "/" in name or "\\" in name:
             raise UsageError(f"batch name must be a plain file name, got {name!r}")
+        if not isinstance(client, OpenAIShapedClient):
+            raise UsageError(
+                "the Batch API runner needs an OpenAIClient or AzureOpenAIClient, "
+                f"got {type(client).__name__}"
+            )
         self.client = client
         self.store = store
         self.run_dir = Path(run_dir)
@@ -146,21 +151,18 @@ class BatchRunner:
         extra_body: Mapping[str, Any] | None = None,
     ) -> BatchRequest:
         """The request ``client.chat`` would send for these arguments, field for field."""
-        if not messages:
-            raise UsageError("a chat request needs at least one message")
-        body: dict[str, Any] = {"model": model, "messages": [dict(m) for m in messages]}
-        if temperature is not None:
-            body["temperature"] = temperature
-        if max_tokens is not None:
-            field = getattr(self.client, "max_tokens_field", "max_completion_tokens")
-            body[str(field)] = max_tokens
-        if seed is not None:
-            body["seed"] = seed
-        if stop is not None:
-            body["stop"] = stop if isinstance(stop, str) else list(stop)
-        if extra_body:
-            body.update(extra_body)
-        return BatchRequest(body=body, sample=sample)
+        _, body = self.client.chat_request(
+            messages,
+            model=model,
+            temperature=temperature,
+            max_tokens=max_tokens,
+            seed=seed,
+            stop=stop,
+            extra_body=extra_body,
+        )
+        # A batch line always names its model (on Azure, the deployment), even where the
+        # online request carries it in the URL instead.
+        return BatchRequest(body={"model": model, **body}, sample=sample)
 
     def online_request(self, request: BatchRequest) -> tuple[str, dict[str, Any]]:
         """The path and body an online ``chat`` of this request sends (Azure deployment URLs
@@ -168,11 +170,7 @@ class BatchRunner:
         model = request.model
         if not model:
             raise UsageError("a batch request body needs a 'model'")
-        if isinstance(self.client, OpenAIShapedClient):
-            # the client's own routing decides the online key; asking it keeps both identical
-            path, names_model = self.client._chat_route(model)
-        else:
-            path, names_model = "chat/completions", True
+        path, names_model = self.client._chat_route(model)
         body = dict(request.body)
         if not names_model:
             body.pop("model", None)

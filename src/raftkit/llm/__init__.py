@@ -24,7 +24,7 @@ from raftkit.llm.tokens import count_message_tokens, count_tokens, estimate_toke
 if TYPE_CHECKING:
     from raftkit.llm._retry import RetryPolicy
     from raftkit.llm._secrets import Secret
-    from raftkit.llm._store import ResponseStore, request_key
+    from raftkit.llm._store import Deferred, ResponseStore, request_key
     from raftkit.llm.azure import AzureOpenAIClient, TokenProvider
     from raftkit.llm.limiter import LimiterRegistry, RateLimiter, RateLimits
     from raftkit.llm.openai import OpenAIClient
@@ -34,6 +34,7 @@ __all__ = [
     "AzureOpenAIClient",
     "ChatMessage",
     "ChatResponse",
+    "Deferred",
     "LLMClient",
     "LimiterRegistry",
     "ModelPrice",
@@ -61,6 +62,7 @@ _LAZY = {
     "OpenAIClient": "raftkit.llm.openai",
     "RetryPolicy": "raftkit.llm._retry",
     "Secret": "raftkit.llm._secrets",
+    "Deferred": "raftkit.llm._store",
     "ResponseStore": "raftkit.llm._store",
     "request_key": "raftkit.llm._store",
     "LimiterRegistry": "raftkit.llm.limiter",

@@ -270,6 +270,9 @@ class OpenAIShapedClient(LLMClient):
             stored = await self._store.get(key)
             if stored is not None:
                 return _parse_chat(stored, model, None, from_journal=True)
+            on_miss = getattr(self._store, "on_miss", None)
+            if on_miss is not None:
+                await on_miss(key, path=path, body=body, sample=sample, model=model)
         call = Call(
             "POST",
             path,

@@ -4,6 +4,10 @@ A client made with ``client.with_store(store)`` asks ``store.get(key)`` before e
 embedding request and, on a miss, sends the request and awaits ``store.put(key, request,
 response)`` **before** it returns the response to its caller. A run killed after ``put``
 never pays for that response again.
+
+A store may also define ``async on_miss(key, *, path, body, sample, model)``: the client awaits
+it before a chat request it is about to pay for, and the store may raise :class:`Deferred` to
+keep the request for later instead (how the pipeline collects requests for the Batch API).
 """
 
 from __future__ import annotations
@@ -13,7 +17,19 @@ import json
 from collections.abc import Mapping
 from typing import Any, Protocol, runtime_checkable
 
-__all__ = ["ResponseStore", "canonical_json", "request_key"]
+__all__ = ["Deferred", "ResponseStore", "canonical_json", "request_key"]
+
+
+class Deferred(Exception):  # noqa: N818 - a signal, not an error
+    """Raised by a store's ``on_miss``: the request was kept to be sent later (in a batch).
+
+    Not a :class:`~raftkit.errors.RaftkitError`: nothing failed, and code that handles API
+    errors must let it through.
+    """
+
+    def __init__(self, key: str) -> None:
+        super().__init__(f"request {key[:12]}… deferred to a batch")
+        self.key = key
 
 
 @runtime_checkable
