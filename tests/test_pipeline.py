@@ -261,3 +261,22 @@ async def test_batch_mode_ends_with_the_online_dataset_at_the_batch_price(
     assert again.batch_rounds == 0
     assert again.teacher_calls_paid == 0
     assert sim.requests == []
+
+
+@pytest.mark.slow
+async def test_the_whole_corpus(sim: Simulator, tmp_path: Path) -> None:
+    """Every shared corpus PDF, end to end (one question per chunk keeps it quick)."""
+    config = RaftConfig(questions_per_chunk=1, sampler="bm25", concurrency=32)
+    async with OpenAIClient(base_url=sim.base_url, api_key=sim.api_key) as client:
+        report = await RaftPipeline(client, config).run(CORPUS, tmp_path / "run")
+    pdfs = sorted(CORPUS.rglob("*.pdf"))
+    assert report.status == "completed"
+    assert len(pdfs) == 16
+    assert report.documents == len(pdfs) + 1  # and the corpus's README.md
+    assert report.extraction_errors == []
+    assert report.pages == 167
+    assert report.chunks_done == report.chunks
+    assert report.examples + sum(report.rejections.values()) == report.questions
+    assert report.examples >= 0.95 * report.chunks
+    used = {e.document_id for e in read_examples(tmp_path / "run")}
+    assert used >= {str(p.relative_to(CORPUS)) for p in pdfs}
