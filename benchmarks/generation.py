@@ -79,7 +79,15 @@ def throughput(
     with (
         tempfile.TemporaryDirectory() as tmp,
         simulator(
-            "--rpm", str(int(rpm)), "--tpm", str(int(tpm)), "--latency-base", str(latency)
+            "--rpm",
+            str(int(rpm)),
+            "--tpm",
+            str(int(tpm)),
+            "--latency-base",
+            str(latency),
+            # enforce per second, as OpenAI and Azure do: no minute-sized burst to start with
+            "--window-seconds",
+            "1",
         ) as url,
     ):
         report, _ = generate(
