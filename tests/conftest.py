@@ -2,9 +2,27 @@
 
 from __future__ import annotations
 
+import importlib.util
+import os
+
 import pytest
 
 
 @pytest.fixture(params=["asyncio", "trio"])
 def anyio_backend(request: pytest.FixtureRequest) -> str:
     return str(request.param)
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """``@pytest.mark.extra("module", ...)``: the test needs an optional extra.
+
+    Without it the test is skipped with the install command, except where
+    ``RAFTKIT_REQUIRE_EXTRAS=1`` (CI installs every extra), where a missing one is a failure.
+    """
+    for marker in item.iter_markers("extra"):
+        missing = [name for name in marker.args if importlib.util.find_spec(name) is None]
+        if missing:
+            message = f"needs {', '.join(missing)}: pip install 'raftkit[{missing[0]}]'"
+            if os.environ.get("RAFTKIT_REQUIRE_EXTRAS") == "1":
+                pytest.fail(f"RAFTKIT_REQUIRE_EXTRAS=1 but the test {message}", pytrace=False)
+            pytest.skip(message)

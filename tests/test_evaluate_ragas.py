@@ -75,7 +75,7 @@ def _by_name(client: LLMClient) -> dict[str, Any]:
     return {m.name: m for m in metrics}
 
 
-@pytest.mark.extra
+@pytest.mark.extra("ragas")
 async def test_faithfulness_counts_supported_statements(anyio_backend: str) -> None:
     client = ScriptedClient(_judge)
     faithfulness = _by_name(client)["faithfulness"]
@@ -91,7 +91,7 @@ async def test_faithfulness_counts_supported_statements(anyio_backend: str) -> N
     assert '"answer": "Bats fly. Bats lay eggs."' in generator_prompt  # the final answer only
 
 
-@pytest.mark.extra
+@pytest.mark.extra("ragas")
 async def test_similarity_relevancy_and_correctness(anyio_backend: str) -> None:
     client = ScriptedClient(_judge)
     metrics = _by_name(client)
@@ -119,7 +119,7 @@ async def test_similarity_relevancy_and_correctness(anyio_backend: str) -> None:
     assert len(_embedded(client)) == len(set(_embedded(client)))  # each text embedded once
 
 
-@pytest.mark.extra
+@pytest.mark.extra("ragas")
 async def test_what_ragas_cannot_score_is_nan_with_a_reason(anyio_backend: str) -> None:
     metrics = _by_name(ScriptedClient(_judge))
     no_context = Sample(question="q", response="<ANSWER>: Bats fly.", reference="x", contexts=())
@@ -132,7 +132,7 @@ async def test_what_ragas_cannot_score_is_nan_with_a_reason(anyio_backend: str) 
     assert "nan" in score.note
 
 
-@pytest.mark.extra
+@pytest.mark.extra("ragas")
 async def test_ragas_metrics_in_an_evaluation_run(anyio_backend: str) -> None:
     """Runs ragas' metric code under both backends, trio included."""
 
@@ -154,7 +154,7 @@ async def test_ragas_metrics_in_an_evaluation_run(anyio_backend: str) -> None:
     assert results[0].scores == {"faithfulness": 0.5}
 
 
-@pytest.mark.extra
+@pytest.mark.extra("ragas")
 def test_configuration_mistakes() -> None:
     with pytest.raises(UsageError, match="embedding_model"):
         ragas_metrics(ScriptedClient(_judge), model="judge", names=["semantic_similarity"])
@@ -166,7 +166,7 @@ def test_configuration_mistakes() -> None:
     assert [m.name for m in every] == list(RAGAS_METRIC_NAMES)
 
 
-@pytest.mark.extra
+@pytest.mark.extra("ragas")
 def test_tracking_is_switched_off(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("RAGAS_DO_NOT_TRACK", raising=False)
     ragas_metrics(ScriptedClient(_judge), model="judge", names=["faithfulness"])
@@ -181,7 +181,7 @@ def test_missing_extra_names_the_install_command(monkeypatch: pytest.MonkeyPatch
         ragas_metrics(ScriptedClient(_judge), model="judge")
 
 
-@pytest.mark.extra
+@pytest.mark.extra("ragas")
 async def test_embedding_cache_is_bounded_and_batched(anyio_backend: str) -> None:
     from raftkit.evaluate._ragas_bridge import RaftkitRagasEmbedding
 

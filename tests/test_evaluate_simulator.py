@@ -160,7 +160,7 @@ async def test_evaluation_with_judge_over_http(
     assert written["html"].stat().st_size > 0
 
 
-@pytest.mark.extra
+@pytest.mark.extra("ragas")
 async def test_ragas_metrics_over_http(
     anyio_backend: str, raftkit_simulator: Simulator, outside_traffic: list[str]
 ) -> None:
