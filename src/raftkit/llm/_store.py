@@ -20,7 +20,7 @@ from typing import Any, Protocol, runtime_checkable
 __all__ = ["Deferred", "ResponseStore", "canonical_json", "request_key"]
 
 
-class Deferred(Exception):  # noqa: N818 - a signal, not an error
+class Deferred(Exception):
     """Raised by a store's ``on_miss``: the request was kept to be sent later (in a batch).
 
     Not a :class:`~raftkit.errors.RaftkitError`: nothing failed, and code that handles API
