@@ -19,10 +19,10 @@ import numpy as np
 import numpy.typing as npt
 from pydantic import BaseModel
 
-from raftkit.errors import NotFoundError, StructuredOutputError
+from raftkit.errors import NotFoundError
 from raftkit.llm import ChatMessage, ChatResponse, LLMClient, StructuredMode, StructuredResponse
 from raftkit.llm._openai_shaped import DEFAULT_STRUCTURED_ATTEMPTS
-from raftkit.llm._structured import OutputSpec, feedback_message
+from raftkit.llm._structured import OutputSpec, ask_until_valid
 from raftkit.llm.tokens import count_message_tokens, estimate_tokens
 from raftkit.types import Usage
 
@@ -163,28 +163,13 @@ class ScriptedClient(LLMClient):
             "mode": mode,
             "max_attempts": max_attempts,
         }
-        conversation = tuple(messages)
-        error = text = ""
-        for attempt in range(attempts):
-            call = Call("chat_structured", model, conversation, sample + attempt, kwargs=options)
-            response = await self._reply(call)
-            text = response.text
-            try:
-                value = spec.parse(text)
-            except ValueError as exc:
-                error = str(exc)
-            else:
-                return StructuredResponse(output=value, response=response, attempts=attempt + 1)
-            # a re-ask as the real clients make it: the bad answer, then what was wrong with it
-            conversation = (
-                *conversation,
-                {"role": "assistant", "content": text},
-                {"role": "user", "content": feedback_message(error)},
-            )
-        raise StructuredOutputError(
-            f"no valid {spec.name} output after {attempts} attempts: {error}",
-            attempts=attempts,
-            last_output=text,
+
+        async def ask(so_far: list[dict[str, Any]], index: int) -> tuple[ChatResponse, None]:
+            call = Call("chat_structured", model, tuple(so_far), index, kwargs=options)
+            return await self._reply(call), None
+
+        return await ask_until_valid(
+            ask, [dict(m) for m in messages], spec, attempts=attempts, sample=sample
         )
 
     async def embed(

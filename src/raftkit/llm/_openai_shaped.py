@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, Literal, Self, cast
 import anyio
 import httpx
 
-from raftkit.errors import APIError, StructuredOutputError, UsageError
+from raftkit.errors import APIError, UsageError
 from raftkit.llm._api_errors import request_id_of
 from raftkit.llm._base import (
     ChatMessage,
@@ -27,7 +27,7 @@ from raftkit.llm._base import (
 )
 from raftkit.llm._retry import RetryPolicy
 from raftkit.llm._store import ResponseStore, request_key
-from raftkit.llm._structured import OutputSpec, feedback_message, instruction
+from raftkit.llm._structured import OutputSpec, ask_until_valid, instruction
 from raftkit.llm._transport import Call, Reply, Transport, usage_from_body
 from raftkit.llm.tokens import count_message_tokens, estimate_tokens
 from raftkit.types import Usage
@@ -316,40 +316,19 @@ class OpenAIShapedClient(LLMClient):
             conversation.insert(0, {"role": "system", "content": instruction(spec.strict)})
             if chosen == "json_object":
                 extra["response_format"] = {"type": "json_object"}
-        last_text = ""
-        last_error = ""
-        for attempt in range(attempts):
-            response, refusal = await self._chat(
-                conversation,
+
+        async def ask(so_far: list[dict[str, Any]], index: int) -> tuple[ChatResponse, str | None]:
+            return await self._chat(
+                so_far,
                 model=model,
                 temperature=temperature,
                 max_tokens=max_tokens,
                 seed=seed,
-                sample=sample + attempt,
+                sample=index,
                 extra_body=extra,
             )
-            last_text = response.text
-            if refusal is not None:
-                last_error = f"the model refused: {refusal}"
-            else:
-                try:
-                    value = spec.parse(response.text)
-                except ValueError as exc:
-                    last_error = str(exc)
-                    if response.finish_reason == "length":
-                        last_error = "the answer was cut off (finish_reason=length); " + last_error
-                else:
-                    return StructuredResponse(output=value, response=response, attempts=attempt + 1)
-            conversation = [
-                *conversation,
-                {"role": "assistant", "content": response.text or refusal or ""},
-                {"role": "user", "content": feedback_message(last_error)},
-            ]
-        raise StructuredOutputError(
-            f"no valid {spec.name} output after {attempts} attempts: {last_error}",
-            attempts=attempts,
-            last_output=last_text,
-        )
+
+        return await ask_until_valid(ask, conversation, spec, attempts=attempts, sample=sample)
 
     # ------------------------------------------------------------------ embeddings
 

@@ -11,15 +11,24 @@ from __future__ import annotations
 import copy
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from pydantic import TypeAdapter, ValidationError
 
-from raftkit.errors import UsageError
+from raftkit.errors import StructuredOutputError, UsageError
+from raftkit.llm._base import ChatResponse, StructuredResponse
 
-__all__ = ["OutputSpec", "extract_json", "feedback_message", "instruction", "strict_schema"]
+__all__ = [
+    "Ask",
+    "OutputSpec",
+    "ask_until_valid",
+    "extract_json",
+    "feedback_message",
+    "instruction",
+    "strict_schema",
+]
 
 _NAME_OK = re.compile(r"[^A-Za-z0-9_-]")
 _FENCE = re.compile(r"^\s*```(?:json|JSON)?\s*\n?(.*?)\n?\s*```\s*$", re.DOTALL)
@@ -177,3 +186,48 @@ def _validate_schema(value: Any, schema: Mapping[str, Any]) -> None:
 def _name(raw: str) -> str:
     name = _NAME_OK.sub("_", raw)[:64]
     return name or "output"
+
+
+#: One call of a structured request: the conversation so far and the sample index in, the
+#: response and the model's refusal (``None`` if it did not refuse) out.
+Ask = Callable[[list[dict[str, Any]], int], Awaitable[tuple[ChatResponse, str | None]]]
+
+
+async def ask_until_valid(
+    ask: Ask,
+    conversation: list[dict[str, Any]],
+    spec: OutputSpec,
+    *,
+    attempts: int,
+    sample: int,
+) -> StructuredResponse[Any]:
+    """Ask, parse against ``spec``, and re-ask with feedback until valid or out of attempts.
+
+    Each attempt uses its own sample index (``sample + attempt``), so a journal keeps every paid
+    attempt apart. Raises :class:`~raftkit.errors.StructuredOutputError` after ``attempts``.
+    """
+    last_text = last_error = ""
+    for attempt in range(attempts):
+        response, refusal = await ask(conversation, sample + attempt)
+        last_text = response.text
+        if refusal is not None:
+            last_error = f"the model refused: {refusal}"
+        else:
+            try:
+                value = spec.parse(response.text)
+            except ValueError as exc:
+                last_error = str(exc)
+                if response.finish_reason == "length":
+                    last_error = "the answer was cut off (finish_reason=length); " + last_error
+            else:
+                return StructuredResponse(output=value, response=response, attempts=attempt + 1)
+        conversation = [
+            *conversation,
+            {"role": "assistant", "content": response.text or refusal or ""},
+            {"role": "user", "content": feedback_message(last_error)},
+        ]
+    raise StructuredOutputError(
+        f"no valid {spec.name} output after {attempts} attempts: {last_error}",
+        attempts=attempts,
+        last_output=last_text,
+    )
