@@ -8,7 +8,7 @@ reported; the CPU-time ratio is the one to trust on a shared machine, where othe
 stretch wall-clock rounds at random. The result is a ratio measured in one run (goal: at
 least 0.8).
 
-    .venv/bin/python benchmarks/extract.py [--corpus ../shared/corpus] [--rounds 5]
+    .venv/bin/python benchmarks/extract.py [--corpus DIR] [--rounds 5]
 
 ``--variants N`` also times the slower options (``sort=True``, ``tables=True`` with and
 without pymupdf's layout model) once each on the first N PDFs, against bare text on the same.
@@ -23,12 +23,11 @@ from typing import Any
 
 import anyio
 import pymupdf as _pymupdf
+from default_corpus import default_corpus
 
 from raftkit.extract import PdfExtractor, iter_documents
 
 pymupdf: Any = _pymupdf  # PyMuPDF's annotations are partial
-
-DEFAULT_CORPUS = Path(__file__).resolve().parents[1].parent / "shared" / "corpus"
 
 
 def bare(files: list[Path]) -> tuple[int, int]:
@@ -55,11 +54,13 @@ async def raftkit_walk(root: Path, extractor: PdfExtractor) -> tuple[int, int]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
-    parser.add_argument("--corpus", type=Path, default=DEFAULT_CORPUS)
+    parser.add_argument(
+        "--corpus", type=Path, help="default: ../shared/corpus, else tests/data/corpus"
+    )
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--variants", type=int, default=0, metavar="N")
     args = parser.parse_args()
-    root: Path = args.corpus
+    root: Path = args.corpus or default_corpus()
     files = sorted(root.rglob("*.pdf"))
     extractor = PdfExtractor()
 

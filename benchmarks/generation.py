@@ -5,7 +5,8 @@ Run by hand (not part of the test suite)::
     .venv/bin/python benchmarks/generation.py            # both measurements
     .venv/bin/python benchmarks/generation.py --only throughput --rpm 1200
 
-Throughput: ``raftkit generate`` on ../shared/corpus against the simulator (in its own process)
+Throughput: ``raftkit generate`` on the corpus (``--corpus``; default ../shared/corpus, else
+tests/data/corpus) against the simulator (in its own process)
 enforcing RPM/TPM with per-call latency. The ideal is what the budget allows for the calls and
 tokens the run actually needed: ``min(RPM / calls per example, TPM / tokens per example)``
 examples per minute, where tokens are counted as rate limits count them at admission (prompt
@@ -32,8 +33,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-CORPUS = ROOT.parent / "shared" / "corpus"
+from default_corpus import default_corpus
 
 
 @contextmanager
@@ -73,7 +73,7 @@ def generate(
 
 
 def throughput(
-    rpm: float, tpm: float, latency: float, concurrency: int, max_tokens: int
+    corpus: Path, rpm: float, tpm: float, latency: float, concurrency: int, max_tokens: int
 ) -> dict[str, float]:
     """One run; the ideal counts tokens as the server's rate limiter does: prompt + max_tokens."""
     with (
@@ -91,7 +91,7 @@ def throughput(
         ) as url,
     ):
         report, _ = generate(
-            CORPUS, Path(tmp) / "run", url,
+            corpus, Path(tmp) / "run", url,
             "--rpm", str(rpm), "--tpm", str(tpm), "--concurrency", str(concurrency),
             "--answer-max-tokens", str(max_tokens), "--question-max-tokens", str(max_tokens),
         )  # fmt: skip
@@ -119,12 +119,12 @@ def throughput(
     }
 
 
-def memory(copies: int) -> dict[str, float]:
+def memory(corpus: Path, copies: int) -> dict[str, float]:
     with tempfile.TemporaryDirectory() as tmp, simulator() as url:
         big = Path(tmp) / "big"
         for i in range(copies):
-            shutil.copytree(CORPUS, big / f"copy{i:02d}")
-        small_report, small_rss = generate(CORPUS, Path(tmp) / "one", url)
+            shutil.copytree(corpus, big / f"copy{i:02d}")
+        small_report, small_rss = generate(corpus, Path(tmp) / "one", url)
         big_report, big_rss = generate(big, Path(tmp) / "ten", url)
     return {
         "corpus_examples": float(small_report["examples"]),  # type: ignore[arg-type]
@@ -139,6 +139,9 @@ def memory(copies: int) -> dict[str, float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--only", choices=["throughput", "memory"])
+    parser.add_argument(
+        "--corpus", type=Path, help="default: ../shared/corpus, else tests/data/corpus"
+    )
     parser.add_argument("--rpm", type=float, default=1200)
     parser.add_argument("--tpm", type=float, default=2_000_000)
     parser.add_argument("--tpm-bound", type=float, default=600_000, help="TPM of the TPM-bound run")
@@ -149,15 +152,16 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=32)
     parser.add_argument("--copies", type=int, default=10)
     args = parser.parse_args()
+    corpus: Path = args.corpus or default_corpus()
     if args.only in (None, "throughput"):
         for name, rpm, tpm in (
             ("RPM-bound", args.rpm, args.tpm),
             ("TPM-bound", args.rpm * 10, args.tpm_bound),
         ):
-            result = throughput(rpm, tpm, args.latency, args.concurrency, args.max_tokens)
+            result = throughput(corpus, rpm, tpm, args.latency, args.concurrency, args.max_tokens)
             print(f"throughput {name} rpm={rpm:g} tpm={tpm:g}: " + json.dumps(result, indent=None))
     if args.only in (None, "memory"):
-        print(f"memory x{args.copies}: " + json.dumps(memory(args.copies)))
+        print(f"memory x{args.copies}: " + json.dumps(memory(corpus, args.copies)))
 
 
 if __name__ == "__main__":

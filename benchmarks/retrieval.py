@@ -1,9 +1,11 @@
-"""Retrieval fine-tuning on the shared corpus: MiniLM before and after adapters and reranking.
+"""Retrieval fine-tuning on a corpus of PDFs: MiniLM before and after adapters and reranking.
 
 Run by hand (not part of the test suite; needs the ``embeddings`` extra)::
 
     .venv/bin/python benchmarks/retrieval.py
-    .venv/bin/python benchmarks/retrieval.py --corpus ../shared/corpus --rerank-steps 60
+    .venv/bin/python benchmarks/retrieval.py --corpus DIR --rerank-steps 60
+
+The corpus defaults to ``../shared/corpus`` beside the checkout, else ``tests/data/corpus``.
 
 Steps, all measured in one run:
 
@@ -37,6 +39,7 @@ from pathlib import Path
 
 import anyio
 import numpy as np
+from default_corpus import default_corpus
 
 from raftkit.chunking import chunk_document
 from raftkit.chunking.token import TokenChunker
@@ -62,8 +65,6 @@ from raftkit.retrieval import (
 from raftkit.synth.questions import TeacherQuestionSynthesizer
 from raftkit.testing import Simulator
 from raftkit.types import Chunk
-
-DEFAULT_CORPUS = Path(__file__).resolve().parents[2] / "shared" / "corpus"
 
 
 async def load_chunks(corpus: Path, size: int) -> list[Chunk]:
@@ -167,7 +168,7 @@ async def main(args: argparse.Namespace) -> None:
         print(f"{row(reranked)}  ({tuned.steps} steps in {train_seconds:.0f}s)")
 
     report = build_report(
-        results, metrics=("hit@5", "mrr@10"), title="Retrieval benchmark (shared corpus)"
+        results, metrics=("hit@5", "mrr@10"), title=f"Retrieval benchmark ({args.corpus})"
     )
     print()
     print(report.markdown())
@@ -190,7 +191,7 @@ async def main(args: argparse.Namespace) -> None:
 
 def parse() -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    p.add_argument("--corpus", type=Path, default=DEFAULT_CORPUS)
+    p.add_argument("--corpus", type=Path, help="default: ../shared/corpus, else tests/data/corpus")
     p.add_argument("--chunk-size", type=int, default=256)
     p.add_argument("--epochs", type=int, default=20)
     p.add_argument("--rerank-steps", type=int, default=30)
@@ -199,7 +200,9 @@ def parse() -> argparse.Namespace:
     p.add_argument("--rerank-loss", choices=["bce", "mnrl"], default="bce")
     p.add_argument("--workdir", help="where caches and models go (default: a new temp dir)")
     p.add_argument("--epoch-timing", action="store_true", help=argparse.SUPPRESS)
-    return p.parse_args()
+    args = p.parse_args()
+    args.corpus = args.corpus or default_corpus()
+    return args
 
 
 if __name__ == "__main__":

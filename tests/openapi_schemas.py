@@ -1,9 +1,11 @@
 """Validate JSON against single schemas of the official OpenAI and Azure OpenAI specifications.
 
-The specs (``../shared/specs`` beside the repository) still use two OpenAPI 3.0 constructs that
-JSON Schema 2020-12 reads differently: ``nullable: true`` and boolean ``exclusiveMinimum`` /
-``exclusiveMaximum``. Both are rewritten before validating; ``$ref`` is resolved against the
-whole document through a ``referencing`` registry.
+The specs are cuts of the official ones carried in ``tests/data/specs/`` (the schemas of the
+endpoints raftkit calls, each schema unchanged; ``cut_specs.py`` there makes them and
+names the versions). They still use two OpenAPI 3.0 constructs that JSON Schema 2020-12 reads
+differently: ``nullable: true`` and boolean ``exclusiveMinimum`` / ``exclusiveMaximum``. Both
+are rewritten before validating; ``$ref`` is resolved against the whole document through a
+``referencing`` registry.
 
     from openapi_schemas import validate, validate_azure
     validate("CreateChatCompletionResponse", body)
@@ -41,16 +43,8 @@ class SchemaValidationError(AssertionError):
 
 
 def specs_dir() -> Path:
-    """``shared/specs`` next to the repository root, wherever the checkout lives."""
-    here = Path(__file__).resolve()
-    for parent in here.parents:
-        candidate = parent / "shared" / "specs"
-        if (candidate / OPENAI_SPEC).is_file():
-            return candidate
-        candidate = parent.parent / "shared" / "specs"
-        if (candidate / OPENAI_SPEC).is_file():
-            return candidate
-    raise FileNotFoundError(f"no shared/specs/{OPENAI_SPEC} beside any parent of {here}")
+    """``tests/data/specs``: the cuts of the official specs that the repository carries."""
+    return Path(__file__).resolve().parent / "data" / "specs"
 
 
 def normalise_openapi(node: Any) -> Any:
@@ -92,7 +86,10 @@ def schema_names(spec: str = OPENAI_SPEC) -> frozenset[str]:
 def _validate(spec: str, schema_name: str, instance: object) -> None:
     uri, registry, names = _load(spec)
     if schema_name not in names:
-        raise KeyError(f"{spec} has no schema named {schema_name!r}")
+        raise KeyError(
+            f"{spec} has no schema named {schema_name!r}; if the official spec has it, add it "
+            "to SPECS in tests/data/specs/cut_specs.py and rerun that script"
+        )
     document = registry[uri].contents
     section = (
         "components/schemas"

@@ -5,7 +5,6 @@ from __future__ import annotations
 import itertools
 import re
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -13,6 +12,7 @@ import numpy.typing as npt
 import pymupdf as _pymupdf
 import pytest
 
+from data_files import DRACULAE, WAKEBOARDING
 from raftkit.chunking import (
     AsyncChunker,
     Chunker,
@@ -33,11 +33,7 @@ from raftkit.types import Chunk, Document
 # PyMuPDF's annotations are partial: use it as an untyped module
 pymupdf: Any = _pymupdf
 
-CORPUS = Path(__file__).resolve().parents[1].parent / "shared" / "corpus"
-PDFS = [
-    CORPUS / "bats" / "Desmodus draculae - Wikipedia.pdf",
-    CORPUS / "surfing" / "Wakeboarding - Wikipedia.pdf",
-]
+PDFS = [DRACULAE, WAKEBOARDING]
 
 CHINESE = (
     "蝙蝠是翼手目动物的总称，是唯一能够真正飞行的哺乳动物。它们的前肢演化成了翼，"

@@ -13,17 +13,16 @@ from pathlib import Path
 
 import pytest
 
+from data_files import FOILBOARD
 from raftkit.cli import main
 from raftkit.testing import Simulator, SimulatorConfig
-
-CORPUS = Path(__file__).resolve().parents[2] / "shared" / "corpus"
 
 
 @pytest.fixture
 def docs(tmp_path: Path) -> Path:
     folder = tmp_path / "docs"
     folder.mkdir()
-    shutil.copy(CORPUS / "surfing" / "Foilboard - Wikipedia.pdf", folder)
+    shutil.copy(FOILBOARD, folder)
     (folder / "笔记.txt").write_text(
         "冲浪板通常由聚氨酯泡沫制成。水翼板在水面以上滑行，阻力更小。", encoding="utf-8"
     )

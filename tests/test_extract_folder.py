@@ -14,6 +14,7 @@ import pytest
 
 import raftkit.chunking
 import raftkit.extract
+from data_files import FOILBOARD
 from raftkit.errors import ExtractionError, UsageError
 from raftkit.extract import (
     Extractor,
@@ -30,8 +31,7 @@ pymupdf: Any = _pymupdf
 
 pytestmark = pytest.mark.anyio
 
-CORPUS = Path(__file__).resolve().parents[1].parent / "shared" / "corpus"
-SMALL_PDF = CORPUS / "surfing" / "Foilboard - Wikipedia.pdf"
+SMALL_PDF = FOILBOARD
 
 
 @pytest.mark.parametrize("module", [raftkit.extract, raftkit.chunking])

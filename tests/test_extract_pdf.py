@@ -8,6 +8,7 @@ from typing import Any
 import pymupdf as _pymupdf
 import pytest
 
+from data_files import DRACULAE
 from raftkit.errors import ExtractionError
 from raftkit.extract import PdfExtractor
 from raftkit.types import Document
@@ -16,9 +17,6 @@ from raftkit.types import Document
 pymupdf: Any = _pymupdf
 
 pytestmark = pytest.mark.anyio
-
-CORPUS = Path(__file__).resolve().parents[1].parent / "shared" / "corpus"
-DRACULAE = CORPUS / "bats" / "Desmodus draculae - Wikipedia.pdf"
 
 
 async def extract(path: Path, extractor: PdfExtractor | None = None) -> Document:

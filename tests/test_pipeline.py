@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from data_files import CORPUS, FOILBOARD
 from raftkit.errors import ResumeMismatchError
 from raftkit.finetune import PollPolicy
 from raftkit.llm import OpenAIClient
@@ -25,8 +26,7 @@ from raftkit.types import RaftExample
 
 pytestmark = pytest.mark.anyio
 
-CORPUS = Path(__file__).resolve().parents[2] / "shared" / "corpus"
-SMALL_PDF = CORPUS / "surfing" / "Foilboard - Wikipedia.pdf"
+SMALL_PDF = FOILBOARD
 
 CHINESE = (
     "# 蝙蝠\n\n蝙蝠是唯一能够真正飞行的哺乳动物。它们的前肢演化成了翼。\n\n"
@@ -265,18 +265,32 @@ async def test_batch_mode_ends_with_the_online_dataset_at_the_batch_price(
 
 @pytest.mark.slow
 async def test_the_whole_corpus(sim: Simulator, tmp_path: Path) -> None:
-    """Every shared corpus PDF, end to end (one question per chunk keeps it quick)."""
+    """Every document of tests/data/corpus end to end: PDFs in two folders, a Chinese note and
+    the licence README (one question per chunk keeps it quick)."""
     config = RaftConfig(questions_per_chunk=1, sampler="bm25", concurrency=32)
     async with OpenAIClient(base_url=sim.base_url, api_key=sim.api_key) as client:
         report = await RaftPipeline(client, config).run(CORPUS, tmp_path / "run")
-    pdfs = sorted(CORPUS.rglob("*.pdf"))
+    files = sorted(p for p in CORPUS.rglob("*") if p.is_file())
+    pdfs = [p for p in files if p.suffix == ".pdf"]
+    # the corpus as tests/data/README.md lists it
+    assert [p.relative_to(CORPUS).as_posix() for p in files] == [
+        "README.md",
+        "bats/Desmodus draculae - Wikipedia.pdf",
+        "bats/Vampire bat - Wikipedia.pdf",
+        "surfing/Foilboard - Wikipedia.pdf",
+        "surfing/Wakeboarding - Wikipedia.pdf",
+        "surfing/冲浪.md",
+    ]
     assert report.status == "completed"
-    assert len(pdfs) == 16
-    assert report.documents == len(pdfs) + 1  # and the corpus's README.md
+    assert report.documents == len(files)
     assert report.extraction_errors == []
-    assert report.pages == 167
+    assert report.pages == 2 + 5 + 2 + 3
     assert report.chunks_done == report.chunks
     assert report.examples + sum(report.rejections.values()) == report.questions
     assert report.examples >= 0.95 * report.chunks
-    used = {e.document_id for e in read_examples(tmp_path / "run")}
-    assert used >= {str(p.relative_to(CORPUS)) for p in pdfs}
+    examples = read_examples(tmp_path / "run")
+    used = {e.document_id for e in examples}
+    assert used >= {p.relative_to(CORPUS).as_posix() for p in pdfs} | {"surfing/冲浪.md"}
+    chunks = read_chunk_texts(tmp_path / "run")
+    for example in examples:
+        assert verify_answer(example.cot_answer, chunks[example.chunk_id]).ok

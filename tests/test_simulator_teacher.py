@@ -12,6 +12,7 @@ import jsonschema
 import pymupdf
 import pytest
 
+from data_files import DRACULAE
 from raftkit.testing import Simulator
 from raftkit.testing._schema_fill import fill_schema
 from raftkit.testing._text import estimate_tokens, split_sentences
@@ -19,15 +20,6 @@ from raftkit.testing._text import estimate_tokens, split_sentences
 pytestmark = pytest.mark.anyio
 
 QUOTE = re.compile(r"##begin_quote##(.*?)##end_quote##", re.DOTALL)
-
-
-def corpus_pdf() -> Path:
-    here = Path(__file__).resolve()
-    for parent in here.parents:
-        candidate = parent / "shared" / "corpus" / "bats" / "Desmodus draculae - Wikipedia.pdf"
-        if candidate.is_file():
-            return candidate
-    raise FileNotFoundError("the shared corpus is missing")
 
 
 def first_pages(path: Path, pages: int = 2) -> str:
@@ -54,7 +46,7 @@ async def ask(sim: Simulator, body: dict[str, Any]) -> dict[str, Any]:
 
 
 async def test_quote_from_a_real_pdf_is_verbatim(raftkit_simulator: Simulator) -> None:
-    text = first_pages(corpus_pdf())
+    text = first_pages(DRACULAE)
     distractor = "Surfing is a surface water sport. Surfers ride waves toward the shore."
     prompt = (
         f"<DOCUMENT>{distractor}</DOCUMENT>\n<DOCUMENT>{text}</DOCUMENT>\n"

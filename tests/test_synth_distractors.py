@@ -2,13 +2,13 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pymupdf
 import pytest
 
+from data_files import CORPUS
 from raftkit.errors import UsageError
 from raftkit.synth import (
     BM25Sampler,
@@ -22,7 +22,6 @@ from raftkit.types import Chunk, ContextDocument, Question
 
 pytestmark = pytest.mark.anyio
 
-CORPUS = Path(__file__).resolve().parents[2] / "shared" / "corpus"
 # pymupdf has no type hints
 PDF: Any = pymupdf
 
