@@ -28,8 +28,9 @@ SOURCES = sorted(
     if "__pycache__" not in p.parts and p != Path(__file__).resolve()
 )
 
-# a ".." or "shared" path component, or a home-grown absolute path of one machine
-_OUTSIDE_TEXT = re.compile(r"(^|[/\\])(\.\.|shared)([/\\]|$)|^(/work/|~/)")
+# a ".." path component, the maintainers' folders beside the checkout, or an absolute path of
+# one machine ("shared" alone may name a folder a test makes, so it is not enough)
+_OUTSIDE_TEXT = re.compile(r"(^|[/\\])\.\.([/\\]|$)|(^|[/\\])shared[/\\]|^(/work/|~/)")
 _PATH_CALLS = {"Path", "PurePath", "abspath", "realpath", "resolve", "absolute", "expanduser"}
 
 
@@ -45,9 +46,11 @@ def _docstrings(tree: ast.AST) -> set[int]:
 
 
 class _Climb:
-    """How many directory levels above a source file an expression rooted in ``__file__`` is."""
+    """How many directory levels above a source file an expression rooted in ``__file__`` (or
+    in the working directory, which pytest's is the repository root) is."""
 
-    def __init__(self, tree: ast.AST) -> None:
+    def __init__(self, tree: ast.AST, root: int) -> None:
+        self.root = root
         self.names: dict[str, int] = {}
         # flow-insensitive: ``here = Path(__file__).resolve()`` makes ``here`` level 0
         for _ in range(3):
@@ -64,6 +67,8 @@ class _Climb:
         if isinstance(node, ast.Call):
             func = node.func
             name = func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", "")
+            if name in ("cwd", "getcwd") and not node.args:
+                return self.root
             if name == "dirname" and node.args:
                 inner = self.level(node.args[0])
                 return None if inner is None else inner + 1
@@ -96,7 +101,7 @@ def outside_references(source: str, depth: int) -> Iterator[tuple[int, str]]:
     """
     tree = ast.parse(source)
     docstrings = _docstrings(tree)
-    climb = _Climb(tree)
+    climb = _Climb(tree, root=depth + 1)
     for node in ast.walk(tree):
         if (
             isinstance(node, ast.Constant)
@@ -152,6 +157,9 @@ def test_no_test_or_example_reads_outside_the_repository() -> None:
         'SPECS = Path("../shared/specs")',
         'SPECS = ROOT / ".." / "specs"',
         'SPECS = "/work/shared/specs"',
+        'CORPUS = ROOT.parent.parent / "shared/corpus"',
+        'CORPUS = Path.cwd().parent / "corpus"',
+        "CORPUS = os.path.dirname(os.getcwd())",
     ],
 )
 def test_the_checker_catches_paths_outside(line: str) -> None:
@@ -164,8 +172,10 @@ def test_the_checker_catches_paths_outside(line: str) -> None:
         'DATA = Path(__file__).resolve().parent / "data"',
         'SRC = Path(__file__).resolve().parents[1] / "src"',
         "ROOT = Path(__file__).parent.parent",
+        'DOCS = Path.cwd() / "examples" / "docs"',
         'def f():\n    """Reads ../shared/corpus on our machines, if given."""',
         'message = "a shared limiter bounds the calls"',
+        'run = tmp_path / "shared"',
     ],
 )
 def test_the_checker_lets_paths_inside_pass(line: str) -> None:
