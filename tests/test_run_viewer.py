@@ -186,6 +186,15 @@ def test_open_hands_the_page_to_the_web_browser(
 # ---------------------------------------------------------------- hand-made runs
 
 
+def test_special_tokens_in_the_data_are_counted_not_fatal(tmp_path: Path) -> None:
+    question = "What does <|endoftext|> mean?"
+    run = make_run(tmp_path / "run", [_example(0, question=question)])
+    view = scan_run(run)
+    assert sum(view.question_tokens.values()) == 1
+    assert min(view.question_tokens) > 3
+    assert "&lt;|endoftext|&gt;" in render_run_html(view)
+
+
 def test_every_string_from_data_is_escaped(tmp_path: Path) -> None:
     evil = "<script>alert(1)</script>"
     run = make_run(

@@ -147,6 +147,20 @@ def _field(record: dict[str, Any], name: str, kind: type, path: Path, line: int)
     return value
 
 
+def _estimator(model: str | None) -> TokenCounter:
+    return lambda text: estimate_tokens(text, model)
+
+
+def _tolerant(exact: TokenCounter, model: str | None) -> TokenCounter:
+    def count(text: str) -> int:
+        try:
+            return exact(text)
+        except ValueError:  # a special token such as <|endoftext|> in the data: estimate it
+            return estimate_tokens(text, model)
+
+    return count
+
+
 def _read_report(run_dir: Path) -> RunReport | None:
     path = run_dir / REPORT
     if not path.exists():
@@ -205,7 +219,7 @@ def scan_run(run_dir: str | Path, *, sample: int = 12, seed: int = 0) -> RunView
     view.token_encoding = encoding_for_model(model)
     exact = exact_counter(model) if model else None
     view.tokens_exact = exact is not None
-    tokens_of: TokenCounter = exact or (lambda text: estimate_tokens(text, model))
+    tokens_of = _tolerant(exact, model) if exact else _estimator(model)
     documents: dict[str, DocumentCoverage] = {}
     chunks_with_examples: set[str] = set()
     _scan_examples(root / EXAMPLES, view, tokens_of, documents, chunks_with_examples)
