@@ -8,13 +8,13 @@ Every string that came from data (questions, answers, model names) is HTML-escap
 from __future__ import annotations
 
 import math
-from html import escape
 from pathlib import Path
 
 import anyio
 
 from raftkit.evaluate.report import SETTING_DESCRIPTIONS, EvaluationReport, MetricSummary
 from raftkit.evaluate.stats import Comparison
+from raftkit.html_page import SORTABLE_TABLE_JS, escape_html, html_document
 
 __all__ = [
     "render_html",
@@ -127,57 +127,14 @@ def render_markdown(report: EvaluationReport) -> str:
 
 # ---------------------------------------------------------------- HTML
 
+# what only the evaluation report needs beside the shared style
 _CSS = """
-body{font-family:system-ui,-apple-system,"Segoe UI","Noto Sans","Noto Sans CJK SC",sans-serif;
-margin:2rem auto;max-width:1200px;padding:0 1rem;color:#1f2328;line-height:1.45}
-h1{font-size:1.6rem}h2{margin-top:2.5rem;border-bottom:1px solid #d0d7de}h3{margin-bottom:.3rem}
-table{border-collapse:collapse;margin:.6rem 0 1rem;font-size:.9rem}
-th,td{border:1px solid #d0d7de;padding:.25rem .5rem;vertical-align:top;text-align:left}
-td.n{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}
-th{background:#f6f8fa}th.sortable{cursor:pointer;user-select:none}
-th.sortable::after{content:" \\2195";color:#8c959f}
-th.asc::after{content:" \\2191"}th.desc::after{content:" \\2193"}
 .better{color:#1a7f37;font-weight:600}.worse{color:#cf222e;font-weight:600}
 .higher,.lower{color:#0969da}.nodiff{color:#57606a}
 .answer{max-width:28rem;white-space:pre-wrap;word-break:break-word}
-.muted{color:#57606a}svg text{font-size:12px;fill:#1f2328}
-.scroll{overflow-x:auto}
 """
 
-# Sorts a table by the clicked column: numbers numerically (n/a last), text by locale.
-_JS = """
-document.querySelectorAll("table.sortable").forEach(function (table) {
-  table.querySelectorAll("th.sortable").forEach(function (th, col) {
-    th.addEventListener("click", function () {
-      var asc = !th.classList.contains("asc");
-      table.querySelectorAll("th.sortable").forEach(function (h) {
-        h.classList.remove("asc", "desc");
-      });
-      th.classList.add(asc ? "asc" : "desc");
-      var body = table.tBodies[0];
-      var rows = Array.prototype.slice.call(body.rows);
-      rows.sort(function (a, b) {
-        var x = a.cells[col].getAttribute("data-v"), y = b.cells[col].getAttribute("data-v");
-        var nx = parseFloat(x), ny = parseFloat(y);
-        var r;
-        if (!isNaN(nx) || !isNaN(ny)) {
-          if (isNaN(nx)) return 1;
-          if (isNaN(ny)) return -1;
-          r = nx - ny;
-        } else {
-          r = String(x).localeCompare(String(y));
-        }
-        return asc ? r : -r;
-      });
-      rows.forEach(function (row) { body.appendChild(row); });
-    });
-  });
-});
-"""
-
-
-def _e(text: object) -> str:
-    return escape(str(text), quote=True)
+_e = escape_html
 
 
 def _verdict_class(verdict: str) -> str:
@@ -322,12 +279,8 @@ def render_html(report: EvaluationReport) -> str:
         body.append(f"<h3>Per question ({_e(setting)})</h3>")
         body.append('<p class="muted">Click a column header to sort.</p>')
         body.append(_question_table(report, setting))
-    return (
-        '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
-        '<meta name="viewport" content="width=device-width, initial-scale=1">'
-        "<title>raftkit evaluation report</title>"
-        f"<style>{_CSS}</style></head><body>{''.join(body)}<script>{_JS}</script>"
-        "</body></html>\n"
+    return html_document(
+        "raftkit evaluation report", "".join(body), css=_CSS, script=SORTABLE_TABLE_JS
     )
 
 
