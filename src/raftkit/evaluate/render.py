@@ -14,7 +14,7 @@ from pathlib import Path
 import anyio
 
 from raftkit.evaluate.report import SETTING_DESCRIPTIONS, EvaluationReport, MetricSummary
-from raftkit.evaluate.stats import Comparison
+from raftkit.stats import Comparison
 
 __all__ = [
     "render_html",
