@@ -35,6 +35,10 @@ from pathlib import Path
 
 from default_corpus import default_corpus
 
+from raftkit.run_dir import RunDir
+
+ROOT = Path(__file__).resolve().parents[1]
+
 
 @contextmanager
 def simulator(*flags: str) -> Iterator[tuple[str, str]]:
@@ -68,7 +72,7 @@ def generate(
     _, status, usage = os.wait4(child.pid, 0)
     if status != 0:
         raise SystemExit(f"raftkit generate failed with status {status}")
-    report = json.loads((out / "report.json").read_text(encoding="utf-8"))
+    report = json.loads(RunDir(out).report_json.read_text(encoding="utf-8"))
     return report, usage.ru_maxrss * 1024  # Linux reports kilobytes
 
 

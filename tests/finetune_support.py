@@ -9,8 +9,9 @@ from typing import Any
 import httpx
 
 from raftkit.testing._files import parse_multipart
+from raftkit.types import ContextDocument, RaftExample
 
-__all__ = ["Exchange", "Recorder", "form_fields", "training_jsonl"]
+__all__ = ["Exchange", "Recorder", "example", "form_fields", "training_jsonl"]
 
 
 def training_jsonl(count: int = 12, *, extra: str = "") -> bytes:
@@ -31,6 +32,29 @@ def training_jsonl(count: int = 12, *, extra: str = "") -> bytes:
             }
         )
     return ("\n".join(json.dumps(r, ensure_ascii=False) for r in rows) + "\n").encode("utf-8")
+
+
+def example(n: int, *, extra: str = "") -> RaftExample:
+    """One RAFT example of a run directory (every third one in Chinese)."""
+    chinese = n % 3 == 0
+    oracle = "蝙蝠是唯一能真正飞行的哺乳动物。" if chinese else "Bats are mammals that fly."
+    question = f"蝙蝠第{n}次飞行在什么时候？" if chinese else f"When does bat {n} fly?"
+    return RaftExample(
+        id=f"ex-{n}",
+        question_id=f"q-{n}",
+        question=question + extra,
+        chunk_id=f"doc#{n % 20}",
+        document_id=f"doc-{n % 5}",
+        documents=[
+            ContextDocument(chunk_id=f"doc#{n % 20}", position=0, is_oracle=True, text=oracle),
+            ContextDocument(chunk_id="other#1", position=1, is_oracle=False, text="Pandas."),
+        ],
+        oracle_present=True,
+        cot_answer=f"##begin_quote##{oracle}##end_quote## <ANSWER>: at night",
+        final_answer="at night",
+        quotes=[oracle],
+        teacher_model="gpt-4o",
+    )
 
 
 @dataclass

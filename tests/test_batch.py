@@ -12,12 +12,21 @@ import pytest
 
 from finetune_support import Recorder, form_fields
 from openapi_schemas import validate, validate_azure
-from raftkit.finetune import BatchFailedError, BatchRunner, PollPolicy, WaitTimeoutError
+from raftkit.batch import BatchFailedError, BatchRunner, DeferredCalls
+from raftkit.errors import WaitTimeoutError
 from raftkit.journal import Journal
-from raftkit.llm import AzureOpenAIClient, OpenAIClient, PriceTable, UsageLedger, request_key
+from raftkit.llm import (
+    AzureOpenAIClient,
+    Deferred,
+    DeferringStore,
+    OpenAIClient,
+    PollPolicy,
+    PriceTable,
+    UsageLedger,
+    request_key,
+)
 from raftkit.llm.usage import BATCH_DISCOUNT
-from raftkit.testing import Simulator
-from raftkit.testing._batches import BatchSettings, configure_batches
+from raftkit.testing import BatchSettings, Simulator, configure_batches
 
 pytestmark = pytest.mark.anyio
 
@@ -92,7 +101,7 @@ async def test_batch_answers_replay_online_from_the_journal(
             json.loads(line)
             for line in (tmp_path / "journal.jsonl").read_text(encoding="utf-8").splitlines()
         ]
-        from raftkit.llm._transport import usage_from_body
+        from raftkit.llm import usage_from_body
 
         expected = 0.0
         for line in lines:
@@ -309,3 +318,41 @@ async def test_a_cancelled_batch_merges_what_it_finished(
     assert result.stored + len(result.failures) == 3
     assert result.failures
     assert all("cancelled" in f.message for f in result.failures)
+
+
+async def test_a_deferred_call_passes_through_a_plug_in_that_catches_exception(
+    tmp_path: Path,
+) -> None:
+    messages = questions()[0]
+    journal = Journal(tmp_path).open()
+    # nothing listens on port 9: a deferred call never reaches the network
+    async with OpenAIClient(base_url="http://127.0.0.1:9/v1", api_key="k") as client:
+        calls = DeferredCalls(client, journal)
+        assert isinstance(calls, DeferringStore)
+
+        async def careless_plug_in() -> str:
+            try:
+                return (await calls.client.chat(messages, model=MODEL, max_tokens=20)).text
+            except Exception:  # a plug-in's catch-all must not swallow the deferral
+                return "swallowed"
+
+        with pytest.raises(Deferred):
+            await careless_plug_in()
+        request = client.chat_request(messages, model=MODEL, max_tokens=20)
+        assert list(calls.pending) == [request.key(0)]
+        assert calls.pending[request.key(0)].body == {"model": MODEL, **request.body}
+    journal.close()
+
+
+def test_the_old_finetune_names_still_resolve_with_a_warning() -> None:
+    import raftkit.batch
+    import raftkit.finetune
+
+    for name in ("BatchFailedError", "BatchLineFailure", "BatchRequest", "BatchResult"):
+        with pytest.warns(DeprecationWarning, match=f"raftkit.batch.{name}"):
+            assert getattr(raftkit.finetune, name) is getattr(raftkit.batch, name)
+    with pytest.warns(DeprecationWarning, match="raftkit.batch.BatchRunner"):
+        from raftkit.finetune import BatchRunner as Old
+    assert Old is BatchRunner
+    # batching teacher calls is not fine-tuning
+    assert not issubclass(BatchFailedError, raftkit.finetune.FineTuneError)

@@ -12,11 +12,11 @@ import numpy as np
 import pytest
 from pydantic import BaseModel
 
-from fakes import Call, Reply, ScriptedClient, hashed_vector
 from raftkit.errors import UsageError
 from raftkit.evaluate import ModelSpec, RaftEvaluator, Sample
 from raftkit.evaluate.ragas_adapter import RAGAS_METRIC_NAMES, ragas_metrics
 from raftkit.llm import LLMClient
+from raftkit.testing.scripted import Call, Reply, ScriptedClient, hashed_vector
 from raftkit.types import ContextDocument, RaftExample
 
 pytestmark = pytest.mark.anyio

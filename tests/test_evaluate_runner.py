@@ -11,7 +11,6 @@ import anyio
 import anyio.lowlevel
 import pytest
 
-from fakes import Call, Reply, ScriptedClient
 from raftkit.errors import AuthenticationError, BadRequestError, UsageError
 from raftkit.evaluate import (
     BUILTIN_METRICS,
@@ -29,6 +28,7 @@ from raftkit.evaluate import (
 )
 from raftkit.evaluate.judge import grade_to_unit
 from raftkit.llm import ChatResponse
+from raftkit.testing.scripted import Call, Reply, ScriptedClient
 from raftkit.types import ContextDocument, RaftExample, Usage
 
 pytestmark = pytest.mark.anyio

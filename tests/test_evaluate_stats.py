@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from raftkit.errors import UsageError
-from raftkit.evaluate.stats import (
+from raftkit.stats import (
     Comparison,
     bootstrap_mean,
     paired_bootstrap,
@@ -64,7 +64,7 @@ def test_seeded_runs_are_deterministic() -> None:
 
 
 def test_chunking_does_not_change_the_result(monkeypatch: pytest.MonkeyPatch) -> None:
-    import raftkit.evaluate.stats as stats
+    import raftkit.stats as stats
 
     a, b = _paired(100, shift=0.02, noise=0.2, seed=9)
     whole = paired_bootstrap(a, b, n_resamples=500, seed=4)

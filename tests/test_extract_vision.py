@@ -11,9 +11,9 @@ import anyio
 import pymupdf as _pymupdf
 import pytest
 
-from fakes import Call, ScriptedClient
 from raftkit.errors import ExtractionError, RateLimitError, UsageError
 from raftkit.extract import VISION_PROMPT, VisionPdfExtractor, extract_folder
+from raftkit.testing.scripted import Call, ScriptedClient
 from raftkit.types import Document
 
 # PyMuPDF's annotations are partial: use it as an untyped module

@@ -32,9 +32,8 @@ from raftkit.finetune import (
 )
 from raftkit.finetune import __all__ as finetune_all
 from raftkit.llm import AzureOpenAIClient, OpenAIClient, RetryPolicy
-from raftkit.testing import Fault, Simulator
+from raftkit.testing import Fault, FineTuningSettings, Simulator
 from raftkit.testing._files import parse_multipart
-from raftkit.testing._finetune import FineTuningSettings
 
 pytestmark = pytest.mark.anyio
 
@@ -259,7 +258,7 @@ async def test_wait_survives_dropped_connections_and_resumes_by_id(
 
 async def test_cancel_and_wait_returns_the_cancelled_job(raftkit_simulator: Simulator) -> None:
     sim = raftkit_simulator
-    from raftkit.testing._finetune import configure_fine_tuning
+    from raftkit.testing import configure_fine_tuning
 
     configure_fine_tuning(sim.state, FineTuningSettings(running_seconds=30.0))
     async with OpenAIClient(base_url=sim.base_url, api_key=sim.api_key) as client:

@@ -9,11 +9,10 @@ from pathlib import Path
 import pytest
 
 import raftkit.cli
+from finetune_support import example
 from raftkit.cli import finetune as finetune_cli
 from raftkit.dataset import write_examples
-from raftkit.testing import Simulator
-from raftkit.testing._finetune import FineTuningSettings
-from raftkit.types import ContextDocument, RaftExample
+from raftkit.testing import FineTuningSettings, Simulator
 
 FAIL_MARKER = FineTuningSettings().fail_jobs_with
 
@@ -39,28 +38,6 @@ def openai_env(monkeypatch: pytest.MonkeyPatch, raftkit_simulator: Simulator) ->
     for name in ("AZURE_OPENAI_ENDPOINT", "OPENAI_BASE_URL"):
         monkeypatch.delenv(name, raising=False)
     return raftkit_simulator
-
-
-def example(n: int, *, extra: str = "") -> RaftExample:
-    chinese = n % 3 == 0
-    oracle = "蝙蝠是唯一能真正飞行的哺乳动物。" if chinese else "Bats are mammals that fly."
-    question = f"蝙蝠第{n}次飞行在什么时候？" if chinese else f"When does bat {n} fly?"
-    return RaftExample(
-        id=f"ex-{n}",
-        question_id=f"q-{n}",
-        question=question + extra,
-        chunk_id=f"doc#{n % 20}",
-        document_id=f"doc-{n % 5}",
-        documents=[
-            ContextDocument(chunk_id=f"doc#{n % 20}", position=0, is_oracle=True, text=oracle),
-            ContextDocument(chunk_id="other#1", position=1, is_oracle=False, text="Pandas."),
-        ],
-        oracle_present=True,
-        cot_answer=f"##begin_quote##{oracle}##end_quote## <ANSWER>: at night",
-        final_answer="at night",
-        quotes=[oracle],
-        teacher_model="gpt-4o",
-    )
 
 
 def run_dir(tmp_path: Path, *, extra: str = "") -> Path:
@@ -150,7 +127,7 @@ def test_finetune_failure_reaches_the_user(
 def test_finetune_without_wait_and_cancel(
     tmp_path: Path, openai_env: Simulator, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from raftkit.testing._finetune import configure_fine_tuning
+    from raftkit.testing import configure_fine_tuning
 
     configure_fine_tuning(openai_env.state, FineTuningSettings(running_seconds=30.0))
     directory = run_dir(tmp_path)

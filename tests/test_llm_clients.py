@@ -15,6 +15,7 @@ from pydantic import BaseModel
 from raftkit.errors import NotFoundError, StructuredOutputError, UsageError
 from raftkit.llm import (
     AzureOpenAIClient,
+    LLMClient,
     OpenAIClient,
     RetryPolicy,
     UsageLedger,
@@ -573,9 +574,38 @@ async def test_chat_request_predicts_the_journal_key() -> None:
     ) as client:
         await client.with_store(store).chat(messages, model="dep", max_tokens=7, sample=2)
         path, body = client.chat_request(messages, model="dep", max_tokens=7)
+        request = client.chat_request(messages, model="dep", max_tokens=7)
     assert path == "deployments/dep/chat/completions"
     assert body == {"messages": [{"role": "user", "content": "蝙蝠"}], "max_completion_tokens": 7}
     assert list(store.data) == [request_key("POST", path, body, 2)]
+    assert request.method == "POST"
+    assert request.key(2) == request_key("POST", path, body, 2)
+
+
+async def test_clients_of_other_kinds_have_no_ledger_and_build_no_requests() -> None:
+    class Minimal(LLMClient):
+        async def aclose(self) -> None:
+            return None
+
+        async def chat(self, messages: Any, *, model: str, sample: int = 0, **params: Any) -> Any:
+            raise NotImplementedError
+
+        async def chat_structured(self, messages: Any, output: Any, **kwargs: Any) -> Any:
+            raise NotImplementedError
+
+        async def embed(self, texts: Any, **kwargs: Any) -> Any:
+            raise NotImplementedError
+
+        async def request(self, method: str, path: str, **kwargs: Any) -> Any:
+            raise NotImplementedError
+
+    minimal = Minimal()
+    assert minimal.ledger is None
+    with pytest.raises(UsageError, match="Minimal cannot say what a chat call would send"):
+        minimal.chat_request([{"role": "user", "content": "hi"}], model="m")
+    ledger = UsageLedger()
+    async with OpenAIClient(base_url="http://127.0.0.1:9/v1", ledger=ledger) as client:
+        assert client.ledger is ledger
 
 
 async def test_token_provider_objects_with_async_call() -> None:

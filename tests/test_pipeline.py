@@ -12,17 +12,18 @@ import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import anyio
 import pytest
 
 from data_files import CORPUS, FOILBOARD
 from raftkit.errors import ResumeMismatchError
-from raftkit.finetune import PollPolicy
-from raftkit.llm import OpenAIClient
+from raftkit.extract import Extractor, default_extractors
+from raftkit.llm import OpenAIClient, PollPolicy
 from raftkit.llm.usage import UsageLedger
 from raftkit.pipeline import RaftConfig, RaftPipeline, estimate_cost
 from raftkit.synth import verify_answer
 from raftkit.testing import Simulator, SimulatorConfig
-from raftkit.types import RaftExample
+from raftkit.types import Document, RaftExample
 
 pytestmark = pytest.mark.anyio
 
@@ -261,6 +262,96 @@ async def test_batch_mode_ends_with_the_online_dataset_at_the_batch_price(
     assert again.batch_rounds == 0
     assert again.teacher_calls_paid == 0
     assert sim.requests == []
+    # each pass counts from scratch: the report is the last pass's, not the sum of the passes
+    for field in ("files", "documents", "pages", "chunks", "chunks_done", "questions"):
+        assert getattr(batched, field) == getattr(online, field), field
+    assert batched.extraction_errors == online.extraction_errors
+
+
+class NotesExtractor:
+    """A user's own format: ``.notes`` files, one document each."""
+
+    def __init__(self) -> None:
+        self.read: list[str] = []
+
+    def supports(self, path: Path) -> bool:
+        return path.suffix == ".notes"
+
+    async def extract(self, path: Path, *, doc_id: str) -> AsyncIterator[Document]:
+        self.read.append(path.name)
+        text = await anyio.Path(path).read_text(encoding="utf-8")
+        yield Document(id=doc_id, source=str(path), text=text)
+
+
+class CountingExtractor:
+    """Counts the files a built-in extractor reads."""
+
+    def __init__(self, inner: Extractor) -> None:
+        self.inner = inner
+        self.read: list[str] = []
+
+    def supports(self, path: Path) -> bool:
+        return self.inner.supports(path)
+
+    async def extract(self, path: Path, *, doc_id: str) -> AsyncIterator[Document]:
+        self.read.append(path.name)
+        async for item in self.inner.extract(path, doc_id=doc_id):
+            yield item  # type: ignore[misc]
+
+
+NOTES = "Echolocation lets bats hunt insects in complete darkness by listening to echoes.\n"
+
+
+async def test_extractors_reach_the_run_the_plan_and_the_settings(
+    sim: Simulator, tmp_path: Path
+) -> None:
+    docs = make_docs(tmp_path)
+    (docs / "bats.notes").write_text(NOTES, encoding="utf-8")
+    config = RaftConfig(questions_per_chunk=1, chunk_size=256)
+    notes = NotesExtractor()
+    async with OpenAIClient(base_url=sim.base_url, api_key=sim.api_key) as client:
+        pipeline = RaftPipeline(client, config, extractors=[*default_extractors(), notes])
+        plan = await pipeline.plan(docs)
+        report = await pipeline.run(docs, tmp_path / "run")
+        without = await RaftPipeline(client, config).plan(docs)
+    assert notes.read == ["bats.notes", "bats.notes"]  # the dry run and the run both read it
+    assert plan.documents == without.documents + 1 == report.documents
+    assert "bats.notes#0" in read_chunk_texts(tmp_path / "run")
+    settings = json.loads((tmp_path / "run" / "settings.json").read_text(encoding="utf-8"))
+    recorded = settings["plugins"]["extractors"]
+    assert recorded[-1] == f"{__name__}.NotesExtractor"
+    assert recorded[0] == "raftkit.extract.pdf.PdfExtractor"
+    # the plug-ins are part of what a resumed run must share
+    async with OpenAIClient(base_url=sim.base_url, api_key=sim.api_key) as client:
+        with pytest.raises(ResumeMismatchError, match="plugins"):
+            await RaftPipeline(client, config).run(docs, tmp_path / "run")
+
+
+async def test_runs_with_the_default_plug_ins_record_none(sim: Simulator, tmp_path: Path) -> None:
+    docs = make_docs(tmp_path)
+    async with OpenAIClient(base_url=sim.base_url, api_key=sim.api_key) as client:
+        await RaftPipeline(client, RaftConfig(questions_per_chunk=1)).run(docs, tmp_path / "run")
+    settings = json.loads((tmp_path / "run" / "settings.json").read_text(encoding="utf-8"))
+    assert "plugins" not in settings  # so run directories of earlier versions still resume
+    assert settings == RaftConfig(questions_per_chunk=1).data_settings()
+
+
+async def test_batch_passes_after_the_first_read_chunks_jsonl(
+    sim: Simulator, tmp_path: Path
+) -> None:
+    docs = make_docs(tmp_path)
+    config = RaftConfig(questions_per_chunk=2, chunk_size=256, seed=5)
+    fast = PollPolicy(initial=0.01, maximum=0.05, timeout=60.0)
+    counting = [CountingExtractor(e) for e in default_extractors()]
+    async with OpenAIClient(base_url=sim.base_url, api_key=sim.api_key) as client:
+        report = await RaftPipeline(
+            client, config, extractors=counting, batch=True, batch_poll=fast
+        ).run(docs, tmp_path / "run")
+    assert report.batch_rounds >= 2
+    read = sorted(name for extractor in counting for name in extractor.read)
+    # the walk reads each file once, in the first pass; the later passes read chunks.jsonl
+    assert read == sorted(["Foilboard - Wikipedia.pdf", "蝙蝠.md", "broken.pdf", "empty.txt"])
+    assert report.examples > 0
 
 
 @pytest.mark.slow

@@ -26,6 +26,7 @@ from raftkit.retrieval import (
     TrainingConfig,
     build_report,
     compare_results,
+    embed_documents,
     embedding_sampler,
     evaluate_retrieval,
     fit_adapter,
@@ -40,6 +41,7 @@ from raftkit.retrieval import (
     write_pairs,
 )
 from raftkit.retrieval.search import hit_rate, mrr, ndcg, recall, relevance_matrix
+from raftkit.synth import EmbeddingSampler
 from raftkit.synth.questions import TeacherQuestionSynthesizer
 from raftkit.testing import Simulator
 from raftkit.types import Chunk, Question
@@ -484,11 +486,16 @@ async def test_adapter_fit_embeds_once_and_plugs_into_the_sampler(tmp_path: Path
     assert isinstance(adapted, Embedder)
     result = await evaluate_retrieval(adapted, pairs, chunks, ks=(1, 3))
     assert len(result.per_query["hit@3"]) == len(pairs)
-    sampler = await embedding_sampler(adapted, chunks, pool_factor=1.0)
+    corpus_side = await embed_documents(adapted, [c.text for c in chunks])
+    sampler = EmbeddingSampler(chunks, corpus_side, pool_factor=1.0)
     question = Question(id="q0", chunk_id=chunks[0].id, text=pairs[0].question)
     distractors = await sampler.sample(question, chunks[0], 2, np.random.default_rng(0))
     assert len(distractors) == 2
     assert chunks[0] not in distractors
+    # the deprecated one-call form builds the same sampler
+    with pytest.warns(DeprecationWarning, match="embedding_sampler"):
+        legacy = await embedding_sampler(adapted, chunks, pool_factor=1.0)
+    assert await legacy.sample(question, chunks[0], 2, np.random.default_rng(0)) == distractors
     with pytest.raises(UsageError, match="trained on"):
         AdaptedEmbedder(_Renamed(), adapter)
 

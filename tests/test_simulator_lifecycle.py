@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ast
 import inspect
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -22,6 +23,8 @@ pytestmark = pytest.mark.anyio
 
 
 def test_public_names_match_all() -> None:
+    for name in raftkit.testing.__all__:  # the names are loaded on first use
+        assert getattr(raftkit.testing, name) is not None
     public = {
         name
         for name, value in vars(raftkit.testing).items()
@@ -34,6 +37,8 @@ def test_simulator_imports_nothing_of_raftkit_but_floor_one() -> None:
     allowed = ("raftkit.testing", "raftkit.types", "raftkit.errors")
     package = Path(raftkit.testing.__file__).parent
     for source in sorted(package.glob("*.py")):
+        if source.name == "scripted.py":
+            continue  # the scripted client implements LLMClient: the one declared exception
         for node in ast.walk(ast.parse(source.read_text(encoding="utf-8"))):
             if isinstance(node, ast.Import):
                 names = [alias.name for alias in node.names]
@@ -44,6 +49,22 @@ def test_simulator_imports_nothing_of_raftkit_but_floor_one() -> None:
             for name in names:
                 if name == "raftkit" or name.startswith("raftkit."):
                     assert name.startswith(allowed), f"{source.name} imports {name}"
+
+
+def test_the_simulator_and_the_plugin_load_no_client_and_no_server_up_front() -> None:
+    code = (
+        "import sys, json, raftkit.testing.pytest_plugin; "
+        "before = sorted(m for m in ('uvicorn', 'starlette', 'raftkit.testing._app') "
+        "if m in sys.modules); "
+        "raftkit.testing.Simulator; "
+        "client = sorted(m for m in ('raftkit.testing.scripted', 'raftkit.llm._transport') "
+        "if m in sys.modules); "
+        "print(json.dumps([before, client, 'uvicorn' in sys.modules]))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout
+    assert json.loads(out) == [[], [], True]
 
 
 async def test_async_context_manager(anyio_backend: str) -> None:

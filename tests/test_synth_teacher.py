@@ -10,7 +10,6 @@ import numpy as np
 import numpy.typing as npt
 import pytest
 
-from fakes import Call, ScriptedClient
 from raftkit.errors import NotFoundError, StructuredOutputError, UsageError
 from raftkit.llm import ChatMessage
 from raftkit.llm.tokens import count_message_tokens
@@ -23,6 +22,7 @@ from raftkit.synth import (
     question_id,
 )
 from raftkit.synth.questions import questions_output_model
+from raftkit.testing.scripted import Call, ScriptedClient
 from raftkit.types import Chunk, Question
 
 pytestmark = pytest.mark.anyio

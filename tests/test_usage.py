@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
+from raftkit.dataset import estimate_training_cost
 from raftkit.errors import BudgetExceededError, UsageError
 from raftkit.llm.usage import (
     BATCH_DISCOUNT,
@@ -12,7 +15,6 @@ from raftkit.llm.usage import (
     PriceTable,
     UsageLedger,
     UsageReport,
-    estimate_finetune_cost,
 )
 from raftkit.types import Usage
 
@@ -176,13 +178,16 @@ def test_merge_adds_other_ledgers() -> None:
 
 
 def test_finetune_cost() -> None:
+    # the training prices of the table, through the one fine-tuning cost function
+    def cost(tokens: int, *, epochs: int, model: str, prices: PriceTable | None = None) -> Any:
+        counts = [1000] * (tokens // 1000)  # examples of 1000 tokens, under every model's limit
+        return estimate_training_cost(counts, epochs=epochs, model=model, prices=prices).cost_usd
+
     # 2M tokens in the file, 3 epochs, gpt-4o-mini training at $3.00 / 1M
-    assert estimate_finetune_cost(2_000_000, epochs=3, model="gpt-4o-mini") == pytest.approx(18.0)
-    assert estimate_finetune_cost(
-        1_000_000, epochs=1, model="gpt-4o-mini-2024-07-18"
-    ) == pytest.approx(3.0)
-    assert estimate_finetune_cost(1000, epochs=1, model="o3") is None
+    assert cost(2_000_000, epochs=3, model="gpt-4o-mini") == pytest.approx(18.0)
+    assert cost(1_000_000, epochs=1, model="gpt-4o-mini-2024-07-18") == pytest.approx(3.0)
+    assert cost(1000, epochs=1, model="o3") is None
     custom = PriceTable({"gpt-4o": ModelPrice(input=1.0, training=10.0)})
-    assert estimate_finetune_cost(MILLION, epochs=2, model="gpt-4o", prices=custom) == 20.0
+    assert cost(MILLION, epochs=2, model="gpt-4o", prices=custom) == 20.0
     with pytest.raises(UsageError):
-        estimate_finetune_cost(100, epochs=0, model="gpt-4o")
+        cost(100_000, epochs=0, model="gpt-4o")

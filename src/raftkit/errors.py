@@ -26,6 +26,7 @@ __all__ = [
     "ConflictError",
     "DatasetError",
     "ExtractionError",
+    "FileRejectedError",
     "InputError",
     "InternalServerError",
     "NotFoundError",
@@ -37,6 +38,7 @@ __all__ = [
     "StructuredOutputError",
     "UnprocessableEntityError",
     "UsageError",
+    "WaitTimeoutError",
     "status_error_class",
 ]
 
@@ -97,6 +99,17 @@ class DatasetError(InputError):
         self.line = line
 
 
+class FileRejectedError(InputError):
+    """The service processed an uploaded file and rejected it (Azure ``status: error``)."""
+
+    def __init__(self, file_id: str, filename: str, details: str | None) -> None:
+        reason = details or "no details given"
+        super().__init__(f"the service rejected file {filename} ({file_id}): {reason}")
+        self.file_id = file_id
+        self.filename = filename
+        self.details = details
+
+
 class StructuredOutputError(RaftkitError):
     """The model kept answering with JSON that does not fit the requested schema."""
 
@@ -104,6 +117,15 @@ class StructuredOutputError(RaftkitError):
         super().__init__(message)
         self.attempts = attempts
         self.last_output = last_output
+
+
+class WaitTimeoutError(RaftkitError, TimeoutError):
+    """Waiting for a job, batch, file or deployment passed its deadline; the work goes on."""
+
+    def __init__(self, message: str, *, resource_id: str, last_status: str | None) -> None:
+        super().__init__(message)
+        self.resource_id = resource_id
+        self.last_status = last_status
 
 
 # ---------------------------------------------------------------- API failures

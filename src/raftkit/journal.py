@@ -31,11 +31,9 @@ from typing import Any, Self
 import anyio
 
 from raftkit.errors import DatasetError, ResumeMismatchError
+from raftkit.run_dir import RunDir
 
 __all__ = ["Journal"]
-
-JOURNAL_FILE = "journal.jsonl"
-SETTINGS_FILE = "settings.json"
 
 
 class Journal:
@@ -47,7 +45,7 @@ class Journal:
 
     def __init__(self, run_dir: str | os.PathLike[str], *, durable: bool = False) -> None:
         self.run_dir = Path(run_dir)
-        self.path = self.run_dir / JOURNAL_FILE
+        self.path = RunDir(run_dir).journal
         self.durable = durable
         self._index: dict[str, tuple[int, int]] = {}
         self._file: Any = None
@@ -179,7 +177,7 @@ class Journal:
         self._end = good_end
 
     def _check_settings(self, settings: dict[str, Any]) -> None:
-        path = self.run_dir / SETTINGS_FILE
+        path = RunDir(self.run_dir).settings
         canonical = json.loads(json.dumps(settings, sort_keys=True, default=str))
         if path.exists():
             recorded = json.loads(path.read_text(encoding="utf-8"))

@@ -15,10 +15,11 @@ and carries the pages it spans.
 from __future__ import annotations
 
 import inspect
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
+from raftkit.chunking import semantic as _semantic
 from raftkit.chunking.markdown import HEADING_SEPARATOR, MarkdownChunker, markdown_sections
-from raftkit.chunking.semantic import Embedder, SemanticChunker, cosine_distances
+from raftkit.chunking.semantic import EmbedFunction, SemanticChunker, cosine_distances
 from raftkit.chunking.sentences import sentence_spans
 from raftkit.chunking.token import TokenChunker, token_windows
 from raftkit.types import Chunk, Document
@@ -27,7 +28,7 @@ __all__ = [
     "HEADING_SEPARATOR",
     "AsyncChunker",
     "Chunker",
-    "Embedder",
+    "EmbedFunction",
     "MarkdownChunker",
     "SemanticChunker",
     "TokenChunker",
@@ -59,3 +60,7 @@ async def chunk_document(chunker: Chunker | AsyncChunker, document: Document) ->
     if inspect.isawaitable(result):
         return await result
     return result
+
+
+def __getattr__(name: str) -> Any:
+    return _semantic.__getattr__(name)  # the deprecated name ``Embedder``

@@ -8,6 +8,7 @@ its largest inner distance, and a single sentence over the cap becomes token win
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
@@ -22,10 +23,20 @@ from raftkit.errors import UsageError
 from raftkit.llm.tokens import TokenCounter, estimate_tokens
 from raftkit.types import Chunk, Document
 
-__all__ = ["Embedder", "SemanticChunker", "cosine_distances"]
+__all__ = ["EmbedFunction", "SemanticChunker", "cosine_distances"]
 
 #: Embeds texts: returns a ``(len(texts), dim)`` array, e.g. ``partial(client.embed, model=...)``.
-Embedder = Callable[[Sequence[str]], Awaitable[npt.NDArray[Any]]]
+#: (A function, unlike the :class:`raftkit.retrieval.Embedder` protocol, hence the name.)
+EmbedFunction = Callable[[Sequence[str]], Awaitable[npt.NDArray[Any]]]
+
+
+def __getattr__(name: str) -> Any:
+    if name == "Embedder":  # the old name, which the retrieval protocol also bears
+        warnings.warn(
+            "raftkit.chunking.Embedder is now EmbedFunction", DeprecationWarning, stacklevel=2
+        )
+        return EmbedFunction
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def cosine_distances(vectors: npt.NDArray[Any]) -> npt.NDArray[np.float64]:
@@ -47,7 +58,7 @@ class SemanticChunker:
 
     def __init__(
         self,
-        embed: Embedder,
+        embed: EmbedFunction,
         *,
         percentile: float = 95.0,
         max_tokens: int = 512,

@@ -25,6 +25,7 @@ from raftkit.evaluate import (
 )
 from raftkit.evaluate.report import ContextSetting
 from raftkit.journal import Journal
+from raftkit.run_dir import RunDir
 
 __all__ = ["add_parser", "run"]
 
@@ -78,7 +79,8 @@ def _settings(text: str) -> tuple[ContextSetting, ...]:
 
 
 async def run(args: argparse.Namespace) -> int:
-    examples_path = args.run_dir / "examples.jsonl"
+    run = RunDir(args.run_dir)
+    examples_path = run.examples
     if not examples_path.exists():
         raise UsageError(f"{examples_path} does not exist: run `raftkit generate` first")
     models = [m.strip() for m in args.models.split(",") if m.strip()]
@@ -93,7 +95,7 @@ async def run(args: argparse.Namespace) -> int:
     if not held_out:
         raise UsageError(f"the {args.split} split of {examples_path} is empty")
 
-    out = args.run_dir / "eval"
+    out = run.eval
     async with open_client(args) as opened:
         with Journal(out).open() as journal:
             client = opened.client.with_store(journal)

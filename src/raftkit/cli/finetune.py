@@ -7,20 +7,20 @@
   files (identical files are not uploaded twice), start a job, and with ``--wait`` print its
   events live and the final metrics. The job id is kept in ``RUN_DIR/finetune.json``: running
   the command again resumes waiting for that job instead of starting another (``--new`` starts
-  another). On Azure, ``--deployment NAME`` with the ARM arguments deploys the model.
+  another). On Azure, ``--deployment NAME`` with the ARM arguments deploys the model. The
+  workflow itself is :class:`raftkit.finetune_run.FineTuneRun`; this module only reads the
+  arguments and prints.
 - ``raftkit jobs list | show ID | cancel ID``.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 import anyio
 
@@ -28,23 +28,19 @@ from raftkit.cli._clients import OpenedClient, add_client_arguments, open_client
 from raftkit.dataset import exporter_names, prepare_dataset, validate_chat_jsonl
 from raftkit.errors import UsageError
 from raftkit.finetune import (
-    MANAGEMENT_SCOPE,
-    AzureAccount,
     AzureFineTuneProvider,
-    AzureManagementClient,
     FineTuneJob,
     FineTuneProvider,
     Hyperparameters,
     JobEvent,
     OpenAIFineTuneProvider,
-    PollPolicy,
 )
+from raftkit.finetune_run import FineTuneRun
+from raftkit.llm import AzureAccount, AzureManagementClient, PollPolicy
+from raftkit.llm.azure_management import MANAGEMENT_SCOPE
+from raftkit.run_dir import RunDir
 
-__all__ = ["STATE_FILE", "add_parser", "add_parsers", "run"]
-
-STATE_FILE = "finetune.json"
-DATASET_DIR = "dataset"
-_RESUMABLE = frozenset({"validating_files", "queued", "running", "succeeded"})
+__all__ = ["add_parser", "add_parsers", "run"]
 
 
 def add_parsers(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -153,12 +149,12 @@ async def run(args: argparse.Namespace) -> int:
 
 
 async def _export(args: argparse.Namespace) -> int:
-    examples = args.examples or args.run_dir / "examples.jsonl"
+    examples = args.examples or RunDir(args.run_dir).examples
     if not examples.is_file():
         raise UsageError(f"{examples} does not exist; run `raftkit generate` first")
     prepared = await prepare_dataset(
         examples,
-        args.out or args.run_dir / DATASET_DIR,
+        args.out or RunDir(args.run_dir).dataset,
         formats=args.formats,
         system_prompt=args.system_prompt,
         seed=args.seed,
@@ -202,120 +198,39 @@ def _print_event(event: JobEvent) -> None:
     print(f"[{when}] {event.level:<5} {event.message}", flush=True)
 
 
-async def _read_state(run_dir: Path) -> dict[str, Any]:
-    path = anyio.Path(run_dir / STATE_FILE)
-    if not await path.exists():
-        return {}
-    try:
-        state = json.loads(await path.read_text(encoding="utf-8"))
-    except ValueError as e:
-        raise UsageError(f"{run_dir / STATE_FILE} is not JSON; delete it or use --new") from e
-    return state if isinstance(state, dict) else {}
-
-
-async def _write_state(run_dir: Path, state: dict[str, Any]) -> None:
-    target = run_dir / STATE_FILE
-    temporary = anyio.Path(target.with_suffix(".json.tmp"))
-    await temporary.write_text(json.dumps(state, indent=2), encoding="utf-8")
-    await temporary.replace(target)
-
-
-async def _chat_files(args: argparse.Namespace) -> tuple[Path, Path | None]:
-    chat = args.run_dir / DATASET_DIR / "chat"
-    train = chat / "train.jsonl"
-    if not train.is_file():
-        examples = args.run_dir / "examples.jsonl"
-        if not examples.is_file():
-            raise UsageError(f"{args.run_dir} has neither {train} nor {examples}")
-        print(f"exporting {examples} ...", flush=True)
-        prepared = await prepare_dataset(
-            examples, args.run_dir / DATASET_DIR, model=args.model, epochs=args.epochs or "auto"
-        )
-        print(prepared.render())
-        if not prepared.ok:
-            raise UsageError("the exported chat files would be rejected; see above")
-    report = await anyio.to_thread.run_sync(
-        lambda: validate_chat_jsonl(train, model=args.model, epochs=args.epochs or "auto")
-    )
-    if not report.ok:
-        print(report.render())
-        raise UsageError(f"{train} would be rejected by the service; see above")
-    validation = chat / "validation.jsonl"
-    if not validation.is_file():
-        return train, None
-    checked = await anyio.to_thread.run_sync(
-        lambda: validate_chat_jsonl(validation, model=args.model, epochs=args.epochs or "auto")
-    )
-    if not checked.ok:
-        # a validation file only adds metrics: train without it rather than not at all
-        print(f"{validation} would be rejected, training without it:", file=sys.stderr)
-        print(checked.render(), file=sys.stderr)
-        return train, None
-    return train, validation
+def _warn(message: str) -> None:
+    print(message, file=sys.stderr)
 
 
 async def _finetune(args: argparse.Namespace) -> int:
     if not args.run_dir.is_dir():
         raise UsageError(f"{args.run_dir} is not a directory")
-    state = await _read_state(args.run_dir)
     async with open_client(args) as opened, _provider(opened, args) as provider:
-        job: FineTuneJob | None = None
-        recorded = state.get("job_id") if state.get("provider") == opened.provider else None
-        if isinstance(recorded, str) and not args.new and not opened.simulated:
-            job = await provider.get_job(recorded)
-            if job.status in _RESUMABLE:
-                print(f"resuming job {job.id} ({job.status}) from {args.run_dir / STATE_FILE}")
-            else:
-                job = None
-        if job is None:
-            job = await _start(args, provider, opened)
+        finetuning = FineTuneRun(
+            args.run_dir,
+            provider,
+            provider_name=opened.provider,
+            model=args.model,
+            hyperparameters=Hyperparameters(
+                n_epochs=args.epochs,
+                batch_size=args.batch_size,
+                learning_rate_multiplier=args.learning_rate_multiplier,
+            ),
+            suffix=args.suffix,
+            seed=args.seed,
+            say=lambda message: print(message, flush=True),
+            warn=_warn,
+        )
+        # the simulator forgets its jobs between runs: nothing recorded can be resumed there
+        job = await finetuning.start_or_resume(resume=not args.new and not opened.simulated)
         if not args.wait:
             print(f"follow it with: raftkit jobs show {job.id}")
             return 0
-        done = await provider.wait(job.id, on_event=_print_event, raise_on_failure=False)
-        await _write_state(args.run_dir, {**await _read_state(args.run_dir), "status": done.status})
-        return await _report(args, provider, done)
+        done = await finetuning.wait(job, on_event=_print_event)
+        return await _report(args, finetuning, done)
 
 
-async def _start(
-    args: argparse.Namespace, provider: FineTuneProvider, opened: OpenedClient
-) -> FineTuneJob:
-    train, validation = await _chat_files(args)
-    uploaded = await provider.upload_file(train)
-    print(f"training file: {uploaded.id} ({'reused' if uploaded.reused else 'uploaded'})")
-    validation_id = None
-    if validation is not None:
-        valid = await provider.upload_file(validation)
-        validation_id = valid.id
-        print(f"validation file: {valid.id} ({'reused' if valid.reused else 'uploaded'})")
-    job = await provider.create_job(
-        model=args.model,
-        training_file=uploaded.id,
-        validation_file=validation_id,
-        suffix=args.suffix,
-        seed=args.seed,
-        hyperparameters=Hyperparameters(
-            n_epochs=args.epochs,
-            batch_size=args.batch_size,
-            learning_rate_multiplier=args.learning_rate_multiplier,
-        ),
-    )
-    await _write_state(
-        args.run_dir,
-        {
-            "provider": opened.provider,
-            "job_id": job.id,
-            "model": args.model,
-            "training_file": uploaded.id,
-            "validation_file": validation_id,
-            "status": job.status,
-        },
-    )
-    print(f"started fine-tuning job {job.id} on {args.model}")
-    return job
-
-
-async def _report(args: argparse.Namespace, provider: FineTuneProvider, job: FineTuneJob) -> int:
+async def _report(args: argparse.Namespace, finetuning: FineTuneRun, job: FineTuneJob) -> int:
     print(f"job {job.id}: {job.status}")
     if job.status != "succeeded":
         if job.error is not None:
@@ -326,18 +241,16 @@ async def _report(args: argparse.Namespace, provider: FineTuneProvider, job: Fin
     if job.trained_tokens is not None:
         print(f"trained tokens: {job.trained_tokens:,}")
     if job.result_files:
-        metrics = await provider.metrics(job)
+        metrics = await finetuning.provider.metrics(job)
         print(f"metrics: {metrics.render()}")
     if args.deployment:
-        if not isinstance(provider, AzureFineTuneProvider):
+        if not isinstance(finetuning.provider, AzureFineTuneProvider):
             raise UsageError("--deployment is for Azure; an OpenAI model is usable at once")
-        await _deploy(args, provider, job)
+        await _deploy(args, finetuning, job)
     return 0
 
 
-async def _deploy(
-    args: argparse.Namespace, provider: AzureFineTuneProvider, job: FineTuneJob
-) -> None:
+async def _deploy(args: argparse.Namespace, finetuning: FineTuneRun, job: FineTuneJob) -> None:
     if not (args.subscription and args.resource_group and args.account):
         raise UsageError(
             "--deployment needs --subscription, --resource-group and --account "
@@ -346,14 +259,17 @@ async def _deploy(
     async with AzureManagementClient(
         token_provider=_management_token(), base_url=args.management_url
     ) as management:
-        provider.management = management
-        provider.account = AzureAccount(
-            subscription_id=args.subscription,
-            resource_group=args.resource_group,
-            account_name=args.account,
-        )
-        deployment = await provider.create_deployment(
-            job, name=args.deployment, sku_name=args.sku, capacity=args.capacity
+        deployment = await finetuning.deploy(
+            job,
+            management=management,
+            account=AzureAccount(
+                subscription_id=args.subscription,
+                resource_group=args.resource_group,
+                account_name=args.account,
+            ),
+            name=args.deployment,
+            sku_name=args.sku,
+            capacity=args.capacity,
         )
     print(f"deployed {deployment.model} as {deployment.name} ({deployment.provisioning_state})")
 

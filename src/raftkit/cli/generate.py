@@ -10,6 +10,7 @@ from raftkit.cli._clients import add_client_arguments, open_client
 from raftkit.cli._progress import ProgressLine
 from raftkit.llm.usage import PriceTable
 from raftkit.pipeline import RaftConfig, RaftPipeline, estimate_cost
+from raftkit.run_dir import RunDir
 
 __all__ = ["add_parser", "run"]
 
@@ -116,5 +117,6 @@ async def run(args: argparse.Namespace) -> int:
         )
         report = await pipeline.run(args.docs, args.out, simulated_teacher=opened.simulated)
     print(report.markdown())
-    print(f"examples: {args.out / 'examples.jsonl'}   report: {args.out / 'report.md'}")
+    run = RunDir(args.out)
+    print(f"examples: {run.examples}   report: {run.report_md}")
     return 0 if report.status == "completed" else 1

@@ -42,10 +42,9 @@ from raftkit.retrieval import (
     split_pairs,
     write_pairs,
 )
+from raftkit.run_dir import RunDir
 
 __all__ = ["add_parser", "run"]
-
-_SUBDIR = "retrieval"
 
 
 def _ratios(text: str) -> tuple[float, float, float]:
@@ -127,10 +126,6 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     top.set_defaults(handler=run)
 
 
-def _retrieval_dir(run_dir: Path) -> Path:
-    return run_dir / _SUBDIR
-
-
 async def _pairs(
     run_dir: Path,
     *,
@@ -139,7 +134,8 @@ async def _pairs(
     include_rejected: bool = True,
     rebuild: bool = False,
 ) -> PairSplit:
-    path = _retrieval_dir(run_dir) / "pairs.jsonl"
+    run = RunDir(run_dir)
+    path = run.pairs
     if path.is_file() and not rebuild:
         return await anyio.to_thread.run_sync(read_pairs, path)
     pairs = await pairs_from_run(run_dir, include_rejected=include_rejected)
@@ -147,7 +143,7 @@ async def _pairs(
 
     def save() -> None:
         write_pairs(path, split.all())
-        (path.parent / "split.json").write_text(split.report.model_dump_json(indent=2), "utf-8")
+        run.pair_split.write_text(split.report.model_dump_json(indent=2), "utf-8")
 
     await anyio.to_thread.run_sync(save)
     return split
@@ -155,7 +151,7 @@ async def _pairs(
 
 @asynccontextmanager
 async def _base_embedder(args: argparse.Namespace) -> AsyncIterator[Embedder]:
-    cache = None if args.no_cache else _retrieval_dir(args.run_dir) / "cache"
+    cache = None if args.no_cache else RunDir(args.run_dir).embedding_cache
     use_api = args.embedder == "api" or (args.embedder is None and args.embedding_model)
     if not use_api:
         yield SentenceTransformerEmbedder(cache_dir=cache)
@@ -175,7 +171,7 @@ async def _cmd_pairs(args: argparse.Namespace) -> int:
         rebuild=True,
     )
     print(split.report.render())
-    print(f"pairs: {_retrieval_dir(args.run_dir) / 'pairs.jsonl'}")
+    print(f"pairs: {RunDir(args.run_dir).pairs}")
     return 0
 
 
@@ -195,7 +191,7 @@ async def _cmd_train_adapter(args: argparse.Namespace) -> int:
         adapter, history = await fit_adapter(
             base, chunks, split.train, split.validation, config=config
         )
-    out = args.out or _retrieval_dir(args.run_dir) / f"adapter-{args.kind}.npz"
+    out = args.out or RunDir(args.run_dir).adapter(args.kind)
     path = adapter.save(out)
     print(json.dumps(history.as_dict(), indent=2))
     print(
@@ -216,15 +212,15 @@ async def _cmd_finetune(args: argparse.Namespace) -> int:
         max_steps=args.max_steps,
         seed=args.seed,
     )
-    out = _retrieval_dir(args.run_dir) / "bi-encoder"
-    result = await finetune_bi_encoder(split.train, chunks, out, config=config)
+    run = RunDir(args.run_dir)
+    result = await finetune_bi_encoder(split.train, chunks, run.bi_encoder, config=config)
     print(f"bi-encoder: {result.path} ({result.steps} steps)")
     if args.reranker:
         async with _base_embedder(args) as base:
             triples = await mine_hard_negatives(base, split.train, chunks)
         ranker = await finetune_cross_encoder(
             triples,
-            _retrieval_dir(args.run_dir) / "cross-encoder",
+            run.cross_encoder,
             loss=args.reranker_loss,
             config=config,
         )
@@ -257,7 +253,8 @@ async def _cmd_evaluate(args: argparse.Namespace) -> int:
     pairs = questions[args.split]
     if not pairs:
         raise UsageError(f"the {args.split} split is empty: make more pairs or change --ratios")
-    cache = None if args.no_cache else _retrieval_dir(args.run_dir) / "cache"
+    run = RunDir(args.run_dir)
+    cache = None if args.no_cache else run.embedding_cache
     results: list[RetrievalResult] = []
     async with AsyncExitStack() as stack:
         base = await stack.enter_async_context(_base_embedder(args))
@@ -275,16 +272,15 @@ async def _cmd_evaluate(args: argparse.Namespace) -> int:
         split=args.split,
         notes=[f"{len(pairs)} pairs, {len(chunks)} chunks ranked per question"],
     )
-    out = _retrieval_dir(args.run_dir)
 
     def save() -> None:
-        out.mkdir(parents=True, exist_ok=True)
-        (out / "report.md").write_text(report.markdown(), encoding="utf-8")
-        (out / "report.html").write_text(report.html(), encoding="utf-8")
+        run.retrieval.mkdir(parents=True, exist_ok=True)
+        run.retrieval_report_md.write_text(report.markdown(), encoding="utf-8")
+        run.retrieval_report_html.write_text(report.html(), encoding="utf-8")
 
     await anyio.to_thread.run_sync(save)
     print(report.markdown())
-    print(f"report: {out / 'report.md'}  {out / 'report.html'}")
+    print(f"report: {run.retrieval_report_md}  {run.retrieval_report_html}")
     return 0
 
 

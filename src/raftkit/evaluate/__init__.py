@@ -11,7 +11,7 @@ Plug-in points, both :class:`typing.Protocol`\\ s so a plain object will do:
   :class:`~raftkit.evaluate.report.EvaluationReport`; :class:`RaftEvaluator` is the default.
 
 Every comparison carries a paired-bootstrap confidence interval
-(:func:`~raftkit.evaluate.stats.paired_bootstrap`), and a verdict names a direction only when
+(:func:`~raftkit.stats.paired_bootstrap`), and a verdict names a direction only when
 the interval excludes zero.
 """
 
@@ -47,7 +47,7 @@ from raftkit.evaluate.report import (
     compare,
 )
 from raftkit.evaluate.runner import ModelSpec, RaftEvaluator, documents_for
-from raftkit.evaluate.stats import (
+from raftkit.stats import (
     Comparison,
     Interval,
     Verdict,

@@ -13,8 +13,8 @@ from pathlib import Path
 import anyio
 
 from raftkit.evaluate.report import SETTING_DESCRIPTIONS, EvaluationReport, MetricSummary
-from raftkit.evaluate.stats import Comparison
 from raftkit.html_page import SORTABLE_TABLE_JS, escape_html, html_document
+from raftkit.stats import Comparison
 
 __all__ = [
     "render_html",

@@ -17,7 +17,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from raftkit.errors import UsageError
-from raftkit.evaluate.stats import Comparison, Interval, MaybeNaN, bootstrap_mean, paired_bootstrap
+from raftkit.stats import Comparison, Interval, MaybeNaN, bootstrap_mean, paired_bootstrap
 from raftkit.types import Usage
 
 __all__ = [

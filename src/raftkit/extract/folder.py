@@ -6,7 +6,6 @@ import os
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import TracebackType
 from typing import TYPE_CHECKING, Self
 
 import anyio
@@ -17,6 +16,7 @@ from raftkit.extract.html import HtmlExtractor
 from raftkit.extract.pdf import PdfExtractor
 from raftkit.extract.plain import TextExtractor
 from raftkit.extract.records import JsonExtractor, JsonlExtractor
+from raftkit.resources import AsyncResource
 from raftkit.types import Document
 
 if TYPE_CHECKING:
@@ -148,7 +148,7 @@ class ExtractionReport:
         return "\n".join(lines)
 
 
-class FolderExtraction:
+class FolderExtraction(AsyncResource):
     """The Documents of a folder as an async iterator, with its :class:`ExtractionReport`.
 
     One pass only. Close it (``async with`` or :meth:`aclose`) when stopping early.
@@ -178,17 +178,6 @@ class FolderExtraction:
         walk, self._walk = self._walk, _finished()
         if walk is not None:
             await _close(walk)
-
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
 
     def _record(self, error: ExtractionError) -> None:
         self.report.errors.append(error)

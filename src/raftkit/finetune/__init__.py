@@ -1,23 +1,27 @@
-"""Floor 3: fine-tuning a student model and running teacher calls as batches.
+"""Floor 3: fine-tuning a student model.
 
 - :class:`FineTuneProvider` — the plug-in point (an async context manager given its client):
   upload files, create / list / cancel jobs, follow events, wait, read metrics, deploy.
 - :class:`OpenAIFineTuneProvider` and :class:`AzureFineTuneProvider` — OpenAI and Azure
-  OpenAI; Azure deployments go through :class:`AzureManagementClient` (ARM).
-- :class:`BatchRunner` — chat requests through the Batch API at half price, merged into the
-  run's journal under the keys online calls use.
+  OpenAI; Azure deployments go through :class:`~raftkit.llm.AzureManagementClient` (ARM).
+
+The whole resumable workflow of a run directory (export, validate, upload, start or resume the
+job, wait, deploy) is :class:`raftkit.finetune_run.FineTuneRun`. Teacher calls through the
+Batch API moved to :mod:`raftkit.batch`; their old names here still resolve, with a warning.
 """
 
+from __future__ import annotations
+
+import warnings
+from typing import Any
+
+from raftkit.errors import FileRejectedError, WaitTimeoutError
 from raftkit.finetune._base import KNOWN_STATUSES, EventCallback, FileSource, FineTuneProvider
 from raftkit.finetune._errors import (
-    BatchFailedError,
     DeploymentFailedError,
-    FileRejectedError,
     FineTuneError,
     FineTuneJobFailedError,
-    WaitTimeoutError,
 )
-from raftkit.finetune._files import content_hash, hashed_filename
 from raftkit.finetune._models import (
     TERMINAL_STATUSES,
     Checkpoint,
@@ -28,25 +32,19 @@ from raftkit.finetune._models import (
     JobEvent,
     StepMetrics,
     TrainingMetrics,
-    UploadedFile,
     normalise_status,
 )
-from raftkit.finetune._poll import PollPolicy
 from raftkit.finetune.azure import AzureFineTuneProvider
-from raftkit.finetune.batch import (
-    BatchLineFailure,
-    BatchRequest,
-    BatchResult,
-    BatchRunner,
-)
-from raftkit.finetune.deploy import (
+from raftkit.finetune.metrics import parse_result_csv
+from raftkit.finetune.openai import OpenAIFineTuneProvider
+from raftkit.llm.azure_management import (
     ARM_API_VERSION,
     MANAGEMENT_SCOPE,
     AzureAccount,
     AzureManagementClient,
 )
-from raftkit.finetune.metrics import parse_result_csv
-from raftkit.finetune.openai import OpenAIFineTuneProvider
+from raftkit.llm.files import UploadedFile, content_hash, hashed_filename
+from raftkit.llm.polling import PollPolicy
 
 __all__ = [
     "ARM_API_VERSION",
@@ -56,11 +54,6 @@ __all__ = [
     "AzureAccount",
     "AzureFineTuneProvider",
     "AzureManagementClient",
-    "BatchFailedError",
-    "BatchLineFailure",
-    "BatchRequest",
-    "BatchResult",
-    "BatchRunner",
     "Checkpoint",
     "Deployment",
     "DeploymentFailedError",
@@ -85,3 +78,22 @@ __all__ = [
     "normalise_status",
     "parse_result_csv",
 ]
+
+#: Names that moved to :mod:`raftkit.batch`: batching teacher calls is not fine-tuning.
+_MOVED_TO_BATCH = frozenset(
+    {"BatchFailedError", "BatchLineFailure", "BatchRequest", "BatchResult", "BatchRunner"}
+)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _MOVED_TO_BATCH:
+        raise AttributeError(f"module 'raftkit.finetune' has no attribute {name!r}")
+    warnings.warn(
+        f"raftkit.finetune.{name} moved to raftkit.batch.{name}",
+        DeprecationWarning,
+        stacklevel=2,
+    )
+    # a compatibility alias, declared as the one exception in the import-linter contract
+    import raftkit.batch
+
+    return getattr(raftkit.batch, name)

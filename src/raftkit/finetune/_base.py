@@ -12,13 +12,10 @@ import inspect
 import logging
 import os
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
-from types import TracebackType
-from typing import Self
 
 import anyio.lowlevel
 
-from raftkit.errors import RaftkitError
-from raftkit.finetune._errors import FineTuneJobFailedError, WaitTimeoutError
+from raftkit.finetune._errors import FineTuneJobFailedError
 from raftkit.finetune._models import (
     TERMINAL_STATUSES,
     Checkpoint,
@@ -26,9 +23,10 @@ from raftkit.finetune._models import (
     Hyperparameters,
     JobEvent,
     TrainingMetrics,
-    UploadedFile,
 )
-from raftkit.finetune._poll import Poller, PollPolicy
+from raftkit.llm.files import UploadedFile
+from raftkit.llm.polling import PollPolicy, poll_until
+from raftkit.resources import AsyncResource
 
 __all__ = ["KNOWN_STATUSES", "EventCallback", "FileSource", "FineTuneProvider"]
 
@@ -43,22 +41,11 @@ FileSource = str | os.PathLike[str] | bytes
 KNOWN_STATUSES = frozenset({"validating_files", "queued", "running"}) | TERMINAL_STATUSES
 
 
-class FineTuneProvider(abc.ABC):
+class FineTuneProvider(AsyncResource):
     """A fine-tuning service. An async context manager; closing it leaves the client open."""
 
     #: Polling of :meth:`wait` when the caller gives no policy.
     default_poll = PollPolicy()
-
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
 
     async def aclose(self) -> None:
         """Release what the provider opened itself (never the client it was given)."""
@@ -138,37 +125,39 @@ class FineTuneProvider(abc.ABC):
         A ``failed`` job raises :class:`FineTuneJobFailedError` with the service's reason
         (or is returned, with ``raise_on_failure=False``); a ``cancelled`` one is returned.
         """
-        poller = Poller(poll or self.default_poll, f"fine-tuning job {job_id}")
         seen: set[str] = set()
-        last_status: str | None = None
-        while True:
-            try:
-                job = await self.get_job(job_id)
-                fresh = await self._new_events(job_id, seen)
-            except RaftkitError as e:
-                poller.absorb(e)
-            else:
-                for event in fresh:
-                    await _call(on_event, event)
-                if fresh or job.status != last_status:
-                    poller.progressed()
-                if job.status not in KNOWN_STATUSES and job.status != last_status:
-                    logger.warning(
-                        "job %s is in unknown state %r; still waiting", job_id, job.status
-                    )
-                last_status = job.status
-                if job.terminal:
-                    if job.status == "failed" and raise_on_failure:
-                        raise FineTuneJobFailedError(job)
-                    return job
-            if poller.expired:
-                raise WaitTimeoutError(
-                    f"fine-tuning job {job_id} was still {last_status or 'unknown'} when the "
-                    "wait ended; it goes on, wait() on its id again later",
-                    resource_id=job_id,
-                    last_status=last_status,
-                )
-            await poller.sleep()
+        last_status: list[str] = []
+
+        async def fetch() -> tuple[FineTuneJob, list[JobEvent]]:
+            job = await self.get_job(job_id)
+            return job, await self._new_events(job_id, seen)
+
+        async def on_value(polled: tuple[FineTuneJob, list[JobEvent]]) -> bool:
+            job, fresh = polled
+            for event in fresh:
+                await _call(on_event, event)
+            if job.status not in KNOWN_STATUSES and last_status[-1:] != [job.status]:
+                logger.warning("job %s is in unknown state %r; still waiting", job_id, job.status)
+            last_status[:] = [job.status]
+            return bool(fresh)
+
+        def done(polled: tuple[FineTuneJob, list[JobEvent]]) -> bool:
+            job = polled[0]
+            if job.terminal and job.status == "failed" and raise_on_failure:
+                raise FineTuneJobFailedError(job)
+            return job.terminal
+
+        job, _ = await poll_until(
+            fetch,
+            status=lambda polled: polled[0].status,
+            done=done,
+            on_value=on_value,
+            policy=poll or self.default_poll,
+            what=f"fine-tuning job {job_id}",
+            resource_id=job_id,
+            hint="; it goes on, wait() on its id again later",
+        )
+        return job
 
     async def _new_events(self, job_id: str, seen: set[str]) -> list[JobEvent]:
         """Events not in ``seen`` (which is updated), oldest first."""

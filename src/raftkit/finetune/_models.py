@@ -1,4 +1,4 @@
-"""The records the fine-tuning side hands back: files, jobs, events, checkpoints, metrics.
+"""The records the fine-tuning side hands back: jobs, events, checkpoints, metrics, deployments.
 
 OpenAI and Azure's ``api-version`` surface name a few things differently (Azure's job states
 ``created``/``pending`` and ``organisation_id``); these models speak OpenAI's names and keep the
@@ -22,7 +22,6 @@ __all__ = [
     "JobEvent",
     "StepMetrics",
     "TrainingMetrics",
-    "UploadedFile",
     "normalise_status",
 ]
 
@@ -46,30 +45,6 @@ def normalise_status(status: str) -> str:
 
 class _Frozen(BaseModel):
     model_config = ConfigDict(frozen=True)
-
-
-class UploadedFile(_Frozen):
-    """A file on the service (``/files``)."""
-
-    id: str
-    filename: str
-    purpose: str
-    bytes: int = 0
-    status: str | None = None
-    status_details: str | None = None
-    reused: bool = Field(default=False, description="an identical earlier upload was reused")
-
-    @classmethod
-    def from_api(cls, body: Mapping[str, Any], *, reused: bool = False) -> UploadedFile:
-        return cls(
-            id=str(body["id"]),
-            filename=str(body.get("filename") or ""),
-            purpose=str(body.get("purpose") or ""),
-            bytes=int(body.get("bytes") or 0),
-            status=body.get("status"),
-            status_details=body.get("status_details"),
-            reused=reused,
-        )
 
 
 class Hyperparameters(_Frozen):

@@ -16,18 +16,17 @@ import anyio
 
 from raftkit.errors import UsageError
 from raftkit.finetune._base import FileSource, FineTuneProvider
-from raftkit.finetune._files import DEFAULT_PART_BYTES, DEFAULT_UPLOADS_THRESHOLD, FileOps, json_of
 from raftkit.finetune._models import (
     Checkpoint,
     FineTuneJob,
     Hyperparameters,
     JobEvent,
     TrainingMetrics,
-    UploadedFile,
 )
-from raftkit.finetune._poll import PollPolicy
 from raftkit.finetune.metrics import parse_result_csv
-from raftkit.llm._base import LLMClient
+from raftkit.llm import LLMClient, json_of
+from raftkit.llm.files import DEFAULT_PART_BYTES, DEFAULT_UPLOADS_THRESHOLD, FileOps, UploadedFile
+from raftkit.llm.polling import PollPolicy
 
 __all__ = ["RestFineTuneProvider"]
 

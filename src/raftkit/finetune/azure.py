@@ -2,21 +2,18 @@
 
 from __future__ import annotations
 
-import logging
 import re
 
-from raftkit.errors import APIError, NotFoundError, UsageError
-from raftkit.finetune._errors import DeploymentFailedError, WaitTimeoutError
-from raftkit.finetune._files import DEFAULT_PART_BYTES, DEFAULT_UPLOADS_THRESHOLD, json_of
+from raftkit.errors import NotFoundError, UsageError
+from raftkit.finetune._errors import DeploymentFailedError
 from raftkit.finetune._models import Deployment, FineTuneJob
-from raftkit.finetune._poll import Poller, PollPolicy
 from raftkit.finetune._rest import RestFineTuneProvider, _model_name
-from raftkit.finetune.deploy import AzureAccount, AzureManagementClient
-from raftkit.llm._base import LLMClient
+from raftkit.llm import LLMClient, json_of
+from raftkit.llm.azure_management import AzureAccount, AzureManagementClient
+from raftkit.llm.files import DEFAULT_PART_BYTES, DEFAULT_UPLOADS_THRESHOLD
+from raftkit.llm.polling import PollPolicy, poll_until
 
 __all__ = ["AzureFineTuneProvider"]
-
-logger = logging.getLogger("raftkit.finetune")
 
 _SUCCEEDED = "succeeded"
 _FAILED = frozenset({"failed", "canceled", "cancelled"})
@@ -121,30 +118,21 @@ class AzureFineTuneProvider(RestFineTuneProvider):
     async def wait_deployment(self, name: str) -> Deployment:
         """Poll until ``provisioningState`` is ``Succeeded``; ``Failed``/``Canceled`` raise
         :class:`DeploymentFailedError`."""
-        poller = Poller(self.deployment_poll, f"deployment {name}")
-        last: str | None = None
-        while True:
-            try:
-                deployment = await self.get_deployment(name)
-            except APIError as e:
-                poller.absorb(e)
-            else:
-                state = deployment.provisioning_state.lower()
-                if state != last:
-                    poller.progressed()
-                    logger.info("deployment %s: %s", name, deployment.provisioning_state)
-                last = state
-                if state == _SUCCEEDED:
-                    return deployment
-                if state in _FAILED:
-                    raise DeploymentFailedError(name, deployment.provisioning_state)
-            if poller.expired:
-                raise WaitTimeoutError(
-                    f"deployment {name} was still {last or 'unknown'} when the wait ended",
-                    resource_id=name,
-                    last_status=last,
-                )
-            await poller.sleep()
+
+        def done(deployment: Deployment) -> bool:
+            state = deployment.provisioning_state.lower()
+            if state in _FAILED:
+                raise DeploymentFailedError(name, deployment.provisioning_state)
+            return state == _SUCCEEDED
+
+        return await poll_until(
+            lambda: self.get_deployment(name),
+            status=lambda deployment: deployment.provisioning_state.lower(),
+            done=done,
+            policy=self.deployment_poll,
+            what=f"deployment {name}",
+            resource_id=name,
+        )
 
     async def delete_deployment(self, name: str) -> bool:
         """Delete a deployment; ``False`` if there was none."""

@@ -13,12 +13,36 @@ from typing import Any
 
 import httpx
 
-from raftkit.errors import APIConnectionError, APIStatusError, APITimeoutError, status_error_class
+from raftkit.errors import (
+    APIConnectionError,
+    APIError,
+    APIStatusError,
+    APITimeoutError,
+    status_error_class,
+)
 from raftkit.llm._secrets import redact, redact_json, redact_url
 
-__all__ = ["ErrorDetails", "connection_error", "error_details", "request_id_of", "status_error"]
+__all__ = [
+    "ErrorDetails",
+    "connection_error",
+    "error_details",
+    "json_of",
+    "request_id_of",
+    "status_error",
+]
 
 _MAX_TEXT = 500
+
+
+def json_of(response: httpx.Response) -> dict[str, Any]:
+    """The JSON object of a 2xx response (an :class:`APIError` if it is not one)."""
+    try:
+        body = response.json()
+    except ValueError as e:
+        raise APIError("the server answered with a body that is not JSON") from e
+    if not isinstance(body, dict):
+        raise APIError("the server answered with JSON that is not an object")
+    return body
 
 
 def request_id_of(headers: Mapping[str, str]) -> str | None:

@@ -9,13 +9,23 @@ from __future__ import annotations
 
 import abc
 from collections.abc import Mapping, Sequence
-from types import TracebackType
-from typing import TYPE_CHECKING, Any, Generic, Literal, Self, TypeVar
+from typing import (
+    TYPE_CHECKING,
+    Any,
+    Generic,
+    Literal,
+    NamedTuple,
+    Self,
+    TypedDict,
+    TypeVar,
+    Unpack,
+)
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from raftkit.errors import UsageError
-from raftkit.llm._store import ResponseStore
+from raftkit.llm._store import ResponseStore, request_key
+from raftkit.resources import AsyncResource
 from raftkit.types import Usage
 
 if TYPE_CHECKING:
@@ -24,11 +34,17 @@ if TYPE_CHECKING:
     import numpy as np
     import numpy.typing as npt
 
+    from raftkit.llm.usage import UsageLedger
+
 __all__ = [
     "ChatMessage",
+    "ChatParams",
+    "ChatRequest",
     "ChatResponse",
     "LLMClient",
+    "RequestOptions",
     "StructuredMode",
+    "StructuredParams",
     "StructuredResponse",
 ]
 
@@ -42,6 +58,62 @@ StructuredMode = Literal["json_schema", "json_object", "prompt"]
 #: A chat message as the Chat Completions API takes it: ``{"role": ..., "content": ...}``;
 #: content may be a string or a list of content parts (text, ``image_url``).
 ChatMessage = Mapping[str, Any]
+
+
+class ChatParams(TypedDict, total=False):
+    """The sampling parameters of a chat call, written once for every signature that takes
+    them (``client.chat(messages, model=..., **params)``). A missing key means "not sent"."""
+
+    temperature: float | None
+    max_tokens: int | None
+    seed: int | None
+    stop: str | Sequence[str] | None
+    extra_body: Mapping[str, Any] | None
+
+
+class StructuredParams(TypedDict, total=False):
+    """The parameters of a structured chat call (``client.chat_structured(..., **params)``):
+    sampling, how structured output is asked for, and how many calls it may take."""
+
+    temperature: float | None
+    max_tokens: int | None
+    seed: int | None
+    mode: StructuredMode | None
+    max_attempts: int | None
+
+
+class RequestOptions(TypedDict, total=False):
+    """What ``client.request(method, path, **options)`` may send beside the path."""
+
+    json: Any
+    params: Mapping[str, str] | None
+    files: Any
+    data: Mapping[str, Any] | None
+    content: bytes | None
+    headers: Mapping[str, str] | None
+    #: the model the call is for (rate limits are per model)
+    model: str | None
+    #: None: POST is made idempotent by its Idempotency-Key; False: never resent once it may
+    #: have reached the server
+    idempotent: bool | None
+
+
+class ChatRequest(NamedTuple):
+    """The request a chat call sends: ``path`` relative to the API root and the JSON ``body``.
+
+    ``request.key(sample)`` is the journal key the call is stored under, so a request can be
+    looked up, or answered offline (the Batch API), without making the call.
+    """
+
+    path: str
+    body: dict[str, Any]
+
+    @property
+    def method(self) -> str:
+        return "POST"
+
+    def key(self, sample: int = 0) -> str:
+        return request_key(self.method, self.path, self.body, sample)
 
 
 class ChatResponse(BaseModel):
@@ -69,7 +141,7 @@ class StructuredResponse(BaseModel, Generic[OutputT]):
     attempts: int = Field(default=1, description="calls it took to get valid output")
 
 
-class LLMClient(abc.ABC):
+class LLMClient(AsyncResource):
     """A connection to an OpenAI-shaped REST API. An async context manager.
 
     Implementations: :class:`~raftkit.llm.OpenAIClient` (OpenAI and OpenAI-compatible servers)
@@ -77,16 +149,10 @@ class LLMClient(abc.ABC):
     deployment name.
     """
 
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
+    @property
+    def ledger(self) -> UsageLedger | None:
+        """The ledger this client records usage and cost in; ``None`` for clients without one."""
+        return None
 
     def with_store(self, store: ResponseStore) -> Self:
         """A client that shares this one's connection, limits and ledger, and looks up and
@@ -101,20 +167,28 @@ class LLMClient(abc.ABC):
     async def aclose(self) -> None:
         """Close what this client opened (never an injected ``httpx.AsyncClient``)."""
 
+    def chat_request(
+        self, messages: Sequence[ChatMessage], *, model: str, **params: Unpack[ChatParams]
+    ) -> ChatRequest:
+        """The path and body :meth:`chat` sends for these arguments, without sending them.
+
+        With :meth:`ChatRequest.key` this gives the journal key of a call (the Batch API keys
+        offline answers with it). Clients that cannot say raise
+        :class:`~raftkit.errors.UsageError`.
+        """
+        raise UsageError(f"{type(self).__name__} cannot say what a chat call would send")
+
     @abc.abstractmethod
     async def chat(
         self,
         messages: Sequence[ChatMessage],
         *,
         model: str,
-        temperature: float | None = None,
-        max_tokens: int | None = None,
-        seed: int | None = None,
-        stop: str | Sequence[str] | None = None,
         sample: int = 0,
-        extra_body: Mapping[str, Any] | None = None,
+        **params: Unpack[ChatParams],
     ) -> ChatResponse:
-        """One chat completion.
+        """One chat completion; ``params`` are :class:`ChatParams` (``temperature``,
+        ``max_tokens``, ``seed``, ``stop``, ``extra_body``), each sent only when given.
 
         ``sample`` is not sent: it tells apart deliberate repeats of the same request (a re-ask
         after an invalid answer) so that a journal keys them separately.
@@ -127,12 +201,8 @@ class LLMClient(abc.ABC):
         output: type[OutputT] | Mapping[str, Any],
         *,
         model: str,
-        temperature: float | None = None,
-        max_tokens: int | None = None,
-        seed: int | None = None,
         sample: int = 0,
-        mode: StructuredMode | None = None,
-        max_attempts: int | None = None,
+        **params: Unpack[StructuredParams],
     ) -> StructuredResponse[Any]:
         """A chat completion parsed into ``output``: a pydantic model class or a JSON schema.
 
@@ -153,18 +223,7 @@ class LLMClient(abc.ABC):
 
     @abc.abstractmethod
     async def request(
-        self,
-        method: str,
-        path: str,
-        *,
-        json: Any = None,
-        params: Mapping[str, str] | None = None,
-        files: Any = None,
-        data: Mapping[str, Any] | None = None,
-        content: bytes | None = None,
-        headers: Mapping[str, str] | None = None,
-        model: str | None = None,
-        idempotent: bool | None = None,
+        self, method: str, path: str, **options: Unpack[RequestOptions]
     ) -> httpx.Response:
         """Any other endpoint (files, fine-tuning, batches) through the same request path.
 

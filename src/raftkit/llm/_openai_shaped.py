@@ -10,7 +10,7 @@ import base64
 import copy
 import hashlib
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any, Literal, Self, cast
+from typing import TYPE_CHECKING, Any, Literal, Self, Unpack, cast
 
 import anyio
 import httpx
@@ -19,15 +19,24 @@ from raftkit.errors import APIError, UsageError
 from raftkit.llm._api_errors import request_id_of
 from raftkit.llm._base import (
     ChatMessage,
+    ChatParams,
+    ChatRequest,
     ChatResponse,
     LLMClient,
     OutputT,
+    RequestOptions,
     StructuredMode,
+    StructuredParams,
     StructuredResponse,
 )
 from raftkit.llm._retry import RetryPolicy
-from raftkit.llm._store import ResponseStore, request_key
-from raftkit.llm._structured import OutputSpec, ask_until_valid, instruction
+from raftkit.llm._store import DeferringStore, ResponseStore, request_key
+from raftkit.llm._structured import (
+    DEFAULT_STRUCTURED_ATTEMPTS,
+    OutputSpec,
+    ask_until_valid,
+    instruction,
+)
 from raftkit.llm._transport import Call, Reply, Transport, usage_from_body
 from raftkit.llm.tokens import count_message_tokens, estimate_tokens
 from raftkit.types import Usage
@@ -53,7 +62,6 @@ __all__ = [
 EMBEDDING_MAX_INPUTS = 2048
 #: ... and at most 300k tokens summed over the inputs.
 EMBEDDING_MAX_TOKENS = 300_000
-DEFAULT_STRUCTURED_ATTEMPTS = 3
 
 MaxTokensField = Literal["max_tokens", "max_completion_tokens"]
 EmbeddingFormat = Literal["float", "base64"]
@@ -190,41 +198,16 @@ class OpenAIShapedClient(LLMClient):
         messages: Sequence[ChatMessage],
         *,
         model: str,
-        temperature: float | None = None,
-        max_tokens: int | None = None,
-        seed: int | None = None,
-        stop: str | Sequence[str] | None = None,
         sample: int = 0,
-        extra_body: Mapping[str, Any] | None = None,
+        **params: Unpack[ChatParams],
     ) -> ChatResponse:
-        response, _ = await self._chat(
-            messages,
-            model=model,
-            temperature=temperature,
-            max_tokens=max_tokens,
-            seed=seed,
-            stop=stop,
-            sample=sample,
-            extra_body=extra_body,
-        )
+        response, _ = await self._chat(messages, model=model, sample=sample, params=params)
         return response
 
     def chat_request(
-        self,
-        messages: Sequence[ChatMessage],
-        *,
-        model: str,
-        temperature: float | None = None,
-        max_tokens: int | None = None,
-        seed: int | None = None,
-        stop: str | Sequence[str] | None = None,
-        extra_body: Mapping[str, Any] | None = None,
-    ) -> tuple[str, dict[str, Any]]:
-        """The relative path and JSON body :meth:`chat` sends for these arguments.
-
-        With :func:`~raftkit.llm.request_key` this gives the journal key of a call without
-        making it (the Batch API path uses it to key offline results like online ones).
-        """
+        self, messages: Sequence[ChatMessage], *, model: str, **params: Unpack[ChatParams]
+    ) -> ChatRequest:
+        """The relative path and JSON body :meth:`chat` sends for these arguments."""
         if not messages:
             raise UsageError("chat needs at least one message")
         path, names_model = self._chat_route(model)
@@ -232,6 +215,8 @@ class OpenAIShapedClient(LLMClient):
         if names_model:
             body["model"] = model
         body["messages"] = [dict(m) for m in messages]
+        temperature, max_tokens = params.get("temperature"), params.get("max_tokens")
+        seed, stop = params.get("seed"), params.get("stop")
         if temperature is not None:
             body["temperature"] = temperature
         if max_tokens is not None:
@@ -240,43 +225,32 @@ class OpenAIShapedClient(LLMClient):
             body["seed"] = seed
         if stop is not None:
             body["stop"] = stop if isinstance(stop, str) else list(stop)
+        extra_body = params.get("extra_body")
         if extra_body:
             body.update(extra_body)
-        return path, body
+        return ChatRequest(path, body)
 
     async def _chat(
         self,
         messages: Sequence[ChatMessage],
         *,
         model: str,
-        temperature: float | None = None,
-        max_tokens: int | None = None,
-        seed: int | None = None,
-        stop: str | Sequence[str] | None = None,
-        sample: int = 0,
-        extra_body: Mapping[str, Any] | None = None,
+        sample: int,
+        params: ChatParams,
     ) -> tuple[ChatResponse, str | None]:
-        path, body = self.chat_request(
-            messages,
-            model=model,
-            temperature=temperature,
-            max_tokens=max_tokens,
-            seed=seed,
-            stop=stop,
-            extra_body=extra_body,
-        )
-        key = request_key("POST", path, body, sample) if self._store is not None else None
+        request = self.chat_request(messages, model=model, **params)
+        key = request.key(sample) if self._store is not None else None
         if self._store is not None and key is not None:
             stored = await self._store.get(key)
             if stored is not None:
                 return _parse_chat(stored, model, None, from_journal=True)
-            on_miss = getattr(self._store, "on_miss", None)
-            if on_miss is not None:
-                await on_miss(key, path=path, body=body, sample=sample, model=model)
+            if isinstance(self._store, DeferringStore):
+                await self._store.on_miss(key, request, model=model, sample=sample)
+        max_tokens = params.get("max_tokens")
         call = Call(
             "POST",
-            path,
-            json=body,
+            request.path,
+            json=request.body,
             model=model,
             kind="chat",
             prompt_tokens=count_message_tokens(messages),
@@ -285,7 +259,7 @@ class OpenAIShapedClient(LLMClient):
         reply = await self._transport.send(call)
         payload = _json_body(reply)
         if self._store is not None and key is not None:
-            await self._store.put(key, body, payload)
+            await self._store.put(key, request.body, payload)
         return _parse_chat(payload, model, request_id_of(reply.response.headers))
 
     # ------------------------------------------------------------------ structured output
@@ -296,16 +270,12 @@ class OpenAIShapedClient(LLMClient):
         output: type[OutputT] | Mapping[str, Any],
         *,
         model: str,
-        temperature: float | None = None,
-        max_tokens: int | None = None,
-        seed: int | None = None,
         sample: int = 0,
-        mode: StructuredMode | None = None,
-        max_attempts: int | None = None,
+        **params: Unpack[StructuredParams],
     ) -> StructuredResponse[Any]:
         spec = OutputSpec.of(output)
-        chosen: StructuredMode = mode or self.structured_mode
-        attempts = max_attempts or self.max_structured_attempts
+        chosen: StructuredMode = params.get("mode") or self.structured_mode
+        attempts = params.get("max_attempts") or self.max_structured_attempts
         if attempts < 1:
             raise UsageError("max_attempts must be at least 1")
         conversation = [dict(m) for m in messages]
@@ -317,16 +287,15 @@ class OpenAIShapedClient(LLMClient):
             if chosen == "json_object":
                 extra["response_format"] = {"type": "json_object"}
 
+        chat = ChatParams(
+            temperature=params.get("temperature"),
+            max_tokens=params.get("max_tokens"),
+            seed=params.get("seed"),
+            extra_body=extra,
+        )
+
         async def ask(so_far: list[dict[str, Any]], index: int) -> tuple[ChatResponse, str | None]:
-            return await self._chat(
-                so_far,
-                model=model,
-                temperature=temperature,
-                max_tokens=max_tokens,
-                seed=seed,
-                sample=index,
-                extra_body=extra,
-            )
+            return await self._chat(so_far, model=model, sample=index, params=chat)
 
         return await ask_until_valid(ask, conversation, spec, attempts=attempts, sample=sample)
 
@@ -411,34 +380,11 @@ class OpenAIShapedClient(LLMClient):
     # ------------------------------------------------------------------ any other endpoint
 
     async def request(
-        self,
-        method: str,
-        path: str,
-        *,
-        json: Any = None,
-        params: Mapping[str, str] | None = None,
-        files: Any = None,
-        data: Mapping[str, Any] | None = None,
-        content: bytes | None = None,
-        headers: Mapping[str, str] | None = None,
-        model: str | None = None,
-        idempotent: bool | None = None,
+        self, method: str, path: str, **options: Unpack[RequestOptions]
     ) -> httpx.Response:
         if path.startswith(("http://", "https://")):
             raise UsageError("request() takes a path relative to the API root, not a URL")
-        call = Call(
-            method,
-            path.lstrip("/"),
-            json=json,
-            params=params,
-            files=files,
-            data=data,
-            content=content,
-            headers=headers,
-            model=model,
-            idempotent=idempotent,
-        )
-        reply = await self._transport.send(call)
+        reply = await self._transport.send(Call(method, path.lstrip("/"), **options))
         return reply.response
 
 

@@ -22,8 +22,8 @@ from dataclasses import dataclass
 import httpx
 
 __all__ = [
+    "RetryDecision",
     "RetryPolicy",
-    "Verdict",
     "backoff_wait",
     "classify_exception",
     "classify_status",
@@ -65,7 +65,7 @@ class RetryPolicy:
 
 
 @dataclass(frozen=True)
-class Verdict:
+class RetryDecision:
     """The classification of one failed attempt."""
 
     retry: bool
@@ -122,36 +122,36 @@ def classify_status(
     error_type: str | None = None,
     message: str | None = None,
     now: float | None = None,
-) -> Verdict:
+) -> RetryDecision:
     """Whether an error response is worth another attempt, and the wait the server asked for."""
     server_wait = parse_retry_after(headers, now=now)
     if error_code in _NEVER_CODES or error_type in _NEVER_CODES:
-        return Verdict(False, "insufficient_quota: the account is out of credit", server_wait)
+        return RetryDecision(False, "insufficient_quota: the account is out of credit", server_wait)
     if status_code == 429 and is_request_too_large(message):
-        return Verdict(False, "the request is larger than the rate limit", server_wait)
+        return RetryDecision(False, "the request is larger than the rate limit", server_wait)
     if server_wait is not None and server_wait > policy.max_retry_after:
-        return Verdict(
+        return RetryDecision(
             False,
             f"the server asks to wait {server_wait:.0f} s, more than max_retry_after",
             server_wait,
         )
     should = (headers.get("x-should-retry") or "").strip().lower()
     if should == "true":
-        return Verdict(True, "x-should-retry: true", server_wait)
+        return RetryDecision(True, "x-should-retry: true", server_wait)
     if should == "false":
-        return Verdict(False, "x-should-retry: false", server_wait)
+        return RetryDecision(False, "x-should-retry: false", server_wait)
     if status_code in _RETRY_STATUSES or status_code >= 500:
-        return Verdict(True, f"status {status_code}", server_wait)
-    return Verdict(False, f"status {status_code}", server_wait)
+        return RetryDecision(True, f"status {status_code}", server_wait)
+    return RetryDecision(False, f"status {status_code}", server_wait)
 
 
-def classify_exception(exc: BaseException) -> Verdict:
+def classify_exception(exc: BaseException) -> RetryDecision:
     """Whether a transport failure (no response) is worth another attempt."""
     if isinstance(exc, httpx.TimeoutException):
-        return Verdict(True, "timeout")
+        return RetryDecision(True, "timeout")
     if isinstance(exc, httpx.NetworkError | httpx.RemoteProtocolError | httpx.ProxyError):
-        return Verdict(True, "connection error")
-    return Verdict(False, type(exc).__name__)
+        return RetryDecision(True, "connection error")
+    return RetryDecision(False, type(exc).__name__)
 
 
 def backoff_wait(policy: RetryPolicy, attempt: int, random: Callable[[], float]) -> float:

@@ -5,9 +5,10 @@ embedding request and, on a miss, sends the request and awaits ``store.put(key, 
 response)`` **before** it returns the response to its caller. A run killed after ``put``
 never pays for that response again.
 
-A store may also define ``async on_miss(key, *, path, body, sample, model)``: the client awaits
-it before a chat request it is about to pay for, and the store may raise :class:`Deferred` to
-keep the request for later instead (how the pipeline collects requests for the Batch API).
+A :class:`DeferringStore` also has ``async on_miss(key, request, *, model, sample)``: the client
+awaits it before a chat request it is about to pay for, and the store may raise
+:class:`Deferred` to keep the request for later instead (how :mod:`raftkit.batch` collects
+requests for the Batch API).
 """
 
 from __future__ import annotations
@@ -15,16 +16,20 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Mapping
-from typing import Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
-__all__ = ["Deferred", "ResponseStore", "canonical_json", "request_key"]
+if TYPE_CHECKING:
+    from raftkit.llm._base import ChatRequest
+
+__all__ = ["Deferred", "DeferringStore", "ResponseStore", "canonical_json", "request_key"]
 
 
-class Deferred(Exception):
+class Deferred(BaseException):
     """Raised by a store's ``on_miss``: the request was kept to be sent later (in a batch).
 
-    Not a :class:`~raftkit.errors.RaftkitError`: nothing failed, and code that handles API
-    errors must let it through.
+    Nothing failed, so it is not a :class:`~raftkit.errors.RaftkitError`; and like
+    cancellation it derives from :class:`BaseException`, so a plug-in that catches
+    ``Exception`` around a client call lets it through to the code that deferred it.
     """
 
     def __init__(self, key: str) -> None:
@@ -42,6 +47,16 @@ class ResponseStore(Protocol):
 
     async def put(self, key: str, request: dict[str, Any], response: dict[str, Any]) -> None:
         """Persist ``response`` (the parsed JSON body) for ``key`` before it is used."""
+        ...
+
+
+@runtime_checkable
+class DeferringStore(ResponseStore, Protocol):
+    """A :class:`ResponseStore` that may keep a chat request for later instead of paying now."""
+
+    async def on_miss(self, key: str, request: ChatRequest, *, model: str, sample: int) -> None:
+        """Called before a chat request not in the store is sent; raise :class:`Deferred`
+        to keep it (the call then raises ``Deferred`` to its caller), or return to send it."""
         ...
 
 

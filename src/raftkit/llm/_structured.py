@@ -21,6 +21,7 @@ from raftkit.errors import StructuredOutputError, UsageError
 from raftkit.llm._base import ChatResponse, StructuredResponse
 
 __all__ = [
+    "DEFAULT_STRUCTURED_ATTEMPTS",
     "Ask",
     "OutputSpec",
     "ask_until_valid",
@@ -29,6 +30,9 @@ __all__ = [
     "instruction",
     "strict_schema",
 ]
+
+#: Calls a structured request may take in all (the first and its re-asks) unless told.
+DEFAULT_STRUCTURED_ATTEMPTS = 3
 
 _NAME_OK = re.compile(r"[^A-Za-z0-9_-]")
 _FENCE = re.compile(r"^\s*```(?:json|JSON)?\s*\n?(.*?)\n?\s*```\s*$", re.DOTALL)
@@ -198,14 +202,18 @@ async def ask_until_valid(
     conversation: list[dict[str, Any]],
     spec: OutputSpec,
     *,
-    attempts: int,
-    sample: int,
+    attempts: int | None = None,
+    sample: int = 0,
 ) -> StructuredResponse[Any]:
-    """Ask, parse against ``spec``, and re-ask with feedback until valid or out of attempts.
+    """Ask, parse against ``spec``, and re-ask with feedback until valid or out of attempts
+    (``attempts`` calls in all, :data:`DEFAULT_STRUCTURED_ATTEMPTS` unless given).
 
-    Each attempt uses its own sample index (``sample + attempt``), so a journal keeps every paid
-    attempt apart. Raises :class:`~raftkit.errors.StructuredOutputError` after ``attempts``.
+    This is the loop raftkit's clients run for ``chat_structured``; a client of your own can
+    run it too, with ``ask`` making one call. Each attempt uses its own sample index
+    (``sample + attempt``), so a journal keeps every paid attempt apart. Raises
+    :class:`~raftkit.errors.StructuredOutputError` after ``attempts``.
     """
+    attempts = attempts or DEFAULT_STRUCTURED_ATTEMPTS
     last_text = last_error = ""
     for attempt in range(attempts):
         response, refusal = await ask(conversation, sample + attempt)

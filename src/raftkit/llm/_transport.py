@@ -66,10 +66,6 @@ AuthHeaders = Callable[[], Awaitable[Mapping[str, str]]]
 # ------------------------------------------------------------ what the limiter and ledger offer
 
 
-class _Admission(Protocol):
-    def settle(self, used_tokens: int) -> None: ...
-
-
 class _Limiter(Protocol):
     def admit(self, tokens: int) -> AbstractAsyncContextManager[Any]: ...
     def observe(self, headers: Mapping[str, str]) -> None: ...

@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-import inspect
 import os
-from collections import deque
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Mapping
 from urllib.parse import quote
 
-import anyio
 import httpx
 
 from raftkit.errors import UsageError
 from raftkit.llm._base import StructuredMode
+from raftkit.llm._bearer import BearerTokens, TokenProvider
 from raftkit.llm._openai_shaped import (
     DEFAULT_STRUCTURED_ATTEMPTS,
     EmbeddingFormat,
@@ -28,12 +26,6 @@ from raftkit.llm.limiter import LimiterRegistry
 from raftkit.llm.usage import UsageLedger
 
 __all__ = ["AzureOpenAIClient", "TokenProvider"]
-
-#: Returns a Microsoft Entra ID access token, e.g. ``azure.identity.get_bearer_token_provider
-#: (credential, "https://cognitiveservices.azure.com/.default")``; may be sync or async.
-TokenProvider = Callable[[], str | Awaitable[str]]
-
-_REMEMBERED_TOKENS = 4
 
 
 class AzureOpenAIClient(OpenAIShapedClient):
@@ -93,8 +85,7 @@ class AzureOpenAIClient(OpenAIShapedClient):
                     "AZURE_OPENAI_API_KEY, or pass token_provider=... for Microsoft Entra ID"
                 )
         self._api_key = Secret(api_key) if api_key is not None else None
-        self._token_provider = token_provider
-        self._tokens: deque[str] = deque(maxlen=_REMEMBERED_TOKENS)
+        self._bearer = BearerTokens(token_provider) if token_provider is not None else None
         self.v1 = v1
         self.api_version = api_version or os.environ.get("OPENAI_API_VERSION") or None
         if not v1 and self.api_version is None:
@@ -148,27 +139,11 @@ class AzureOpenAIClient(OpenAIShapedClient):
     async def _auth_headers(self) -> Mapping[str, str]:
         if self._api_key is not None:
             return {"api-key": self._api_key.get_secret_value()}
-        assert self._token_provider is not None
-        token = await _call_provider(self._token_provider)
-        if not isinstance(token, str) or not token:
-            raise UsageError("the token_provider returned no token")
-        if token not in self._tokens:
-            self._tokens.append(token)
-        return {"Authorization": f"Bearer {token}"}
+        assert self._bearer is not None
+        return await self._bearer.header()
 
     def _known_secrets(self) -> tuple[str, ...]:
         if self._api_key is not None:
             return (self._api_key.get_secret_value(),)
-        return tuple(self._tokens)
-
-
-async def _call_provider(provider: TokenProvider) -> str:
-    # an object with an async __call__ counts as async too
-    call_method = type(provider).__dict__.get("__call__")
-    if inspect.iscoroutinefunction(provider) or inspect.iscoroutinefunction(call_method):
-        result = provider()
-    else:
-        result = await anyio.to_thread.run_sync(provider)
-    if inspect.isawaitable(result):
-        return await result
-    return result
+        assert self._bearer is not None
+        return self._bearer.secrets()

@@ -34,7 +34,6 @@ __all__ = [
     "PriceTable",
     "UsageLedger",
     "UsageReport",
-    "estimate_finetune_cost",
 ]
 
 #: The date :data:`DEFAULT_PRICES` were copied from https://openai.com/api/pricing/.
@@ -193,27 +192,6 @@ class PriceTable:
             completion_tokens=max_completion_tokens if kind == "chat" else 0,
         )
         return self.cost(model, usage, kind=kind)
-
-
-def estimate_finetune_cost(
-    training_tokens: int,
-    *,
-    epochs: int,
-    model: str,
-    prices: PriceTable | None = None,
-) -> float | None:
-    """US dollars to fine-tune ``model`` on a file of ``training_tokens`` for ``epochs`` epochs.
-
-    OpenAI bills tokens in the training file × epochs at the model's training price. ``None``
-    when the table has no training price for ``model``.
-    """
-    if training_tokens < 0 or epochs < 1:
-        raise UsageError("training_tokens must be >= 0 and epochs >= 1")
-    table = prices or PriceTable()
-    price = table.lookup(model)
-    if price is None or price.training is None:
-        return None
-    return training_tokens * epochs * price.training / _PER_MILLION
 
 
 class ModelUsage(BaseModel):

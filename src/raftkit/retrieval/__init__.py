@@ -5,9 +5,9 @@
 - :mod:`~raftkit.retrieval.embedders` — :class:`ClientEmbedder` (an API model) and
   :class:`SentenceTransformerEmbedder` (local, offline MiniLM by default), both cached on disk;
 - :mod:`~raftkit.retrieval.adapters` — linear and residual-MLP adapters trained in numpy;
-- :mod:`~raftkit.retrieval.finetune` — full bi-encoder fine-tuning and a cross-encoder
+- :mod:`~raftkit.retrieval.encoder_training` — full bi-encoder fine-tuning and a cross-encoder
   reranker (the ``embeddings`` extra);
-- :mod:`~raftkit.retrieval.evaluate` — hit rate, MRR, recall and nDCG per query, compared with
+- :mod:`~raftkit.retrieval.measure` — hit rate, MRR, recall and nDCG per query, compared with
   bootstrap intervals; :mod:`~raftkit.retrieval.report` renders them.
 
 The interface of the plug-in point is :class:`Embedder`, below.
@@ -15,6 +15,7 @@ The interface of the plug-in point is :class:`Embedder`, below.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
@@ -37,15 +38,7 @@ from raftkit.retrieval.embedders import (
     SentenceTransformerEmbedder,
     default_model_path,
 )
-from raftkit.retrieval.evaluate import (
-    Reranker,
-    RetrievalResult,
-    compare_results,
-    embed_documents,
-    embed_queries,
-    evaluate_retrieval,
-)
-from raftkit.retrieval.finetune import (
+from raftkit.retrieval.encoder_training import (
     CrossEncoderReranker,
     FinetuneConfig,
     FinetuneResult,
@@ -54,8 +47,17 @@ from raftkit.retrieval.finetune import (
     finetune_cross_encoder,
     mine_hard_negatives,
 )
+from raftkit.retrieval.measure import (
+    Reranker,
+    RetrievalResult,
+    compare_results,
+    embed_documents,
+    embed_queries,
+    evaluate_retrieval,
+)
 from raftkit.retrieval.pairs import (
     PairSplit,
+    QuestionSource,
     RetrievalPair,
     pairs_from_run,
     read_chunks,
@@ -86,6 +88,7 @@ __all__ = [
     "HardNegativeTriple",
     "NoDuplicateBatchSampler",
     "PairSplit",
+    "QuestionSource",
     "Reranker",
     "RetrievalPair",
     "RetrievalReport",
@@ -142,7 +145,19 @@ async def embedding_sampler(
     pool_factor: float = 3.0,
 ) -> EmbeddingSampler:
     """A hard-negative :class:`~raftkit.synth.EmbeddingSampler` over ``chunks`` embedded by
-    ``embedder`` (for an :class:`AdaptedEmbedder`, the adapted corpus side)."""
+    ``embedder`` (for an :class:`AdaptedEmbedder`, the adapted corpus side).
+
+    Deprecated: it joins two plug-in packages, which import nothing of each other otherwise.
+    Compose the two instead:
+    ``EmbeddingSampler(chunks, await embed_documents(embedder, [c.text for c in chunks]))``.
+    """
+    warnings.warn(
+        "raftkit.retrieval.embedding_sampler is deprecated: use "
+        "raftkit.synth.EmbeddingSampler(chunks, await embed_documents(embedder, texts))",
+        DeprecationWarning,
+        stacklevel=2,
+    )
+    # the one import across plug-in packages, declared in the import-linter contract
     from raftkit.synth.distractors import EmbeddingSampler
 
     matrix = await embed_documents(embedder, [c.text for c in chunks])

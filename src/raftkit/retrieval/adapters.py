@@ -406,7 +406,7 @@ def train_adapter(
 
 async def _embed_unique(embedder: Embedder, texts: Sequence[str], *, queries: bool) -> Array:
     """Each distinct text embedded once, rows in the order of ``texts``."""
-    from raftkit.retrieval.evaluate import embed_documents, embed_queries
+    from raftkit.retrieval.measure import embed_documents, embed_queries
 
     distinct = list(dict.fromkeys(texts))
     if not distinct:
@@ -484,7 +484,7 @@ class AdaptedEmbedder:
 
     async def embed_queries(self, texts: Sequence[str]) -> npt.NDArray[np.float32]:
         """Query vectors through the adapter."""
-        from raftkit.retrieval.evaluate import embed_queries
+        from raftkit.retrieval.measure import embed_queries
 
         vectors = await embed_queries(self.base, texts)
         return await anyio.to_thread.run_sync(self.adapter.query, vectors)

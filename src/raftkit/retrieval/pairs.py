@@ -5,7 +5,7 @@ one chunk, its oracle. Questions whose *answer* was rejected (``rejections.jsonl
 questions about their chunk — the teacher's answer failed verification, not the question — so
 they are kept by default (``include_rejected=False`` drops them).
 
-The split is grouped by chunk and decided by :func:`~raftkit.dataset.split.split_groups` from
+The split is grouped by chunk and decided by :func:`~raftkit.grouped_split.split_groups` from
 the chunk ids and a seed alone, never by position: a resumed or re-ordered run puts every
 chunk on the same side as before, so no training pair can leak into validation or test.
 """
@@ -17,19 +17,21 @@ import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Literal, Protocol, runtime_checkable
 
 import anyio
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from raftkit.dataset.split import DEFAULT_RATIOS, Ratios, SplitName, SplitReport, split_groups
 from raftkit.errors import InputError, UsageError
-from raftkit.types import Chunk, RaftExample
+from raftkit.grouped_split import DEFAULT_RATIOS, Ratios, SplitName, SplitReport, split_groups
+from raftkit.run_dir import RunDir
+from raftkit.types import Chunk, Question, RaftExample
 
 __all__ = [
     "PAIRS_FILE",
     "PairSource",
     "PairSplit",
+    "QuestionSource",
     "RetrievalPair",
     "pairs_from_run",
     "read_chunks",
@@ -39,11 +41,23 @@ __all__ = [
     "write_pairs",
 ]
 
-PAIRS_FILE = "retrieval/pairs.jsonl"
+#: Where ``raftkit retrieval pairs`` writes the pairs, relative to the run directory.
+PAIRS_FILE = str(RunDir("").pairs)
 
 #: Where a pair came from: an accepted example, a question whose answer was rejected, or a
 #: question synthesized for retrieval alone.
 PairSource = Literal["example", "rejected", "synthesized"]
+
+
+@runtime_checkable
+class QuestionSource(Protocol):
+    """What :func:`synthesize_pairs` needs: questions about one chunk.
+
+    Any :class:`~raftkit.synth.QuestionSynthesizer` is one; retrieval declares only what it
+    calls instead of importing the synthesis package.
+    """
+
+    async def synthesize(self, chunk: Chunk, n: int) -> Sequence[Question]: ...
 
 
 class RetrievalPair(BaseModel):
@@ -89,7 +103,7 @@ def _read_lines(path: Path) -> Iterable[str]:
 
 def read_chunks(run_dir: str | os.PathLike[str]) -> list[Chunk]:
     """The chunks of a generation run (``run_dir/chunks.jsonl``), in file order."""
-    path = Path(run_dir) / "chunks.jsonl"
+    path = RunDir(run_dir).chunks
     if not path.is_file():
         raise InputError(f"{path} not found: is {run_dir} a raftkit generation run directory?")
     try:
@@ -106,7 +120,8 @@ def _unique(pairs: Iterable[RetrievalPair]) -> list[RetrievalPair]:
 
 
 def _pairs_from_run_sync(run_dir: Path, include_rejected: bool) -> list[RetrievalPair]:
-    examples_path = run_dir / "examples.jsonl"
+    run = RunDir(run_dir)
+    examples_path = run.examples
     if not examples_path.is_file():
         raise InputError(f"{examples_path} not found: run `raftkit generate` first")
     pairs: list[RetrievalPair] = []
@@ -122,7 +137,7 @@ def _pairs_from_run_sync(run_dir: Path, include_rejected: bool) -> list[Retrieva
             )
     except ValidationError as e:
         raise InputError(f"{examples_path}: not a RaftExample: {e.errors()[0]['msg']}") from e
-    rejections = run_dir / "rejections.jsonl"
+    rejections = run.rejections
     if include_rejected and rejections.is_file():
         for line in _read_lines(rejections):
             record = json.loads(line)
@@ -151,7 +166,7 @@ async def pairs_from_run(
 
 async def synthesize_pairs(
     chunks: Sequence[Chunk],
-    synthesizer: object,
+    synthesizer: QuestionSource,
     *,
     questions_per_chunk: int = 2,
     concurrency: int = 8,
@@ -163,9 +178,7 @@ async def synthesize_pairs(
     make a rerun free). Chunks are processed ``concurrency`` at a time; the result is in chunk
     order whatever order the answers arrive in.
     """
-    from raftkit.synth.questions import QuestionSynthesizer
-
-    if not isinstance(synthesizer, QuestionSynthesizer):
+    if not isinstance(synthesizer, QuestionSource):
         raise UsageError("synthesizer must have an async synthesize(chunk, n) method")
     if questions_per_chunk < 1 or concurrency < 1:
         raise UsageError("questions_per_chunk and concurrency must be >= 1")

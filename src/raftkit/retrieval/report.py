@@ -13,8 +13,8 @@ from collections.abc import Sequence
 from pydantic import BaseModel, ConfigDict, Field
 
 from raftkit.errors import UsageError
-from raftkit.evaluate.stats import Comparison
-from raftkit.retrieval.evaluate import RetrievalResult, compare_results
+from raftkit.retrieval.measure import RetrievalResult, compare_results
+from raftkit.stats import Comparison
 
 __all__ = ["DEFAULT_REPORT_METRICS", "RetrievalReport", "SystemRow", "build_report"]
 

@@ -14,6 +14,7 @@ from pathlib import Path
 import anyio
 
 from raftkit.errors import UsageError
+from raftkit.run_dir import RunDir
 from raftkit.run_viewer._quotes import locate_quotes
 from raftkit.run_viewer._render import render_run_html
 from raftkit.run_viewer._scan import (
@@ -26,7 +27,6 @@ from raftkit.run_viewer._scan import (
 
 __all__ = [
     "DEFAULT_SAMPLE",
-    "VIEWER_FILE",
     "DocumentCoverage",
     "RunView",
     "SampledExample",
@@ -37,7 +37,6 @@ __all__ = [
     "write_run_viewer",
 ]
 
-VIEWER_FILE = "report.html"
 #: Examples shown on the page unless asked otherwise.
 DEFAULT_SAMPLE = 12
 
@@ -57,7 +56,7 @@ async def write_run_viewer(
         return render_run_html(scan_run(run_dir, sample=sample, seed=seed))
 
     html = await anyio.to_thread.run_sync(build)
-    target = Path(run_dir) / VIEWER_FILE
+    target = RunDir(run_dir).report_html
     tmp = target.with_suffix(".html.tmp")
     await anyio.Path(tmp).write_text(html, encoding="utf-8")
     await anyio.Path(tmp).replace(target)

@@ -22,6 +22,7 @@ from pydantic import ValidationError
 
 from raftkit.errors import DatasetError, InputError
 from raftkit.llm.tokens import TokenCounter, encoding_for_model, estimate_tokens, exact_counter
+from raftkit.run_dir import RunDir
 from raftkit.run_report import RunReport
 
 __all__ = [
@@ -32,11 +33,6 @@ __all__ = [
     "scan_run",
 ]
 
-EXAMPLES = "examples.jsonl"
-REJECTIONS = "rejections.jsonl"
-CHUNKS = "chunks.jsonl"
-REPORT = "report.json"
-SETTINGS = "settings.json"
 _REJECTION_SAMPLES = 3  # examples shown per rejection reason
 
 T = TypeVar("T")
@@ -161,8 +157,8 @@ def _tolerant(exact: TokenCounter, model: str | None) -> TokenCounter:
     return count
 
 
-def _read_report(run_dir: Path) -> RunReport | None:
-    path = run_dir / REPORT
+def _read_report(run: RunDir) -> RunReport | None:
+    path = run.report_json
     if not path.exists():
         return None
     try:
@@ -173,8 +169,8 @@ def _read_report(run_dir: Path) -> RunReport | None:
         raise DatasetError(f"{where}: {first['msg']}", path=str(path)) from e
 
 
-def _read_settings(run_dir: Path) -> dict[str, Any]:
-    path = run_dir / SETTINGS
+def _read_settings(run: RunDir) -> dict[str, Any]:
+    path = run.settings
     if not path.exists():
         return {}
     try:
@@ -193,16 +189,17 @@ def scan_run(run_dir: str | Path, *, sample: int = 12, seed: int = 0) -> RunView
     :func:`~raftkit.run_viewer.write_run_viewer` does. The same run, ``sample`` and ``seed``
     always give the same view.
     """
-    root = Path(run_dir)
+    run = RunDir(run_dir)
+    root = run.root
     if not root.is_dir():
         raise InputError(f"{root}: not a directory (give the run directory of raftkit generate)")
-    if not (root / EXAMPLES).is_file():
+    if not run.examples.is_file():
         raise InputError(
-            f"{root / EXAMPLES}: not found; is {root} a generation run that finished or "
+            f"{run.examples}: not found; is {root} a generation run that finished or "
             "stopped? (a killed run writes it when `raftkit generate` is run again)"
         )
-    report = _read_report(root)
-    settings = _read_settings(root)
+    report = _read_report(run)
+    settings = _read_settings(run)
     simulated = (report is not None and report.simulated_teacher) or settings.get(
         "simulated"
     ) is True
@@ -222,16 +219,16 @@ def scan_run(run_dir: str | Path, *, sample: int = 12, seed: int = 0) -> RunView
     tokens_of = _tolerant(exact, model) if exact else _estimator(model)
     documents: dict[str, DocumentCoverage] = {}
     chunks_with_examples: set[str] = set()
-    _scan_examples(root / EXAMPLES, view, tokens_of, documents, chunks_with_examples)
-    rejected_chunks = _scan_rejections(root / REJECTIONS, view)
+    _scan_examples(run.examples, view, tokens_of, documents, chunks_with_examples)
+    rejected_chunks = _scan_rejections(run.rejections, view)
     withheld: dict[str, list[SampledExample]] = {}
     for s in view.samples:
         if not s.record["oracle_present"]:
             withheld.setdefault(s.record["chunk_id"], []).append(s)
     chunk_documents: dict[str, str] = {}
-    if (root / CHUNKS).is_file():
+    if run.chunks.is_file():
         chunk_documents = _scan_chunks(
-            root / CHUNKS, view, documents, chunks_with_examples, rejected_chunks, withheld
+            run.chunks, view, documents, chunks_with_examples, rejected_chunks, withheld
         )
     for chunk_id, count in rejected_chunks.items():
         # older runs without chunks.jsonl: a chunk id is "<document id>#<index>"

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hmac
-import importlib
 import json
 from collections.abc import Sequence
 from typing import Any
@@ -16,16 +15,21 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from raftkit.testing import _chat, _embeddings, _models
+from raftkit.testing import (
+    _batches,
+    _chat,
+    _deployments,
+    _embeddings,
+    _files,
+    _finetune,
+    _models,
+)
 from raftkit.testing._errors import AZURE_STYLE, SimulatorHTTPError, error_response
 from raftkit.testing._faults import Fault
 from raftkit.testing._gate import hold
 from raftkit.testing._state import RecordedRequest, SimulatorState
 
-__all__ = ["OPTIONAL_ROUTE_MODULES", "SimulatorGateway", "build_app"]
-
-OPTIONAL_ROUTE_MODULES: tuple[str, ...] = ("_files", "_finetune", "_batches", "_deployments")
-"""Modules of this package whose ``routes(state)`` are included when they exist."""
+__all__ = ["SimulatorGateway", "build_app"]
 
 _SECRET_HEADERS = frozenset({"authorization", "api-key"})
 _MISSING_KEY = (
@@ -251,24 +255,17 @@ async def _simulator_error(request: Request, exc: Exception) -> Response:
 
 
 def build_app(state: SimulatorState, extra_routes: Sequence[BaseRoute] = ()) -> ASGIApp:
-    """The simulator's ASGI app: core routes, the optional modules' routes, ``extra_routes``."""
+    """The simulator's ASGI app: every API's routes, then ``extra_routes``."""
     routes: list[BaseRoute] = [
         *_models.routes(state),
         *_chat.routes(state),
         *_embeddings.routes(state),
+        *_files.routes(state),
+        *_finetune.routes(state),
+        *_batches.routes(state),
+        *_deployments.routes(state),
+        *extra_routes,
     ]
-    for name in OPTIONAL_ROUTE_MODULES:
-        qualified = f"raftkit.testing.{name}"
-        try:
-            module = importlib.import_module(qualified)
-        except ModuleNotFoundError as error:
-            if error.name == qualified:
-                continue
-            raise
-        factory = getattr(module, "routes", None)
-        if callable(factory):
-            routes.extend(factory(state))
-    routes.extend(extra_routes)
     app = Starlette(
         routes=routes,
         exception_handlers={

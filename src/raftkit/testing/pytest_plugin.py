@@ -8,21 +8,25 @@
 
 The fixtures are synchronous: the simulator serves from its own thread, so they work with
 tests on asyncio, trio, or no event loop at all.
+
+pytest loads this plugin into every session of a project that installs raftkit, so the server
+stack (uvicorn, starlette, the app) is imported only when a fixture is used.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from raftkit.testing._server import Simulator
-from raftkit.testing._state import SimulatorConfig
+if TYPE_CHECKING:
+    from raftkit.testing._server import Simulator
+    from raftkit.testing._state import SimulatorConfig
 
 __all__ = ["pytest_configure", "raftkit_simulator", "raftkit_simulator_factory"]
 
-SimulatorFactory = Callable[..., Simulator]
+SimulatorFactory = Callable[..., "Simulator"]
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -34,6 +38,9 @@ def pytest_configure(config: pytest.Config) -> None:
 
 @pytest.fixture
 def raftkit_simulator_factory() -> Iterator[SimulatorFactory]:
+    from raftkit.testing._server import Simulator
+    from raftkit.testing._state import SimulatorConfig
+
     started: list[Simulator] = []
 
     def make(config: SimulatorConfig | None = None, **fields: Any) -> Simulator:

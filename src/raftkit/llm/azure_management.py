@@ -4,25 +4,23 @@ A fine-tuned model is served only once it is *deployed* on the Azure OpenAI reso
 an ARM operation at ``https://management.azure.com`` with an Entra ID bearer token for
 ``https://management.azure.com/.default`` — a different host and credential from the inference
 client's. :class:`AzureManagementClient` is that second client: it sends through raftkit's one
-request path (retries, error translation, secret redaction), without rate limiting or cost.
+request path (retries, error translation, secret redaction), without rate limiting or cost, and
+asks its token provider the way :class:`~raftkit.llm.AzureOpenAIClient` does.
 """
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import Mapping
-from types import TracebackType
-from typing import Any, Self
+from typing import Any
 from urllib.parse import quote
 
-import anyio
 import httpx
 from pydantic import BaseModel, ConfigDict, Field
 
-from raftkit.errors import UsageError
+from raftkit.llm._bearer import BearerTokens, TokenProvider
 from raftkit.llm._retry import RetryPolicy
 from raftkit.llm._transport import Call, Transport
-from raftkit.llm.azure import TokenProvider
+from raftkit.resources import AsyncResource
 
 __all__ = [
     "ARM_API_VERSION",
@@ -57,7 +55,7 @@ class AzureAccount(BaseModel):
         )
 
 
-class AzureManagementClient:
+class AzureManagementClient(AsyncResource):
     """A bearer-token client for ARM (or any base URL). An async context manager.
 
     ``token_provider`` is called before every attempt (sync ones in a worker thread) so tokens
@@ -74,20 +72,17 @@ class AzureManagementClient:
         retry: RetryPolicy | None = None,
         timeout: float | httpx.Timeout | None = None,
     ) -> None:
-        if not callable(token_provider):
-            raise UsageError("token_provider must be a callable returning a bearer token")
-        self._token_provider = token_provider
-        self._tokens: list[str] = []
+        self._bearer = BearerTokens(token_provider)
         self.api_version = api_version
         self._transport = Transport(
             base_url=base_url,
-            auth=self._auth_headers,
+            auth=self._bearer.header,
             scope=f"{base_url.rstrip('/')}#arm",
             http_client=http_client,
             timeout=timeout,
             retry=retry,
             default_params={"api-version": api_version},
-            secrets=lambda: tuple(self._tokens),
+            secrets=self._bearer.secrets,
         )
 
     @property
@@ -96,14 +91,6 @@ class AzureManagementClient:
 
     def __repr__(self) -> str:
         return f"AzureManagementClient(base_url={self.base_url!r}, credentials=***)"
-
-    async def _auth_headers(self) -> Mapping[str, str]:
-        token = await _token(self._token_provider)
-        if not isinstance(token, str) or not token:
-            raise UsageError("the token_provider returned no token")
-        if token not in self._tokens:
-            self._tokens = [*self._tokens[-3:], token]
-        return {"Authorization": f"Bearer {token}"}
 
     async def request(
         self,
@@ -119,27 +106,3 @@ class AzureManagementClient:
 
     async def aclose(self) -> None:
         await self._transport.aclose()
-
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
-
-
-async def _token(provider: TokenProvider) -> str:
-    # azure-identity's sync providers may refresh over the network: keep them off the loop
-    if inspect.iscoroutinefunction(provider) or inspect.iscoroutinefunction(
-        getattr(provider, "__call__", None)  # noqa: B004 - an async __call__ on an object
-    ):
-        result = provider()
-    else:
-        result = await anyio.to_thread.run_sync(provider)
-    if inspect.isawaitable(result):
-        return await result
-    return result

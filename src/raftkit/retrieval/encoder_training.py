@@ -35,7 +35,7 @@ import numpy.typing as npt
 
 from raftkit.errors import UsageError
 from raftkit.retrieval.embedders import default_model_path, require_sentence_transformers
-from raftkit.retrieval.evaluate import embed_documents, embed_queries
+from raftkit.retrieval.measure import embed_documents, embed_queries
 from raftkit.retrieval.sampler import NoDuplicateBatchSampler
 from raftkit.retrieval.search import top_k
 
@@ -309,7 +309,7 @@ async def finetune_cross_encoder(
 
 
 class CrossEncoderReranker:
-    """A cross-encoder as a :class:`~raftkit.retrieval.evaluate.Reranker` (scores in a thread)."""
+    """A cross-encoder as a :class:`~raftkit.retrieval.measure.Reranker` (scores in a thread)."""
 
     def __init__(
         self,

@@ -1,4 +1,7 @@
-"""Uploading files once: content-addressed names, ``/files`` or the multipart ``/uploads`` flow.
+"""The Files API over a client's request path: upload once, list, download, wait for processing.
+
+Fine-tuning uploads training files and the Batch API uploads its input through it; both read
+results back with :meth:`FileOps.content`.
 
 Deduplication is done on the service, not in a local registry: the uploaded filename carries
 the first 16 hex digits of the content's sha256 (``train-<hash>.jsonl``), and before uploading
@@ -15,19 +18,20 @@ from collections.abc import AsyncIterator, Mapping
 from pathlib import PurePath
 from typing import Any
 
-from raftkit.errors import APIError
-from raftkit.finetune._errors import FileRejectedError, WaitTimeoutError
-from raftkit.finetune._models import UploadedFile
-from raftkit.finetune._poll import Poller, PollPolicy
+from pydantic import BaseModel, ConfigDict, Field
+
+from raftkit.errors import APIError, FileRejectedError
+from raftkit.llm._api_errors import json_of
 from raftkit.llm._base import LLMClient
+from raftkit.llm.polling import PollPolicy, poll_until
 
 __all__ = [
     "DEFAULT_PART_BYTES",
     "DEFAULT_UPLOADS_THRESHOLD",
     "FileOps",
+    "UploadedFile",
     "content_hash",
     "hashed_filename",
-    "json_of",
 ]
 
 logger = logging.getLogger("raftkit.finetune")
@@ -51,15 +55,30 @@ def hashed_filename(filename: str, content: bytes) -> str:
     return f"{path.stem}-{digest}{path.suffix or '.jsonl'}"
 
 
-def json_of(response: Any) -> dict[str, Any]:
-    """The JSON object of an ``httpx.Response`` (an :class:`APIError` if it is not one)."""
-    try:
-        body = response.json()
-    except ValueError as e:
-        raise APIError("the server answered with a body that is not JSON") from e
-    if not isinstance(body, dict):
-        raise APIError("the server answered with JSON that is not an object")
-    return body
+class UploadedFile(BaseModel):
+    """A file on the service (``/files``)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    id: str
+    filename: str
+    purpose: str
+    bytes: int = 0
+    status: str | None = None
+    status_details: str | None = None
+    reused: bool = Field(default=False, description="an identical earlier upload was reused")
+
+    @classmethod
+    def from_api(cls, body: Mapping[str, Any], *, reused: bool = False) -> UploadedFile:
+        return cls(
+            id=str(body["id"]),
+            filename=str(body.get("filename") or ""),
+            purpose=str(body.get("purpose") or ""),
+            bytes=int(body.get("bytes") or 0),
+            status=body.get("status"),
+            status_details=body.get("status_details"),
+            reused=reused,
+        )
 
 
 class FileOps:
@@ -189,21 +208,21 @@ class FileOps:
 
     async def wait_processed(self, file: UploadedFile) -> UploadedFile:
         """Poll until ``processed``; a rejected file raises :class:`FileRejectedError`."""
-        poller = Poller(self.poll, f"file {file.id}")
-        current = file
-        while True:
+
+        async def fetch() -> UploadedFile:
+            return (await self.retrieve(file.id)).model_copy(update={"reused": file.reused})
+
+        def done(current: UploadedFile) -> bool:
             if current.status == "error":
                 raise FileRejectedError(current.id, current.filename, current.status_details)
-            if current.status == "processed":
-                return current
-            if poller.expired:
-                raise WaitTimeoutError(
-                    f"file {current.id} was still {current.status} when the wait ended",
-                    resource_id=current.id,
-                    last_status=current.status,
-                )
-            await poller.sleep()
-            try:
-                current = (await self.retrieve(file.id)).model_copy(update={"reused": file.reused})
-            except APIError as e:
-                poller.absorb(e)
+            return current.status == "processed"
+
+        return await poll_until(
+            fetch,
+            status=lambda current: str(current.status),
+            done=done,
+            policy=self.poll,
+            what=f"file {file.id}",
+            resource_id=file.id,
+            current=file,
+        )

@@ -3,7 +3,7 @@
 Every query and every chunk is embedded once per embedder (distinct texts only; with a cached
 embedder, once ever). Scores are kept per query — hit rate, MRR, recall and nDCG at each
 cut-off — so that two systems can be compared on the same queries with
-:func:`~raftkit.evaluate.stats.paired_bootstrap`, which gives an interval and a verdict
+:func:`~raftkit.stats.paired_bootstrap`, which gives an interval and a verdict
 instead of two bare means.
 """
 
@@ -18,8 +18,8 @@ import numpy.typing as npt
 from pydantic import BaseModel, ConfigDict, Field
 
 from raftkit.errors import UsageError
-from raftkit.evaluate.stats import Comparison, paired_bootstrap
 from raftkit.retrieval.search import hit_rate, mrr, ndcg, recall, relevance_matrix, top_k
+from raftkit.stats import Comparison, paired_bootstrap
 
 if TYPE_CHECKING:
     from raftkit.retrieval import Embedder

@@ -1,4 +1,4 @@
-"""Teacher calls through the Batch API: half the price, results within 24 hours.
+"""Chat requests through the Batch API: half the price, results within 24 hours.
 
 :class:`BatchRunner` turns chat requests into one batch and merges the answers into a
 :class:`~raftkit.llm.ResponseStore` (the run's journal) under the **same keys an online call
@@ -24,72 +24,35 @@ import logging
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Unpack
 
 import anyio
-from pydantic import BaseModel, ConfigDict, Field
 
-from raftkit.errors import APIError, UsageError
-from raftkit.finetune._errors import BatchFailedError, WaitTimeoutError
-from raftkit.finetune._files import DEFAULT_UPLOADS_THRESHOLD, FileOps, json_of
-from raftkit.finetune._poll import Poller, PollPolicy
-from raftkit.llm._base import ChatMessage
-from raftkit.llm._openai_shaped import OpenAIShapedClient
-from raftkit.llm._store import ResponseStore, request_key
-from raftkit.llm._transport import usage_from_body
-from raftkit.llm.azure import AzureOpenAIClient
-from raftkit.llm.usage import UsageLedger
+from raftkit.batch.requests import BatchFailedError, BatchLineFailure, BatchRequest, BatchResult
+from raftkit.errors import UsageError
+from raftkit.llm import (
+    AzureOpenAIClient,
+    ChatMessage,
+    ChatParams,
+    ChatRequest,
+    LLMClient,
+    OpenAIClient,
+    ResponseStore,
+    json_of,
+    usage_from_body,
+)
+from raftkit.llm.files import DEFAULT_UPLOADS_THRESHOLD, FileOps
+from raftkit.llm.polling import PollPolicy, poll_until
+from raftkit.run_dir import RunDir
 
-__all__ = [
-    "BATCH_TERMINAL_STATUSES",
-    "BatchLineFailure",
-    "BatchRequest",
-    "BatchResult",
-    "BatchRunner",
-]
+__all__ = ["BATCH_TERMINAL_STATUSES", "BatchRunner"]
 
-logger = logging.getLogger("raftkit.finetune")
+logger = logging.getLogger("raftkit.batch")
 
 BATCH_TERMINAL_STATUSES = frozenset({"completed", "failed", "expired", "cancelled"})
 _LIVE = frozenset({"validating", "in_progress", "finalizing", "completed"})
 _OPENAI_ENDPOINT = "/v1/chat/completions"
 _AZURE_ENDPOINT = "/chat/completions"
-
-
-class BatchRequest(BaseModel):
-    """One chat request: the body as sent online (with ``model``) and its sample index."""
-
-    model_config = ConfigDict(frozen=True)
-
-    body: dict[str, Any]
-    sample: int = Field(default=0, ge=0)
-
-    @property
-    def model(self) -> str:
-        return str(self.body.get("model") or "")
-
-
-class BatchLineFailure(BaseModel):
-    """A request the batch did not answer, and why."""
-
-    model_config = ConfigDict(frozen=True)
-
-    key: str
-    status_code: int | None = None
-    code: str | None = None
-    message: str
-
-
-class BatchResult(BaseModel):
-    requested: int = Field(description="distinct requests given")
-    already_stored: int = Field(description="found in the store before anything was sent")
-    submitted: int = Field(description="lines of the batch that was run (or resumed)")
-    stored: int = Field(description="answers merged into the store")
-    batch_id: str | None = None
-    status: str | None = None
-    resumed: bool = Field(default=False, description="an earlier run's batch was polled")
-    failures: list[BatchLineFailure] = Field(default_factory=list)
-    cost_usd: float = 0.0
 
 
 class BatchRunner:
@@ -101,7 +64,7 @@ class BatchRunner:
 
     def __init__(
         self,
-        client: OpenAIShapedClient,
+        client: LLMClient,
         store: ResponseStore,
         *,
         run_dir: str | os.PathLike[str],
@@ -112,7 +75,7 @@ class BatchRunner:
     ) -> None:
         if not name or "/" in name or "\\" in name:
             raise UsageError(f"batch name must be a plain file name, got {name!r}")
-        if not isinstance(client, OpenAIShapedClient):
+        if not isinstance(client, OpenAIClient | AzureOpenAIClient):
             raise UsageError(
                 "the Batch API runner needs an OpenAIClient or AzureOpenAIClient, "
                 f"got {type(client).__name__}"
@@ -130,7 +93,7 @@ class BatchRunner:
 
     @property
     def state_path(self) -> Path:
-        return self.run_dir / f"{self.name}.batch.json"
+        return RunDir(self.run_dir).batch_state(self.name)
 
     @property
     def endpoint(self) -> str:
@@ -143,43 +106,31 @@ class BatchRunner:
         messages: Sequence[ChatMessage],
         *,
         model: str,
-        temperature: float | None = None,
-        max_tokens: int | None = None,
-        seed: int | None = None,
-        stop: str | Sequence[str] | None = None,
         sample: int = 0,
-        extra_body: Mapping[str, Any] | None = None,
+        **params: Unpack[ChatParams],
     ) -> BatchRequest:
         """The request ``client.chat`` would send for these arguments, field for field."""
-        _, body = self.client.chat_request(
-            messages,
-            model=model,
-            temperature=temperature,
-            max_tokens=max_tokens,
-            seed=seed,
-            stop=stop,
-            extra_body=extra_body,
-        )
+        online = self.client.chat_request(messages, model=model, **params)
         # A batch line always names its model (on Azure, the deployment), even where the
         # online request carries it in the URL instead.
-        return BatchRequest(body={"model": model, **body}, sample=sample)
+        return BatchRequest(body={"model": model, **online.body}, sample=sample)
 
-    def online_request(self, request: BatchRequest) -> tuple[str, dict[str, Any]]:
+    def online_request(self, request: BatchRequest) -> ChatRequest:
         """The path and body an online ``chat`` of this request sends (Azure deployment URLs
         carry the model in the path, not the body)."""
         model = request.model
         if not model:
             raise UsageError("a batch request body needs a 'model'")
-        path, names_model = self.client._chat_route(model)
+        # the client routes by model alone: ask it where a call of this model goes
+        probe = self.client.chat_request(request.body.get("messages") or [], model=model)
         body = dict(request.body)
-        if not names_model:
+        if "model" not in probe.body:
             body.pop("model", None)
-        return path, body
+        return ChatRequest(probe.path, body)
 
     def key(self, request: BatchRequest) -> str:
         """The journal key an online call of ``request`` is stored under."""
-        path, body = self.online_request(request)
-        return request_key("POST", path, body, request.sample)
+        return self.online_request(request).key(request.sample)
 
     # ------------------------------------------------------------------ running
 
@@ -279,31 +230,22 @@ class BatchRunner:
     async def wait(self, batch_id: str) -> dict[str, Any]:
         """Poll until the batch is terminal; a ``failed`` batch raises
         :class:`BatchFailedError` with the service's reasons."""
-        poller = Poller(self.poll, f"batch {batch_id}")
-        last: str | None = None
-        while True:
-            try:
-                batch = await self.get(batch_id)
-            except APIError as e:
-                poller.absorb(e)
-            else:
-                status = str(batch.get("status") or "unknown")
-                if status != last:
-                    poller.progressed()
-                    logger.info("batch %s: %s", batch_id, status)
-                last = status
-                if status == "failed":
-                    raise BatchFailedError(batch_id, status, _batch_errors(batch))
-                if status in BATCH_TERMINAL_STATUSES:
-                    return batch
-            if poller.expired:
-                raise WaitTimeoutError(
-                    f"batch {batch_id} was still {last or 'unknown'} when the wait ended; "
-                    "run again to keep polling it",
-                    resource_id=batch_id,
-                    last_status=last,
-                )
-            await poller.sleep()
+
+        def done(batch: dict[str, Any]) -> bool:
+            status = _status(batch)
+            if status == "failed":
+                raise BatchFailedError(batch_id, status, _batch_errors(batch))
+            return status in BATCH_TERMINAL_STATUSES
+
+        return await poll_until(
+            lambda: self.get(batch_id),
+            status=_status,
+            done=done,
+            policy=self.poll,
+            what=f"batch {batch_id}",
+            resource_id=batch_id,
+            hint="; run again to keep polling it",
+        )
 
     # ------------------------------------------------------------------ merging
 
@@ -327,7 +269,7 @@ class BatchRunner:
     async def _merge(
         self, batch: Mapping[str, Any], by_key: Mapping[str, BatchRequest]
     ) -> BatchResult:
-        ledger = getattr(self.client, "ledger", None)
+        ledger = self.client.ledger
         lines = await self._lines(batch.get("output_file_id"))
         lines += await self._lines(batch.get("error_file_id"))
         stored = 0
@@ -347,11 +289,10 @@ class BatchRunner:
             if status == 200 and isinstance(body, dict) and line.get("error") is None:
                 if await self.store.get(key) is not None:
                     continue  # merged by an earlier, interrupted run: paid and counted then
-                _, online_body = self.online_request(request)
-                await self.store.put(key, online_body, body)
+                await self.store.put(key, self.online_request(request).body, body)
                 stored += 1
                 usage = usage_from_body(body)
-                if isinstance(ledger, UsageLedger) and usage is not None:
+                if ledger is not None and usage is not None:
                     cost += ledger.record(request.model, usage, batch=True) or 0.0
                 continue
             failures.append(_failure(key, status, body, line.get("error")))
@@ -395,6 +336,10 @@ class BatchRunner:
         temporary = anyio.Path(self.state_path.with_suffix(".json.tmp"))
         await temporary.write_text(json.dumps(state, indent=2), encoding="utf-8")
         await temporary.replace(self.state_path)
+
+
+def _status(batch: Mapping[str, Any]) -> str:
+    return str(batch.get("status") or "unknown")
 
 
 def _total(batch: Mapping[str, Any], default: int) -> int:

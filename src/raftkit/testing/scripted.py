@@ -1,8 +1,21 @@
-"""One scripted stand-in for :class:`~raftkit.llm.LLMClient`, shared by the tests.
+"""A scripted :class:`~raftkit.llm.LLMClient` for tests that need no HTTP at all.
 
-Tests script the replies (a function of the call, or a queue) and read back every call made.
+A test scripts the replies (a function of the call, or a queue) and reads back every call
+made::
+
+    from raftkit.testing import ScriptedClient
+
+    client = ScriptedClient(lambda call: f"echo: {call.prompt}")
+    reply = await client.chat([{"role": "user", "content": "hi"}], model="m")
+    assert reply.text == "echo: hi"
+    assert client.calls[0].model == "m"
+
 Structured replies travel as JSON text and are validated by the same parser the real clients
-use, with the same re-asks, so a test cannot pass on output a server's answer could not give.
+use, with the same re-asks (:func:`~raftkit.llm.ask_until_valid`), so a test cannot pass on
+output a server's answer could not give.
+
+Unlike the simulator beside it, this module imports the client side (it implements the
+client's interface); ``raftkit.testing`` loads it only when it is asked for.
 """
 
 from __future__ import annotations
@@ -13,25 +26,34 @@ import zlib
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal, NoReturn
+from typing import Any, Literal, NoReturn, Unpack
 
 import numpy as np
 import numpy.typing as npt
 from pydantic import BaseModel
 
 from raftkit.errors import NotFoundError
-from raftkit.llm import ChatMessage, ChatResponse, LLMClient, StructuredMode, StructuredResponse
-from raftkit.llm._openai_shaped import DEFAULT_STRUCTURED_ATTEMPTS
-from raftkit.llm._structured import OutputSpec, ask_until_valid
-from raftkit.llm.tokens import count_message_tokens, estimate_tokens
+from raftkit.llm import (
+    ChatMessage,
+    ChatParams,
+    ChatResponse,
+    LLMClient,
+    OutputSpec,
+    StructuredParams,
+    StructuredResponse,
+    ask_until_valid,
+    count_message_tokens,
+    estimate_tokens,
+)
 from raftkit.types import Usage
 
-__all__ = ["Call", "Embedder", "Reply", "Responder", "ScriptedClient", "hashed_vector"]
+__all__ = ["Call", "Reply", "Responder", "ScriptedClient", "Vectorizer", "hashed_vector"]
 
 #: What a script answers: text, a JSON-able mapping or model (structured calls), a complete
 #: response (to set usage or the model), or an exception to raise.
 Reply = str | Mapping[str, Any] | BaseModel | BaseException
-Embedder = Callable[[str], npt.NDArray[np.float32]]
+#: One text to its vector: how :class:`ScriptedClient` embeds.
+Vectorizer = Callable[[str], npt.NDArray[np.float32]]
 
 
 @dataclass(frozen=True)
@@ -73,7 +95,7 @@ class ScriptedClient(LLMClient):
         respond: Responder | None = None,
         *,
         replies: Iterable[Reply] = (),
-        embedder: Embedder = hashed_vector,
+        embedder: Vectorizer = hashed_vector,
     ) -> None:
         self._respond = respond
         self._replies = deque(replies)
@@ -124,20 +146,11 @@ class ScriptedClient(LLMClient):
         messages: Sequence[ChatMessage],
         *,
         model: str,
-        temperature: float | None = None,
-        max_tokens: int | None = None,
-        seed: int | None = None,
-        stop: str | Sequence[str] | None = None,
         sample: int = 0,
-        extra_body: Mapping[str, Any] | None = None,
+        **params: Unpack[ChatParams],
     ) -> ChatResponse:
-        options: dict[str, Any] = {
-            "temperature": temperature,
-            "max_tokens": max_tokens,
-            "seed": seed,
-            "stop": stop,
-            "extra_body": extra_body,
-        }
+        # every parameter, given or not, so a test can read call.kwargs["max_tokens"]
+        options: dict[str, Any] = {name: params.get(name) for name in ChatParams.__annotations__}
         return await self._reply(Call("chat", model, tuple(messages), sample, kwargs=options))
 
     async def chat_structured(
@@ -146,22 +159,14 @@ class ScriptedClient(LLMClient):
         output: type[Any] | Mapping[str, Any],
         *,
         model: str,
-        temperature: float | None = None,
-        max_tokens: int | None = None,
-        seed: int | None = None,
         sample: int = 0,
-        mode: StructuredMode | None = None,
-        max_attempts: int | None = None,
+        **params: Unpack[StructuredParams],
     ) -> StructuredResponse[Any]:
         spec = OutputSpec.of(output)
-        attempts = max_attempts or DEFAULT_STRUCTURED_ATTEMPTS
+        # every parameter, given or not, so a test can read call.kwargs["mode"]
         options: dict[str, Any] = {
             "output": output,
-            "temperature": temperature,
-            "max_tokens": max_tokens,
-            "seed": seed,
-            "mode": mode,
-            "max_attempts": max_attempts,
+            **{name: params.get(name) for name in StructuredParams.__annotations__},
         }
 
         async def ask(so_far: list[dict[str, Any]], index: int) -> tuple[ChatResponse, None]:
@@ -169,7 +174,11 @@ class ScriptedClient(LLMClient):
             return await self._reply(call), None
 
         return await ask_until_valid(
-            ask, [dict(m) for m in messages], spec, attempts=attempts, sample=sample
+            ask,
+            [dict(m) for m in messages],
+            spec,
+            attempts=params.get("max_attempts"),
+            sample=sample,
         )
 
     async def embed(
