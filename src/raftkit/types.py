@@ -119,6 +119,13 @@ class RaftExample(_Record):
     quotes: list[str] = Field(default_factory=list)
     teacher_model: str = ""
     usage: Usage = Field(default_factory=Usage)
+    question_type: str | None = Field(
+        None, description="the kind of question asked (factoid, explanation, …) when set"
+    )
+    answer_kind: Literal["answer", "refusal"] = Field(
+        "answer",
+        description="refusal: the context lacks the oracle and the teacher wrote an abstention",
+    )
     split: Literal["train", "validation", "test"] | None = None
     metadata: dict[str, Any] = Field(default_factory=dict)
 

@@ -42,6 +42,7 @@ __all__ = [
     "ChatRequest",
     "ChatResponse",
     "LLMClient",
+    "RequestActivity",
     "RequestOptions",
     "StructuredMode",
     "StructuredParams",
@@ -54,6 +55,25 @@ OutputT = TypeVar("OutputT")
 #: schema, OpenAI and Azure), ``json_object`` (JSON mode plus the schema in the prompt, most
 #: OpenAI-compatible servers) or ``prompt`` (the schema in the prompt, plain text back).
 StructuredMode = Literal["json_schema", "json_object", "prompt"]
+
+
+class RequestActivity(BaseModel):
+    """What a client's requests are doing right now, for a live status line.
+
+    A snapshot: ``in_flight`` requests have been sent and not answered, the oldest for
+    ``oldest_in_flight_s`` seconds; ``waiting`` requests wait for admission, held by
+    ``waiting_on`` (the limit that holds them back: requests per minute, tokens per minute,
+    concurrency, or a pause after a 429), ``paused_for_s`` seconds more when paused.
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    in_flight: int = 0
+    oldest_in_flight_s: float | None = None
+    waiting: int = 0
+    waiting_on: Literal["rpm", "tpm", "concurrency", "paused"] | None = None
+    paused_for_s: float | None = None
+
 
 #: A chat message as the Chat Completions API takes it: ``{"role": ..., "content": ...}``;
 #: content may be a string or a list of content parts (text, ``image_url``).
@@ -152,6 +172,10 @@ class LLMClient(AsyncResource):
     @property
     def ledger(self) -> UsageLedger | None:
         """The ledger this client records usage and cost in; ``None`` for clients without one."""
+        return None
+
+    def activity(self) -> RequestActivity | None:
+        """What this client's requests are doing now; ``None`` for clients that do not know."""
         return None
 
     def with_store(self, store: ResponseStore) -> Self:
