@@ -20,7 +20,7 @@ __all__ = ["build_parser", "main"]
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from raftkit.cli import evaluate, finetune, generate, retrieval
+    from raftkit.cli import evaluate, finetune, generate, retrieval, simulator
 
     parser = argparse.ArgumentParser(
         prog="raftkit",
@@ -32,6 +32,7 @@ def build_parser() -> argparse.ArgumentParser:
     finetune.add_parsers(commands)
     evaluate.add_parser(commands)
     retrieval.add_parser(commands)
+    simulator.add_parser(commands)
     return parser
 
 

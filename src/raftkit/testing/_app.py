@@ -1,4 +1,5 @@
-"""The ASGI application: a gateway (ids, auth, faults, request log) in front of the routes."""
+"""The ASGI application: a gateway (ids, auth, faults, request log, the simulated ``Date``, saving
+the state directory) in front of the routes."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import hmac
 import importlib
 import json
 from collections.abc import Sequence
+from email.utils import formatdate
 from typing import Any
 from urllib.parse import parse_qsl
 
@@ -16,7 +18,7 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from raftkit.testing import _chat, _embeddings, _models
+from raftkit.testing import _chat, _control, _embeddings, _models
 from raftkit.testing._errors import AZURE_STYLE, SimulatorHTTPError, error_response
 from raftkit.testing._faults import Fault
 from raftkit.testing._gate import hold
@@ -101,7 +103,9 @@ class SimulatorGateway:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = int(message["status"])
-                message = {**message, "headers": [*message.get("headers", []), *added]}
+                # the simulated date, so a client can tell what day the service thinks it is
+                dated = [(b"date", formatdate(state.now(), usegmt=True).encode())]
+                message = {**message, "headers": [*message.get("headers", []), *added, *dated]}
             elif message["type"] == "http.response.body" and not message.get("more_body"):
                 # logged before the last byte leaves, so a client that got its answer
                 # always finds its request in the log
@@ -132,6 +136,7 @@ class SimulatorGateway:
         finally:
             AZURE_STYLE.reset(style)
             record()
+            state.save_if_dirty()
 
     def _authenticate(
         self, path: str, headers: dict[str, str], query: dict[str, str]
@@ -256,6 +261,7 @@ def build_app(state: SimulatorState, extra_routes: Sequence[BaseRoute] = ()) -> 
         *_models.routes(state),
         *_chat.routes(state),
         *_embeddings.routes(state),
+        *_control.routes(state),
     ]
     for name in OPTIONAL_ROUTE_MODULES:
         qualified = f"raftkit.testing.{name}"

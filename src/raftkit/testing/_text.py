@@ -19,6 +19,7 @@ __all__ = [
     "is_stopword",
     "normalise",
     "overlap",
+    "pieces",
     "split_sentences",
     "stable_hash",
     "truncate_to_tokens",
@@ -75,6 +76,11 @@ def estimate_tokens(text: str) -> int:
     for piece in _PIECE.findall(text):
         total += 1 if len(piece) == 1 else math.ceil(len(piece) / 4)
     return total
+
+
+def pieces(text: str) -> list[str]:
+    """The pieces the estimate counts: CJK characters, word runs, other visible characters."""
+    return list(_PIECE.findall(text))
 
 
 def truncate_to_tokens(text: str, budget: int) -> str:
