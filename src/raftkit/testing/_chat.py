@@ -218,9 +218,10 @@ def _variation(body: dict[str, Any], index: int) -> int:
     return stable_hash(canonical, body.get("seed"), body.get("temperature"), index)
 
 
-def _answer(state: SimulatorState, body: dict[str, Any], model: str, index: int) -> str:
+def _answer(
+    state: SimulatorState, body: dict[str, Any], model: str, index: int, variation: int
+) -> str:
     messages: list[dict[str, Any]] = body["messages"]
-    variation = _variation(body, index)
     vision = vision_answer(messages, variation=variation)
     if vision is not None:
         return vision
@@ -255,13 +256,13 @@ def _answer(state: SimulatorState, body: dict[str, Any], model: str, index: int)
     )
 
 
-def _runs_away(state: SimulatorState, body: dict[str, Any], index: int) -> bool:
+def _runs_away(state: SimulatorState, variation: int) -> bool:
     if state.misbehaviour.draw("runaway"):
         return True
     share = state.config.runaway_share
     if share is None:
         share = state.dialect.runaway_share
-    return decide(share, "runaway", _variation(body, index), state.config.seed)
+    return decide(share, "runaway", variation, state.config.seed)
 
 
 def _context_window(state: SimulatorState, model: str) -> int | None:
@@ -288,16 +289,24 @@ def complete_chat(
     choices: list[dict[str, Any]] = []
     completion_tokens = 0
     for index in range(int(body.get("n") or 1)):
-        content = _answer(state, body, model, index)
-        if _runs_away(state, body, index):
+        variation = _variation(body, index)
+        content = _answer(state, body, model, index, variation)
+        if _runs_away(state, variation):
             window = _context_window(state, model)
-            budget = _completion_limit(body) or (
-                window - prompt.count if window is not None else _UNBOUNDED_OUTPUT
+            budget = max(
+                1,
+                _completion_limit(body)
+                or (window - prompt.count if window is not None else _UNBOUNDED_OUTPUT),
             )
-            content, finish = _runaway(content, max(1, budget), counter), "length"
+            content, finish = _runaway(content, budget, counter), "length"
+            # a model stopped by its budget generated exactly that many tokens (the text it
+            # decodes to may re-encode to one or two fewer)
+            completion_tokens += budget
         else:
             content, finish = _cut(content, body, counter)
-        completion_tokens += counter.count(content)
+            limit = _completion_limit(body)
+            cut_short = finish == "length" and limit is not None
+            completion_tokens += limit if cut_short and limit else counter.count(content)
         choices.append(
             {
                 "index": index,

@@ -10,12 +10,14 @@ server's default flags:
   with HTTP 500 and the body llama-cpp-python sends (its request model accepts only ``text``
   or ``json_object``); ``json_object`` (optionally with a ``schema``) is honoured; no
   rate-limit headers; one request slot by default, the others wait their turn; a context
-  window of 4,096 tokens; any model name is answered by the one loaded model; and 5 % of
-  requests (decided per request) run away until ``max_tokens`` or the context is full.
+  window of 4,096 tokens; any model name is answered by the one loaded model; any API key (or
+  none) is accepted; and 5 % of requests (decided per request) run away until ``max_tokens``
+  or the context is full.
 - ``vllm``: ``json_schema`` and vLLM's extra-body ``guided_json`` / ``guided_choice`` /
   ``structured_outputs`` are honoured; no rate-limit headers; 64 slots; a context window of
-  8,192 tokens; only the served model names are answered, others get vLLM's own 404 body
-  (``{"error": {..., "type": "NotFoundError", "code": 404}}``, an integer code).
+  8,192 tokens; any API key (or none) is accepted; only the served model names are answered,
+  others get vLLM's own 404 body (``{"error": {..., "type": "NotFoundError", "code": 404}}``,
+  an integer code).
 """
 
 from __future__ import annotations
@@ -69,6 +71,9 @@ class DialectProfile:
     """``usage.prompt_tokens_details`` / ``completion_tokens_details`` are reported."""
     processing_header: bool
     """``openai-processing-ms`` is sent."""
+    checks_key: bool
+    """``/v1`` requests need the API key (a local server started without ``--api-key`` takes
+    any key, or none)."""
 
 
 DIALECTS: Mapping[DialectName, DialectProfile] = {
@@ -86,6 +91,7 @@ DIALECTS: Mapping[DialectName, DialectProfile] = {
         owned_by="system",
         usage_details=True,
         processing_header=True,
+        checks_key=True,
     ),
     "llama.cpp": DialectProfile(
         name="llama.cpp",
@@ -101,6 +107,7 @@ DIALECTS: Mapping[DialectName, DialectProfile] = {
         owned_by="llamacpp",
         usage_details=False,
         processing_header=True,
+        checks_key=False,
     ),
     "vllm": DialectProfile(
         name="vllm",
@@ -116,6 +123,7 @@ DIALECTS: Mapping[DialectName, DialectProfile] = {
         owned_by="vllm",
         usage_details=False,
         processing_header=False,
+        checks_key=False,
     ),
 }
 

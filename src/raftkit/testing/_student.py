@@ -22,6 +22,7 @@ from raftkit.testing._teacher import (
     pick_passage,
     raft_answer,
 )
+from raftkit.testing._text import is_cjk
 
 __all__ = ["format_requested", "model_answer"]
 
@@ -42,8 +43,16 @@ def format_requested(messages: Sequence[dict[str, Any]]) -> bool:
     return any(marker in message_text(m) for m in messages for marker in _FORMAT_MARKERS)
 
 
+def _chinese(text: str) -> bool:
+    letters = [c for c in text if not c.isspace()]
+    return bool(letters) and sum(map(is_cjk, letters)) / len(letters) > 0.3
+
+
 def _refusal(passage: Passage, behaviour: ModelBehaviour, *, raft_format: bool) -> str:
-    language = "zh" if passage.chinese else "en"
+    # the language of the question's first line or of the documents
+    question = passage.question.strip().splitlines()[0] if passage.question.strip() else ""
+    chinese = passage.chinese or _chinese(question) or _chinese(passage.sentence)
+    language = "zh" if chinese else "en"
     final = behaviour.refusal_text or _REFUSAL[language]
     if not raft_format:
         return final
@@ -92,5 +101,5 @@ def model_answer(
         else:
             teaching = replace(teaching, invented_quote=True)
     return raft_answer(
-        messages, variation=variation, explore=explore, teaching=teaching, document_rank=rank
+        messages, variation=variation, explore=explore, teaching=teaching, passage=passage
     )

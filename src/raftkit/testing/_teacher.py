@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from raftkit.testing._schema_fill import QuestionFlaws, fill_schema, short_answer
-from raftkit.testing._text import content_words, is_cjk, overlap, split_sentences, stable_hash
+from raftkit.testing._text import is_cjk, split_sentences, stable_hash, word_set
 
 __all__ = [
     "Passage",
@@ -167,17 +167,16 @@ def pick_passage(
     overlaps it most (with ``explore``, one of the best three)."""
     question = _question(messages)
     documents = documents_in(messages) or [question or _user_text(messages)]
-    asked = content_words(question)
-    ranked_documents = sorted(
-        range(len(documents)), key=lambda i: (-overlap(asked, content_words(documents[i])), i)
-    )
+    asked = word_set(question)
+    shared = [len(asked & word_set(document)) for document in documents]
+    ranked_documents = sorted(range(len(documents)), key=lambda i: (-shared[i], i))
     chosen = ranked_documents[min(document_rank, len(ranked_documents) - 1)]
     sentences = [s for s in split_sentences(documents[chosen]) if len(s) > 1]
     if not sentences:
         sentences = [documents[chosen].strip() or "(empty)"]
     ranked = sorted(
         range(len(sentences)),
-        key=lambda i: (-overlap(asked, content_words(sentences[i])), i),
+        key=lambda i: (-len(asked & word_set(sentences[i])), i),
     )
     pick = ranked[variation % min(3, len(ranked))] if explore else ranked[0]
     quote = sentences[pick]
@@ -186,7 +185,7 @@ def pick_passage(
         documents=documents,
         document=chosen,
         sentence=quote,
-        evidence=overlap(asked, content_words(documents[chosen])),
+        evidence=shared[chosen],
         chinese=_cjk(question + quote),
     )
 
@@ -198,11 +197,14 @@ def raft_answer(
     explore: bool,
     teaching: Teaching,
     document_rank: int = 0,
+    passage: Passage | None = None,
 ) -> str:
-    """A RAFT chain-of-thought answer quoting a sentence of the best-matching document."""
-    passage = pick_passage(
-        messages, variation=variation, explore=explore, document_rank=document_rank
-    )
+    """A RAFT chain-of-thought answer quoting a sentence of the best-matching document (or of
+    ``passage``, when it was already picked)."""
+    if passage is None:
+        passage = pick_passage(
+            messages, variation=variation, explore=explore, document_rank=document_rank
+        )
     quote = passage.sentence
     chinese = passage.chinese
     if teaching.invented_quote:

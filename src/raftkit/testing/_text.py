@@ -11,6 +11,7 @@ import math
 import re
 import unicodedata
 from collections.abc import Iterable
+from functools import lru_cache
 
 __all__ = [
     "content_words",
@@ -23,6 +24,7 @@ __all__ = [
     "split_sentences",
     "stable_hash",
     "truncate_to_tokens",
+    "word_set",
 ]
 
 _CJK_RANGES = (
@@ -62,7 +64,15 @@ def is_stopword(word: str) -> bool:
 
 def is_cjk(char: str) -> bool:
     code = ord(char)
+    if code < 0x3040:  # most text: answered by one comparison
+        return False
     return any(low <= code <= high for low, high in _CJK_RANGES)
+
+
+@lru_cache(maxsize=8192)
+def word_set(text: str) -> frozenset[str]:
+    """The set of :func:`content_words` of ``text`` (cached: documents recur across requests)."""
+    return frozenset(content_words(text))
 
 
 def normalise(text: str) -> str:
