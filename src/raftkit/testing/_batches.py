@@ -6,6 +6,9 @@ the clock then reveals the batch's life: ``validating`` → ``in_progress`` (req
 → ``finalizing`` → ``completed`` with an output file (one line per successful request) and an
 error file (one line per failed one). A malformed input file fails the batch with ``errors``
 naming the line; cancelling keeps the results of the requests already processed.
+
+The module is long because the input-file checks, the answers, the clock's view of a batch,
+its rendering in two API dialects and its persistence share the private ``_Batch`` record.
 """
 
 from __future__ import annotations

@@ -9,6 +9,10 @@ request speaks (:class:`Dialect`), dialect-aware errors, the light check of fine
 OpenAI marks a file ``processed`` at once and reports bad training data on the job. Azure
 processes a file first: ``pending`` → ``running`` → ``processed``, or ``error`` with
 ``status_details`` when a fine-tune file is not valid JSONL chat data.
+
+The module is long because files, uploads and the helpers the fine-tuning modules share
+(dialects, errors, paging) are one unit; the training-data check lives in
+:mod:`raftkit.testing._training_data`.
 """
 
 from __future__ import annotations

@@ -20,6 +20,10 @@ chat completions accept them, and a CSV of per-step metrics is stored as the res
 
 Azure's versioned surface speaks the authoring spec: states ``created`` → ``pending`` →
 ``running`` → ``succeeded`` / ``failed`` / ``cancelled``, log level ``warning``, no nulls.
+
+The module is long because a job's plan, its replay from the state directory, its rendering
+in two API dialects and its routes share the private ``_Job`` record; the request checks live
+apart, in :mod:`raftkit.testing._finetune_request`.
 """
 
 from __future__ import annotations
