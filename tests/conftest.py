@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+from collections.abc import Iterator
 
 import pytest
 
@@ -11,6 +12,18 @@ import pytest
 @pytest.fixture(params=["asyncio", "trio"])
 def anyio_backend(request: pytest.FixtureRequest) -> str:
     return str(request.param)
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _isolated_simulator_state(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[None]:
+    """A background simulator a developer left running (``raftkit simulator start``) must not
+    answer the CLI calls of the tests: point the state directory somewhere empty."""
+    patch = pytest.MonkeyPatch()
+    patch.setenv("RAFTKIT_SIMULATOR_DIR", str(tmp_path_factory.mktemp("simulator-state")))
+    yield
+    patch.undo()
 
 
 def pytest_runtest_setup(item: pytest.Item) -> None:

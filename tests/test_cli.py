@@ -85,7 +85,8 @@ def _journal_lines(path: Path) -> int:
 @pytest.mark.slow
 def test_a_killed_evaluation_resumes_without_paying_again(docs: Path, tmp_path: Path) -> None:
     run = tmp_path / "run"
-    with Simulator(SimulatorConfig(latency_base=0.05)) as sim:
+    # models "a" and "b" are not in the simulator's catalog
+    with Simulator(SimulatorConfig(latency_base=0.05, accept_unknown_models=True)) as sim:
         env = {**os.environ, "OPENAI_API_KEY": sim.api_key}
         base = ["--base-url", sim.base_url]
         generate = [sys.executable, "-m", "raftkit.cli", "generate", str(docs), "--out", str(run)]

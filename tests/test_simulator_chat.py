@@ -29,7 +29,11 @@ QUOTE = re.compile(r"##begin_quote##(.*?)##end_quote##", re.DOTALL)
 def raft_messages(question: str, documents: list[str]) -> list[dict[str, Any]]:
     context = "\n".join(f"<DOCUMENT>{doc}</DOCUMENT>" for doc in documents)
     return [
-        {"role": "system", "content": "Answer with reasoning and verbatim quotes."},
+        {
+            "role": "system",
+            "content": "Answer with reasoning, quotes between ##begin_quote## and "
+            "##end_quote##, and a last line <ANSWER>: $answer.",
+        },
         {"role": "user", "content": f"{context}\n{question}"},
     ]
 
@@ -70,14 +74,16 @@ async def test_same_request_same_answer_and_seed_can_vary_it(
     raftkit_simulator: Simulator,
 ) -> None:
     messages = raft_messages("Who designed the tower?", ENGLISH_DOCS)
-    first = await chat(raftkit_simulator, {"model": "m", "messages": messages})
-    again = await chat(raftkit_simulator, {"model": "m", "messages": messages})
+    first = await chat(raftkit_simulator, {"model": "gpt-4o-mini", "messages": messages})
+    again = await chat(raftkit_simulator, {"model": "gpt-4o-mini", "messages": messages})
     content = first.json()["choices"][0]["message"]["content"]
     assert again.json()["choices"][0]["message"]["content"] == content
     seeded = {
-        (await chat(raftkit_simulator, {"model": "m", "messages": messages, "seed": seed})).json()[
-            "choices"
-        ][0]["message"]["content"]
+        (
+            await chat(
+                raftkit_simulator, {"model": "gpt-4o-mini", "messages": messages, "seed": seed}
+            )
+        ).json()["choices"][0]["message"]["content"]
         for seed in range(8)
     }
     assert len(seeded) > 1
@@ -89,7 +95,10 @@ async def test_same_request_same_answer_and_seed_can_vary_it(
 async def test_chinese_documents_give_a_verbatim_chinese_quote(
     raftkit_simulator: Simulator,
 ) -> None:
-    body = {"model": "m", "messages": raft_messages("长城的总长度是多少？", [CHINESE_DOC])}
+    body = {
+        "model": "gpt-4o-mini",
+        "messages": raft_messages("长城的总长度是多少？", [CHINESE_DOC]),
+    }
     payload = (await chat(raftkit_simulator, body)).json()
     content = payload["choices"][0]["message"]["content"]
     assert QUOTE.findall(content) == ["它的总长度超过两万公里！"]
@@ -125,7 +134,7 @@ async def test_json_schema_output_is_valid_with_n_distinct_questions(
         },
     }
     body = {
-        "model": "m",
+        "model": "gpt-4o-mini",
         "messages": [
             {"role": "user", "content": f"<DOCUMENT>{ENGLISH_DOCS[0]}</DOCUMENT> Ask 5 questions."}
         ],
@@ -139,7 +148,8 @@ async def test_json_schema_output_is_valid_with_n_distinct_questions(
     instance = json.loads(payload["choices"][0]["message"]["content"])
     jsonschema.validate(instance, schema)
     assert len(set(instance["questions"])) == 5
-    assert any("Eiffel" in question for question in instance["questions"])
+    asked = " ".join(instance["questions"])
+    assert any(fact in asked for fact in ("Paris", "1889", "Eiffel"))
 
 
 async def test_json_object_mode_follows_a_schema_written_in_the_prompt(
@@ -155,7 +165,7 @@ async def test_json_object_mode_follows_a_schema_written_in_the_prompt(
         f"<DOCUMENT>{ENGLISH_DOCS[1]}</DOCUMENT>"
     )
     body = {
-        "model": "m",
+        "model": "gpt-4o-mini",
         "messages": [{"role": "user", "content": prompt}],
         "response_format": {"type": "json_object"},
     }
@@ -167,7 +177,7 @@ async def test_json_object_mode_follows_a_schema_written_in_the_prompt(
 
 async def test_json_object_mode_needs_the_word_json(raftkit_simulator: Simulator) -> None:
     body = {
-        "model": "m",
+        "model": "gpt-4o-mini",
         "messages": [{"role": "user", "content": "hello"}],
         "response_format": {"type": "json_object"},
     }
@@ -194,19 +204,23 @@ async def test_image_parts_get_markdown(raftkit_simulator: Simulator) -> None:
 async def test_max_tokens_cuts_with_finish_reason_length(raftkit_simulator: Simulator) -> None:
     messages = raft_messages("When was it completed?", ENGLISH_DOCS)
     payload = (
-        await chat(raftkit_simulator, {"model": "m", "messages": messages, "max_tokens": 5})
+        await chat(
+            raftkit_simulator, {"model": "gpt-4o-mini", "messages": messages, "max_tokens": 5}
+        )
     ).json()
     choice = payload["choices"][0]
     assert choice["finish_reason"] == "length"
     assert 0 < payload["usage"]["completion_tokens"] <= 5
-    full = (await chat(raftkit_simulator, {"model": "m", "messages": messages})).json()
+    full = (await chat(raftkit_simulator, {"model": "gpt-4o-mini", "messages": messages})).json()
     assert full["choices"][0]["message"]["content"].startswith(choice["message"]["content"])
 
 
 async def test_stop_sequence_ends_the_answer(raftkit_simulator: Simulator) -> None:
     messages = raft_messages("When was it completed?", ENGLISH_DOCS)
     payload = (
-        await chat(raftkit_simulator, {"model": "m", "messages": messages, "stop": ["<ANSWER>"]})
+        await chat(
+            raftkit_simulator, {"model": "gpt-4o-mini", "messages": messages, "stop": ["<ANSWER>"]}
+        )
     ).json()
     choice = payload["choices"][0]
     assert choice["finish_reason"] == "stop"
@@ -216,14 +230,16 @@ async def test_stop_sequence_ends_the_answer(raftkit_simulator: Simulator) -> No
 
 async def test_n_choices(raftkit_simulator: Simulator) -> None:
     messages = raft_messages("What is in the Himalayas?", ENGLISH_DOCS)
-    payload = (await chat(raftkit_simulator, {"model": "m", "messages": messages, "n": 3})).json()
+    payload = (
+        await chat(raftkit_simulator, {"model": "gpt-4o-mini", "messages": messages, "n": 3})
+    ).json()
     validate("CreateChatCompletionResponse", payload)
     assert [choice["index"] for choice in payload["choices"]] == [0, 1, 2]
 
 
 async def test_misbehaviour_for_the_next_requests(raftkit_simulator: Simulator) -> None:
     messages = raft_messages("How high is the summit?", ENGLISH_DOCS)
-    body = {"model": "m", "messages": messages}
+    body = {"model": "gpt-4o-mini", "messages": messages}
     raftkit_simulator.misbehave("missing_answer")
     raftkit_simulator.misbehave("invented_quote")
     broken = (await chat(raftkit_simulator, body)).json()["choices"][0]["message"]["content"]
@@ -239,7 +255,7 @@ async def test_misbehaviour_for_the_next_requests(raftkit_simulator: Simulator) 
 async def test_invalid_json_misbehaviour(raftkit_simulator: Simulator) -> None:
     raftkit_simulator.misbehave("invalid_json", times=1)
     body = {
-        "model": "m",
+        "model": "gpt-4o-mini",
         "messages": [{"role": "user", "content": f"<DOCUMENT>{ENGLISH_DOCS[0]}</DOCUMENT>"}],
         "response_format": {
             "type": "json_schema",
@@ -258,7 +274,7 @@ async def test_invalid_json_misbehaviour(raftkit_simulator: Simulator) -> None:
 
 @pytest.mark.raftkit_simulator(misbehaviour={"missing_answer": 1.0})
 async def test_misbehaviour_by_probability(raftkit_simulator: Simulator) -> None:
-    body = {"model": "m", "messages": raft_messages("Who built it?", ENGLISH_DOCS)}
+    body = {"model": "gpt-4o-mini", "messages": raft_messages("Who built it?", ENGLISH_DOCS)}
     for _ in range(3):
         content = (await chat(raftkit_simulator, body)).json()["choices"][0]["message"]["content"]
         assert "<ANSWER>:" not in content
@@ -268,16 +284,30 @@ async def test_misbehaviour_by_probability(raftkit_simulator: Simulator) -> None
     ("body", "param"),
     [
         ({"messages": [{"role": "user", "content": "hi"}]}, "model"),
-        ({"model": "m", "messages": []}, "messages"),
-        ({"model": "m", "messages": [{"role": "robot", "content": "hi"}]}, "messages[0].role"),
-        ({"model": "m", "messages": [{"role": "user", "content": 3}]}, "messages[0].content"),
-        ({"model": "m", "messages": [{"role": "user", "content": "x"}], "n": 0}, "n"),
+        ({"model": "gpt-4o-mini", "messages": []}, "messages"),
         (
-            {"model": "m", "messages": [{"role": "user", "content": "x"}], "max_tokens": "9"},
+            {"model": "gpt-4o-mini", "messages": [{"role": "robot", "content": "hi"}]},
+            "messages[0].role",
+        ),
+        (
+            {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": 3}]},
+            "messages[0].content",
+        ),
+        ({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "x"}], "n": 0}, "n"),
+        (
+            {
+                "model": "gpt-4o-mini",
+                "messages": [{"role": "user", "content": "x"}],
+                "max_tokens": "9",
+            },
             "max_tokens",
         ),
         (
-            {"model": "m", "messages": [{"role": "user", "content": "x"}], "temperature": 3},
+            {
+                "model": "gpt-4o-mini",
+                "messages": [{"role": "user", "content": "x"}],
+                "temperature": 3,
+            },
             "temperature",
         ),
     ],
@@ -300,7 +330,7 @@ async def test_body_that_is_not_json(raftkit_simulator: Simulator) -> None:
 
 
 async def test_wrong_or_missing_key_is_401(raftkit_simulator: Simulator) -> None:
-    body = {"model": "m", "messages": [{"role": "user", "content": "hi"}]}
+    body = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]}
     async with httpx.AsyncClient(verify=False) as client:
         url = f"{raftkit_simulator.base_url}/chat/completions"
         missing = await client.post(url, json=body)
@@ -341,7 +371,7 @@ async def test_unknown_path_is_an_openai_shaped_404(raftkit_simulator: Simulator
 
 
 async def test_request_log_drops_credentials(raftkit_simulator: Simulator) -> None:
-    body = {"model": "m", "messages": [{"role": "user", "content": "hi"}]}
+    body = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]}
     response = await chat(raftkit_simulator, body, params={"trace": "1"})
     (record,) = raftkit_simulator.requests
     assert record.method == "POST"
@@ -356,8 +386,8 @@ async def test_request_log_drops_credentials(raftkit_simulator: Simulator) -> No
 
 async def test_prompt_caching_reports_cached_tokens(raftkit_simulator: Simulator) -> None:
     system = {"role": "system", "content": " ".join(["Context sentence number one."] * 400)}
-    first = {"model": "m", "messages": [system, {"role": "user", "content": "first?"}]}
-    second = {"model": "m", "messages": [system, {"role": "user", "content": "second?"}]}
+    first = {"model": "gpt-4o-mini", "messages": [system, {"role": "user", "content": "first?"}]}
+    second = {"model": "gpt-4o-mini", "messages": [system, {"role": "user", "content": "second?"}]}
     cold = (await chat(raftkit_simulator, first)).json()["usage"]
     warm = (await chat(raftkit_simulator, second)).json()["usage"]
     assert cold["prompt_tokens_details"]["cached_tokens"] == 0
@@ -369,7 +399,7 @@ async def test_prompt_caching_reports_cached_tokens(raftkit_simulator: Simulator
 
 async def test_streaming_sends_chunks_and_done(raftkit_simulator: Simulator) -> None:
     body = {
-        "model": "m",
+        "model": "gpt-4o-mini",
         "messages": raft_messages("Who built it?", ENGLISH_DOCS),
         "stream": True,
         "stream_options": {"include_usage": True},

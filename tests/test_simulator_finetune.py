@@ -600,7 +600,7 @@ async def test_bad_job_requests_are_rejected(raftkit_simulator: Simulator) -> No
                 {
                     "model": "gpt-4o-mini",
                     "training_file": training["id"],
-                    "method": {"type": "dpo", "dpo": {}},
+                    "method": {"type": "reinforcement", "reinforcement": {}},
                 },
                 "method.type",
             ),

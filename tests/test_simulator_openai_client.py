@@ -19,6 +19,7 @@ DOCUMENT = (
     "Marie Curie was a physicist and chemist. She was the first woman to win a Nobel Prize. "
     "She won Nobel Prizes in both physics and chemistry."
 )
+FORMAT = "Quote between ##begin_quote## and ##end_quote##; end with <ANSWER>: $answer."
 
 
 class Questions(BaseModel):
@@ -43,7 +44,8 @@ async def test_chat_completion(client: openai.AsyncOpenAI) -> None:
         messages=[
             {
                 "role": "user",
-                "content": f"<DOCUMENT>{DOCUMENT}</DOCUMENT>\nWhich prizes did she win?",
+                "content": f"<DOCUMENT>{DOCUMENT}</DOCUMENT>\nWhich prizes did she win?\n"
+                "Quote between ##begin_quote## and ##end_quote##; end with <ANSWER>: $answer.",
             }
         ],
     )
@@ -88,7 +90,7 @@ async def test_errors_surface_as_openai_exceptions(
     raftkit_simulator: Simulator, client: openai.AsyncOpenAI
 ) -> None:
     with pytest.raises(openai.BadRequestError) as bad:
-        await client.chat.completions.create(model="m", messages=[])
+        await client.chat.completions.create(model="gpt-4o-mini", messages=[])
     assert bad.value.param == "messages"
     raftkit_simulator.add_fault(Fault.error(500))
     with pytest.raises(openai.InternalServerError) as server:
@@ -178,12 +180,14 @@ async def test_azure_client(raftkit_simulator: Simulator) -> None:
     ) as azure:
         completion = await azure.chat.completions.create(
             model="chat-deployment",
-            messages=[{"role": "user", "content": f"<DOCUMENT>{DOCUMENT}</DOCUMENT> Who?"}],
+            messages=[
+                {"role": "user", "content": f"<DOCUMENT>{DOCUMENT}</DOCUMENT> Who? {FORMAT}"}
+            ],
         )
         vectors = await azure.embeddings.create(model="text-embedding-3-small", input="hi")
         parsed = await azure.chat.completions.parse(
             model="chat-deployment",
-            messages=[{"role": "user", "content": f"<DOCUMENT>{DOCUMENT}</DOCUMENT>"}],
+            messages=[{"role": "user", "content": f"<DOCUMENT>{DOCUMENT}</DOCUMENT> {FORMAT}"}],
             response_format=Questions,
         )
     assert completion.model == "gpt-4o-mini"

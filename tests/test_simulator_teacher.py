@@ -50,10 +50,12 @@ async def test_quote_from_a_real_pdf_is_verbatim(raftkit_simulator: Simulator) -
     distractor = "Surfing is a surface water sport. Surfers ride waves toward the shore."
     prompt = (
         f"<DOCUMENT>{distractor}</DOCUMENT>\n<DOCUMENT>{text}</DOCUMENT>\n"
-        "Question: Where were fossils of Desmodus draculae found?"
+        "Question: Where were fossils of Desmodus draculae found?\n"
+        "Quote the documents between ##begin_quote## and ##end_quote## and end with <ANSWER>:."
     )
     result = await ask(
-        raftkit_simulator, {"model": "m", "messages": [{"role": "user", "content": prompt}]}
+        raftkit_simulator,
+        {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": prompt}]},
     )
     content = result["choices"][0]["message"]["content"]
     (quote,) = QUOTE.findall(content)
@@ -69,7 +71,7 @@ async def test_chinese_structured_questions(raftkit_simulator: Simulator) -> Non
         "required": ["questions"],
     }
     body = {
-        "model": "m",
+        "model": "gpt-4o-mini",
         "messages": [{"role": "user", "content": f"<DOCUMENT>{document}</DOCUMENT>"}],
         "response_format": {"type": "json_schema", "json_schema": {"name": "q", "schema": schema}},
     }

@@ -20,7 +20,7 @@ __all__ = ["build_parser", "main"]
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from raftkit.cli import evaluate, finetune, generate, retrieval, show
+    from raftkit.cli import evaluate, finetune, generate, retrieval, show, simulator
 
     parser = argparse.ArgumentParser(
         prog="raftkit",
@@ -33,6 +33,7 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_parser(commands)
     retrieval.add_parser(commands)
     show.add_parser(commands)
+    simulator.add_parser(commands)
     return parser
 
 

@@ -3,7 +3,9 @@
 Resolution for ``--provider auto`` (the default): Azure when ``AZURE_OPENAI_ENDPOINT`` is set;
 OpenAI (or an OpenAI-compatible server) when ``OPENAI_API_KEY``, ``--base-url`` or
 ``OPENAI_BASE_URL`` is set; otherwise the built-in loopback simulator, announced loudly,
-because its "teacher" writes deterministic placeholder text, not real training data.
+because its "teacher" writes deterministic placeholder text, not real training data. The
+simulator is the one ``raftkit simulator start`` runs in the background when there is one (its
+jobs and files outlive each command), else one started for this command alone.
 """
 
 from __future__ import annotations
@@ -85,8 +87,19 @@ async def open_client(args: argparse.Namespace) -> AsyncIterator[OpenedClient]:
     }
     if provider == "simulator":
         from raftkit.testing import Simulator  # the server stack only when it is used
+        from raftkit.testing.service import find_running
 
         print(SIMULATOR_NOTICE, file=sys.stderr)
+        background = find_running()
+        if background is not None:
+            print(
+                f"raftkit: using the background simulator at {background.base_url}", file=sys.stderr
+            )
+            async with OpenAIClient(
+                base_url=background.base_url, api_key=background.api_key, **common
+            ) as client:
+                yield OpenedClient(client, ledger, True, provider)
+            return
         async with (
             Simulator() as sim,
             OpenAIClient(base_url=sim.base_url, api_key=sim.api_key, **common) as client,

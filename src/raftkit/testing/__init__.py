@@ -20,6 +20,9 @@ import typing
 if typing.TYPE_CHECKING:
     from raftkit.testing._app import build_app
     from raftkit.testing._batches import BatchSettings, configure_batches
+    from raftkit.testing._behaviour import DEFAULT_BEHAVIOURS, ModelBehaviour
+    from raftkit.testing._catalog import DEFAULT_MODELS, ModelCard
+    from raftkit.testing._clock import DEFAULT_START_TIME
     from raftkit.testing._deployments import DeploymentSettings, configure_deployments
     from raftkit.testing._embeddings import embed_text
     from raftkit.testing._faults import Fault, FaultRule
@@ -38,6 +41,9 @@ if typing.TYPE_CHECKING:
 
 __all__ = [
     "DEFAULT_API_KEY",
+    "DEFAULT_BEHAVIOURS",
+    "DEFAULT_MODELS",
+    "DEFAULT_START_TIME",
     "BatchSettings",
     "DeploymentSettings",
     "Fault",
@@ -45,6 +51,8 @@ __all__ = [
     "FileSettings",
     "FineTuningSettings",
     "Misbehaviour",
+    "ModelBehaviour",
+    "ModelCard",
     "RateLimit",
     "RecordedRequest",
     "ScriptedClient",
@@ -66,6 +74,11 @@ _LAZY = {
     "configure_batches": "raftkit.testing._batches",
     "DeploymentSettings": "raftkit.testing._deployments",
     "configure_deployments": "raftkit.testing._deployments",
+    "DEFAULT_BEHAVIOURS": "raftkit.testing._behaviour",
+    "ModelBehaviour": "raftkit.testing._behaviour",
+    "DEFAULT_MODELS": "raftkit.testing._catalog",
+    "ModelCard": "raftkit.testing._catalog",
+    "DEFAULT_START_TIME": "raftkit.testing._clock",
     "embed_text": "raftkit.testing._embeddings",
     "Fault": "raftkit.testing._faults",
     "FaultRule": "raftkit.testing._faults",

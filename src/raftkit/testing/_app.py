@@ -1,10 +1,12 @@
-"""The ASGI application: a gateway (ids, auth, faults, request log) in front of the routes."""
+"""The ASGI application: a gateway (ids, auth, faults, request log, the simulated ``Date``, saving
+the state directory) in front of the routes."""
 
 from __future__ import annotations
 
 import hmac
 import json
 from collections.abc import Sequence
+from email.utils import formatdate
 from typing import Any
 from urllib.parse import parse_qsl
 
@@ -18,6 +20,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from raftkit.testing import (
     _batches,
     _chat,
+    _control,
     _deployments,
     _embeddings,
     _files,
@@ -105,7 +108,9 @@ class SimulatorGateway:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = int(message["status"])
-                message = {**message, "headers": [*message.get("headers", []), *added]}
+                # the simulated date, so a client can tell what day the service thinks it is
+                dated = [(b"date", formatdate(state.now(), usegmt=True).encode())]
+                message = {**message, "headers": [*message.get("headers", []), *added, *dated]}
             elif message["type"] == "http.response.body" and not message.get("more_body"):
                 # logged before the last byte leaves, so a client that got its answer
                 # always finds its request in the log
@@ -136,6 +141,7 @@ class SimulatorGateway:
         finally:
             AZURE_STYLE.reset(style)
             record()
+            state.save_if_dirty()
 
     def _authenticate(
         self, path: str, headers: dict[str, str], query: dict[str, str]
@@ -143,6 +149,8 @@ class SimulatorGateway:
         expected = self.state.config.api_key
         bearer = headers.get("authorization", "")
         token = bearer[7:].strip() if bearer[:7].lower() == "bearer " else None
+        if path.startswith("/v1/") and not self.state.dialect.checks_key:
+            return None  # a local server started without --api-key
         if path.startswith("/v1/"):
             if not bearer:
                 return error_response(401, _MISSING_KEY, type="invalid_request_error")
@@ -264,6 +272,7 @@ def build_app(state: SimulatorState, extra_routes: Sequence[BaseRoute] = ()) -> 
         *_finetune.routes(state),
         *_batches.routes(state),
         *_deployments.routes(state),
+        *_control.routes(state),
         *extra_routes,
     ]
     app = Starlette(

@@ -6,6 +6,9 @@ the clock then reveals the batch's life: ``validating`` → ``in_progress`` (req
 → ``finalizing`` → ``completed`` with an output file (one line per successful request) and an
 error file (one line per failed one). A malformed input file fails the batch with ``errors``
 naming the line; cancelling keeps the results of the requests already processed.
+
+The module is long because the input-file checks, the answers, the clock's view of a batch,
+its rendering in two API dialects and its persistence share the private ``_Batch`` record.
 """
 
 from __future__ import annotations
@@ -21,8 +24,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from raftkit.testing._chat import complete_chat, validate_chat_request
-from raftkit.testing._embeddings import create_embeddings
+from raftkit.testing._chat import check_chat_model, complete_chat, validate_chat_request
+from raftkit.testing._embeddings import check_embedding_model, create_embeddings
 from raftkit.testing._errors import SimulatorHTTPError, default_error_type
 from raftkit.testing._files import (
     API_PREFIXES,
@@ -49,7 +52,7 @@ _TERMINAL = frozenset({"failed", "completed", "expired", "cancelled"})
 
 @dataclass(frozen=True, kw_only=True)
 class BatchSettings:
-    """Timing and limits of simulated batches. Durations are seconds of ``state.clock()``."""
+    """Timing and limits of simulated batches. Durations are seconds of the simulated clock."""
 
     validating_seconds: float = 0.05
     in_progress_seconds: float = 0.1
@@ -74,12 +77,12 @@ class _Batch:
     metadata: dict[str, str] | None
     model: str | None
     created_at: int
-    created_clock: float
+    created_time: float
     timing: BatchSettings
     errors: list[dict[str, Any]]
     """Problems with the input file; any fails the batch at the end of validation."""
     outcomes: list[_Outcome]
-    cancel_clock: float | None = None
+    cancel_time: float | None = None
     output_file_id: str | None = None
     error_file_id: str | None = None
     files_written: bool = False
@@ -93,8 +96,8 @@ class _Batch:
 
     def status(self, elapsed: float) -> str:
         started, finalizing, completed = self.stages()
-        if self.cancel_clock is not None:
-            cancelled = self.cancel_clock - self.created_clock + self.timing.cancelling_seconds
+        if self.cancel_time is not None:
+            cancelled = self.cancel_time - self.created_time + self.timing.cancelling_seconds
             return "cancelled" if elapsed >= cancelled else "cancelling"
         if elapsed < started:
             return "validating"
@@ -106,8 +109,8 @@ class _Batch:
 
     def processed(self, elapsed: float) -> int:
         """How many requests are done by ``elapsed`` (frozen when the batch was cancelled)."""
-        if self.cancel_clock is not None:
-            elapsed = min(elapsed, self.cancel_clock - self.created_clock)
+        if self.cancel_time is not None:
+            elapsed = min(elapsed, self.cancel_time - self.created_time)
         started, finalizing, _ = self.stages()
         if elapsed < started or self.errors:
             return 0
@@ -118,6 +121,23 @@ class _Batch:
         return self.created_at + math.ceil(offset)
 
 
+_BATCH_FIELDS = [
+    "id",
+    "endpoint",
+    "input_file_id",
+    "completion_window",
+    "metadata",
+    "model",
+    "created_at",
+    "created_time",
+    "errors",
+    "cancel_time",
+    "output_file_id",
+    "error_file_id",
+    "files_written",
+]
+
+
 class _Batches:
     def __init__(self, state: SimulatorState) -> None:
         self.state = state
@@ -125,7 +145,7 @@ class _Batches:
         self.batches: dict[str, _Batch] = {}
 
     def elapsed(self, batch: _Batch) -> float:
-        return self.state.clock() - batch.created_clock
+        return self.state.now() - batch.created_time
 
     def settle(self, batch: _Batch) -> None:
         """Write the output and error files once the batch has reached them."""
@@ -133,7 +153,7 @@ class _Batches:
             elapsed = self.elapsed(batch)
             status = batch.status(elapsed)
             due = status in ("completed", "cancelled") or (
-                status == "finalizing" and batch.cancel_clock is None
+                status == "finalizing" and batch.cancel_time is None
             )
             if batch.files_written or not due:
                 return
@@ -168,6 +188,26 @@ class _Batches:
             lines.append(json.dumps(line, ensure_ascii=False))
         return ("\n".join(lines) + "\n").encode("utf-8")
 
+    def dump(self) -> list[dict[str, Any]]:
+        with self.state.lock:
+            batches = list(self.batches.values())
+        return [
+            {
+                **{name: getattr(b, name) for name in _BATCH_FIELDS},
+                "timing": dict(vars(b.timing)),
+                "outcomes": [[o.custom_id, o.status_code, o.body] for o in b.outcomes],
+            }
+            for b in batches
+        ]
+
+    def load(self, data: Any) -> None:
+        for item in data:
+            item = dict(item)
+            timing = BatchSettings(**item.pop("timing"))
+            outcomes = [_Outcome(*o) for o in item.pop("outcomes")]
+            batch = _Batch(**item, timing=timing, outcomes=outcomes)
+            self.batches[batch.id] = batch
+
     def get(self, batch_id: str) -> _Batch | None:
         with self.state.lock:
             batch = self.batches.get(batch_id)
@@ -184,7 +224,12 @@ class _Batches:
 
 
 def _batches(state: SimulatorState) -> _Batches:
-    return extension(state, "raftkit.testing._batches", lambda: _Batches(state))
+    def make() -> _Batches:
+        batches = _Batches(state)
+        state.add_persistence("batches", batches.dump, batches.load)
+        return batches
+
+    return extension(state, "raftkit.testing._batches", make)
 
 
 def configure_batches(state: SimulatorState, settings: BatchSettings) -> None:
@@ -294,18 +339,14 @@ def _answer(
         if not isinstance(name, str) or not name:
             raise SimulatorHTTPError(400, "you must provide a model parameter", param="model")
         model = state.deployment_model(name) if dialect.azure else name
+        deployment = name if dialect.azure else None
         if endpoint.endswith(_EMBEDDINGS):
+            check_embedding_model(state, model, deployment=deployment)
             return _Outcome("", 200, create_embeddings(state, body, model=model))
         validate_chat_request(body)
         if body.get("stream"):
             raise SimulatorHTTPError(400, "Streaming is not supported in batches.", param="stream")
-        if not state.chat_model_allowed(model):
-            raise SimulatorHTTPError(
-                404,
-                f"The model `{model}` does not exist or you do not have access to it.",
-                code="model_not_found",
-                param="model",
-            )
+        check_chat_model(state, model, deployment=deployment)
         return _Outcome("", 200, complete_chat(state, body, model=model))
     except SimulatorHTTPError as e:
         error = {
@@ -358,12 +399,12 @@ def _render(batch: _Batch, dialect: Dialect, elapsed: float) -> dict[str, Any]:
         "in_progress_at": started if status not in ("validating", "failed") else None,
         "failed_at": started if status == "failed" else None,
         "finalizing_at": finalizing
-        if status in ("finalizing", "completed") and batch.cancel_clock is None
+        if status in ("finalizing", "completed") and batch.cancel_time is None
         else None,
         "completed_at": completed if status == "completed" else None,
     }
-    if batch.cancel_clock is not None:
-        cancel_offset = batch.cancel_clock - batch.created_clock
+    if batch.cancel_time is not None:
+        cancel_offset = batch.cancel_time - batch.created_time
         reached["in_progress_at"] = started if cancel_offset >= started else None
         reached["cancelling_at"] = cancel_offset
         if status == "cancelled":
@@ -478,13 +519,14 @@ def routes(state: SimulatorState) -> list[BaseRoute]:
             metadata=metadata,
             model=first_model,
             created_at=state.unix_time(),
-            created_clock=state.clock(),
+            created_time=state.now(),
             timing=settings,
             errors=errors,
             outcomes=outcomes,
         )
         with state.lock:
             batches.batches[batch.id] = batch
+        state.mark_dirty()
         return JSONResponse(render(batch, dialect), status_code=201 if dialect.versioned else 200)
 
     async def list_batches(request: Request) -> Response:
@@ -517,7 +559,8 @@ def routes(state: SimulatorState) -> list[BaseRoute]:
                     f"Cannot cancel a batch with status '{status}'.",
                     azure_code="unexpectedEntityState",
                 )
-            batch.cancel_clock = state.clock()
+            batch.cancel_time = state.now()
+        state.mark_dirty()
         return JSONResponse(render(batch, dialect))
 
     table: list[tuple[str, Callable[[Request], Any], str]] = [

@@ -1,158 +1,60 @@
-"""``POST /v1/chat/completions`` (and the Azure routes to it): validate, admit, answer."""
+"""``POST /v1/chat/completions`` (and the Azure routes to it): validate, admit, answer.
+
+The order of a request: parse and check the body; refuse what the dialect cannot do; refuse
+an unknown or retired model; check ``max_tokens`` against the model's output limit and the
+prompt against its context window; charge the rate limits (OpenAI dialect); wait for a request
+slot (local dialects); answer, serve the prompt cache, and hold the simulated latency.
+"""
 
 from __future__ import annotations
 
 import json
 import math
 from collections.abc import AsyncIterator, Callable
-from typing import Any
+from typing import Any, Literal
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import BaseRoute, Route
 
-from raftkit.testing._errors import SimulatorHTTPError
-from raftkit.testing._gate import admit, hold, read_json, simulated_latency
+from raftkit.testing._behaviour import decide
+from raftkit.testing._chat_checks import (
+    check_chat_limits,
+    check_chat_model,
+    completion_limit,
+    context_window,
+    validate_chat_request,
+)
+from raftkit.testing._dialects import extra_body_schema, refuse_unsupported
+from raftkit.testing._gate import admit, hold, read_json, request_slot, simulated_latency
+from raftkit.testing._prompt_cache import MINIMUM_TOKENS
+from raftkit.testing._schema_fill import QuestionFlaws
 from raftkit.testing._state import SimulatorState
+from raftkit.testing._student import model_answer
 from raftkit.testing._teacher import (
     Teaching,
-    message_text,
-    raft_answer,
     structured_answer,
     vision_answer,
 )
-from raftkit.testing._text import estimate_tokens, stable_hash, truncate_to_tokens
+from raftkit.testing._text import stable_hash
+from raftkit.testing._tokens import PromptTokens, TokenCounter
 
-__all__ = ["complete_chat", "count_prompt_tokens", "routes", "validate_chat_request"]
+__all__ = [
+    "check_chat_model",
+    "complete_chat",
+    "count_prompt_tokens",
+    "routes",
+    "validate_chat_request",
+]
 
-_ROLES = frozenset({"system", "developer", "user", "assistant", "tool", "function"})
-_IMAGE_TOKENS = 85
-_CACHE_BLOCK = 128
-_CACHE_MINIMUM = 1024
-
-
-def _bad(message: str, param: str | None) -> SimulatorHTTPError:
-    return SimulatorHTTPError(400, message, type="invalid_request_error", param=param)
-
-
-def _check_int(body: dict[str, Any], name: str, low: int, high: int | None = None) -> None:
-    value = body.get(name)
-    if value is None:
-        return
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise _bad(f"Invalid type for '{name}': expected an integer.", name)
-    if value < low or (high is not None and value > high):
-        bound = f"between {low} and {high}" if high is not None else f"at least {low}"
-        raise _bad(f"Invalid '{name}': {value}. Expected a value {bound}.", name)
+_UNBOUNDED_OUTPUT = 16_384
 
 
-def validate_chat_request(body: dict[str, Any], *, model_required: bool = True) -> None:
-    """Check the parts of ``CreateChatCompletionRequest`` the simulator relies on."""
-    model = body.get("model")
-    if model_required and model is None:
-        raise _bad("you must provide a model parameter", "model")
-    if model is not None and not isinstance(model, str):
-        raise _bad("Invalid type for 'model': expected a string.", "model")
-    messages = body.get("messages")
-    if not isinstance(messages, list) or not messages:
-        raise _bad("Invalid 'messages': expected a non-empty array of messages.", "messages")
-    for index, message in enumerate(messages):
-        where = f"messages[{index}]"
-        if not isinstance(message, dict):
-            raise _bad(f"Invalid type for '{where}': expected an object.", where)
-        if message.get("role") not in _ROLES:
-            role = message.get("role")
-            raise _bad(f"Invalid value for '{where}.role': {role!r}.", where + ".role")
-        content = message.get("content")
-        if content is None and message.get("role") in ("assistant", "function"):
-            continue
-        if isinstance(content, list):
-            for part_index, part in enumerate(content):
-                if not isinstance(part, dict) or not isinstance(part.get("type"), str):
-                    param = f"{where}.content[{part_index}]"
-                    raise _bad(f"Invalid content part '{param}'.", param)
-        elif not isinstance(content, str):
-            raise _bad(
-                f"Invalid type for '{where}.content': expected a string or an array of parts.",
-                where + ".content",
-            )
-    _check_int(body, "max_tokens", 1)
-    _check_int(body, "max_completion_tokens", 1)
-    _check_int(body, "n", 1, 128)
-    if "seed" in body and body["seed"] is not None:
-        _check_int(body, "seed", -(2**63))
-    temperature = body.get("temperature")
-    if temperature is not None and (
-        isinstance(temperature, bool)
-        or not isinstance(temperature, int | float)
-        or not 0 <= temperature <= 2
-    ):
-        raise _bad("Invalid 'temperature': expected a number between 0 and 2.", "temperature")
-    stop = body.get("stop")
-    if not (stop is None or isinstance(stop, str)) and (
-        not isinstance(stop, list) or len(stop) > 4 or not all(isinstance(s, str) for s in stop)
-    ):
-        raise _bad("Invalid 'stop': expected a string or up to 4 strings.", "stop")
-    _validate_response_format(body)
+def count_prompt_tokens(messages: list[dict[str, Any]], model: str = "gpt-4o") -> int:
+    """Prompt tokens as the simulator bills them (see :mod:`raftkit.testing._tokens`)."""
+    from raftkit.testing._tokens import token_counter
 
-
-def _validate_response_format(body: dict[str, Any]) -> None:
-    response_format = body.get("response_format")
-    if response_format is None:
-        return
-    if not isinstance(response_format, dict):
-        raise _bad("Invalid type for 'response_format': expected an object.", "response_format")
-    kind = response_format.get("type")
-    if kind not in ("text", "json_object", "json_schema"):
-        raise _bad(f"Invalid value for 'response_format.type': {kind!r}.", "response_format.type")
-    if kind == "json_schema":
-        spec = response_format.get("json_schema")
-        if not isinstance(spec, dict) or not isinstance(spec.get("name"), str):
-            raise _bad(
-                "Missing required parameter: 'response_format.json_schema.name'.",
-                "response_format.json_schema.name",
-            )
-        if "schema" in spec and not isinstance(spec["schema"], dict):
-            raise _bad(
-                "Invalid type for 'response_format.json_schema.schema': expected an object.",
-                "response_format.json_schema.schema",
-            )
-    if kind == "json_object":
-        texts = " ".join(message_text(m) for m in body["messages"])
-        if "json" not in texts.lower():
-            raise _bad(
-                "'messages' must contain the word 'json' in some form, to use "
-                "'response_format' of type 'json_object'.",
-                "messages",
-            )
-
-
-def _message_tokens(message: dict[str, Any]) -> int:
-    content = message.get("content")
-    images = 0
-    if isinstance(content, list):
-        images = sum(1 for p in content if isinstance(p, dict) and p.get("type") == "image_url")
-    return 4 + estimate_tokens(message_text(message)) + images * _IMAGE_TOKENS
-
-
-def count_prompt_tokens(messages: list[dict[str, Any]]) -> int:
-    """Prompt tokens as the simulator bills them: text estimate plus per-message overhead."""
-    return 3 + sum(_message_tokens(m) for m in messages)
-
-
-def _cached_tokens(state: SimulatorState, model: str, messages: list[dict[str, Any]]) -> int:
-    # Like OpenAI's prompt caching: a repeated prefix (all but the last message) of at least
-    # 1024 tokens is served from cache, in blocks of 128 tokens.
-    prefix = messages[:-1]
-    prefix_tokens = 3 + sum(_message_tokens(m) for m in prefix)
-    if not prefix or prefix_tokens < _CACHE_MINIMUM:
-        return 0
-    key = stable_hash(model, json.dumps(prefix, sort_keys=True, ensure_ascii=False))
-    with state.lock:
-        cache: set[int] = state.extensions.setdefault("chat.prompt_cache", set())
-        hit = key in cache
-        cache.add(key)
-    return prefix_tokens // _CACHE_BLOCK * _CACHE_BLOCK if hit else 0
+    return token_counter(model).prompt(messages).count
 
 
 def _teaching(state: SimulatorState, structured: bool) -> Teaching:
@@ -164,55 +66,123 @@ def _teaching(state: SimulatorState, structured: bool) -> Teaching:
     )
 
 
-def _cut(content: str, body: dict[str, Any]) -> tuple[str, str]:
+def _cut(content: str, body: dict[str, Any], counter: TokenCounter) -> tuple[str, str]:
     finish = "stop"
     stop = body.get("stop")
     for sequence in [stop] if isinstance(stop, str) else stop or []:
         if sequence and sequence in content:
             content = content[: content.index(sequence)]
-    limit = body.get("max_completion_tokens") or body.get("max_tokens")
-    if limit is not None and estimate_tokens(content) > limit:
-        content = truncate_to_tokens(content, int(limit))
+    limit = completion_limit(body)
+    if limit is not None and counter.count(content) > limit:
+        content = counter.truncate(content, limit)
         finish = "length"
     return content, finish
 
 
-def _answer(
-    state: SimulatorState, body: dict[str, Any], messages: list[dict[str, Any]], index: int
-) -> str:
+def _runaway(content: str, budget: int, counter: TokenCounter) -> str:
+    """Output that does not stop: the answer's first half, then the same text over and over,
+    exactly ``budget`` tokens long."""
+    start = content[: max(1, len(content) // 2)]
+    filler = (content[len(start) :].strip() or content or "...") + "\n"
+    pieces = [start]
+    used = counter.count(start)
+    step = max(1, counter.count(filler))
+    while used < budget:
+        pieces.append(filler)
+        used += step
+    return counter.truncate("".join(pieces), budget)
+
+
+def _variation(body: dict[str, Any], index: int) -> int:
     canonical = json.dumps(
-        {"messages": messages, "rf": body.get("response_format")},
+        {"messages": body["messages"], "rf": body.get("response_format")},
         sort_keys=True,
         ensure_ascii=False,
     )
-    seed, temperature = body.get("seed"), body.get("temperature")
-    variation = stable_hash(canonical, seed, temperature, index)
+    return stable_hash(canonical, body.get("seed"), body.get("temperature"), index)
+
+
+def _answer(
+    state: SimulatorState, body: dict[str, Any], model: str, index: int, variation: int
+) -> str:
+    messages: list[dict[str, Any]] = body["messages"]
     vision = vision_answer(messages, variation=variation)
     if vision is not None:
         return vision
+    behaviour = state.behaviour(model)
     response_format = body.get("response_format") or {}
     kind = response_format.get("type")
-    if kind in ("json_schema", "json_object"):
-        schema = None
-        if kind == "json_schema":
+    guided = extra_body_schema(body) if state.dialect.guided_decoding else None
+    if guided is not None or kind in ("json_schema", "json_object"):
+        schema = guided
+        if schema is None and kind == "json_schema":
             schema = response_format["json_schema"].get("schema") or {"type": "object"}
+        if schema is None and isinstance(response_format.get("schema"), dict):
+            schema = response_format["schema"]  # llama-cpp-python's json_object with a schema
+        flaws = None
+        if behaviour.bad_questions > 0:
+            flaws = QuestionFlaws(behaviour.bad_questions, behaviour.bad_question_kinds, model)
         return structured_answer(
-            messages, schema, variation=variation, teaching=_teaching(state, structured=True)
+            messages,
+            schema,
+            variation=variation,
+            teaching=_teaching(state, structured=True),
+            flaws=flaws,
         )
-    explore = index > 0 or seed is not None or bool(temperature)
-    return raft_answer(
-        messages, variation=variation, explore=explore, teaching=_teaching(state, False)
+    explore = index > 0 or body.get("seed") is not None or bool(body.get("temperature"))
+    return model_answer(
+        messages,
+        model=model,
+        behaviour=behaviour,
+        variation=variation,
+        explore=explore,
+        teaching=_teaching(state, False),
     )
 
 
-def complete_chat(state: SimulatorState, body: dict[str, Any], *, model: str) -> dict[str, Any]:
+def _runs_away(state: SimulatorState, variation: int) -> bool:
+    if state.misbehaviour.draw("runaway"):
+        return True
+    share = state.config.runaway_share
+    if share is None:
+        share = state.dialect.runaway_share
+    return decide(share, "runaway", variation, state.config.seed)
+
+
+def complete_chat(
+    state: SimulatorState,
+    body: dict[str, Any],
+    *,
+    model: str,
+    prompt: PromptTokens | None = None,
+    cached_tokens: int = 0,
+) -> dict[str, Any]:
     """The ``CreateChatCompletionResponse`` body for a validated request ``body``."""
     messages: list[dict[str, Any]] = body["messages"]
+    counter = state.tokens(model)
+    if prompt is None:
+        prompt = counter.prompt(messages)
     choices: list[dict[str, Any]] = []
     completion_tokens = 0
     for index in range(int(body.get("n") or 1)):
-        content, finish = _cut(_answer(state, body, messages, index), body)
-        completion_tokens += estimate_tokens(content)
+        variation = _variation(body, index)
+        content = _answer(state, body, model, index, variation)
+        if _runs_away(state, variation):
+            window = context_window(state, model)
+            budget = max(
+                1,
+                completion_limit(body)
+                or (window - prompt.count if window is not None else _UNBOUNDED_OUTPUT),
+            )
+            content, finish = _runaway(content, budget, counter), "length"
+            # a model stopped by its budget generated exactly that many tokens (the text it
+            # decodes to may re-encode to one or two fewer)
+            completion_tokens += budget
+        else:
+            content, finish = _cut(content, body, counter)
+            limit = completion_limit(body)
+            cut_short = finish == "length" and limit is not None
+            completion_tokens += limit if cut_short and limit else counter.count(content)
         choices.append(
             {
                 "index": index,
@@ -226,35 +196,35 @@ def complete_chat(state: SimulatorState, body: dict[str, Any], *, model: str) ->
                 "finish_reason": finish,
             }
         )
-    prompt_tokens = count_prompt_tokens(messages)
-    return {
+    usage: dict[str, Any] = {
+        "prompt_tokens": prompt.count,
+        "completion_tokens": completion_tokens,
+        "total_tokens": prompt.count + completion_tokens,
+    }
+    result: dict[str, Any] = {
         "id": state.new_id("chatcmpl"),
         "object": "chat.completion",
         "created": state.unix_time(),
         "model": model,
-        "system_fingerprint": "fp_raftkit_sim",
-        "service_tier": "default",
         "choices": choices,
-        "usage": {
-            "prompt_tokens": prompt_tokens,
-            "completion_tokens": completion_tokens,
-            "total_tokens": prompt_tokens + completion_tokens,
-            "prompt_tokens_details": {
-                "cached_tokens": _cached_tokens(state, model, messages),
-                "audio_tokens": 0,
-            },
-            "completion_tokens_details": {
-                "reasoning_tokens": 0,
-                "audio_tokens": 0,
-                "accepted_prediction_tokens": 0,
-                "rejected_prediction_tokens": 0,
-            },
-        },
+        "usage": usage,
     }
+    if state.dialect.usage_details:
+        result["system_fingerprint"] = "fp_raftkit_sim"
+        result["service_tier"] = "default"
+        usage["prompt_tokens_details"] = {"cached_tokens": cached_tokens, "audio_tokens": 0}
+        usage["completion_tokens_details"] = {
+            "reasoning_tokens": 0,
+            "audio_tokens": 0,
+            "accepted_prediction_tokens": 0,
+            "rejected_prediction_tokens": 0,
+        }
+    return result
 
 
 def _stream(result: dict[str, Any], include_usage: bool) -> StreamingResponse:
-    base = {k: result[k] for k in ("id", "created", "model", "system_fingerprint")}
+    fields = ("id", "created", "model", "system_fingerprint")
+    base: dict[str, Any] = {k: result[k] for k in fields if k in result}
     base["object"] = "chat.completion.chunk"
 
     async def events() -> AsyncIterator[bytes]:
@@ -273,55 +243,98 @@ def _stream(result: dict[str, Any], include_usage: bool) -> StreamingResponse:
     return StreamingResponse(events(), media_type="text/event-stream")
 
 
-def _handler(
-    state: SimulatorState, model_of: Callable[[Request, dict[str, Any]], str | None]
-) -> Callable[[Request], Any]:
+def _handler(state: SimulatorState, surface: Surface) -> Callable[[Request], Any]:
     async def endpoint(request: Request) -> Response:
         body = await read_json(request)
-        model = model_of(request, body)
-        validate_chat_request(body, model_required=model is None)
-        model = model or str(body["model"])
-        if not state.chat_model_allowed(model):
-            raise SimulatorHTTPError(
-                404,
-                f"The model `{model}` does not exist or you do not have access to it.",
-                type="invalid_request_error",
-                code="model_not_found",
-                param="model",
-            )
-        limit = body.get("max_completion_tokens") or body.get("max_tokens")
-        cost = count_prompt_tokens(body["messages"]) + int(
-            limit or state.config.default_max_tokens
-        ) * int(body.get("n") or 1)
-        rate_headers = admit(state, request.path_params.get("deployment") or model, model, cost)
-        result = complete_chat(state, body, model=model)
-        completion_tokens = result["usage"]["completion_tokens"]
-        await hold(state, request.receive, simulated_latency(state, completion_tokens))
+        dialect = state.dialect
+        in_path = request.path_params.get("deployment")
+        validate_chat_request(
+            body, model_required=in_path is None, json_word_required=dialect.json_word_required
+        )
+        model, deployment = _model_and_deployment(state, surface, body, in_path)
+        refuse_unsupported(dialect, body)
+        check_chat_model(state, model, deployment=deployment)
+        counter = state.tokens(model)
+        prompt = counter.prompt(body["messages"])
+        check_chat_limits(state, body, model, prompt.count)
+        rate_headers: dict[str, str] = {}
+        if dialect.rate_limit_headers:
+            limit = completion_limit(body)
+            charged = limit if limit is not None else state.config.default_max_tokens
+            cost = prompt.count + charged * int(body.get("n") or 1)
+            rate_headers = admit(state, deployment or model, model, cost)
+        async with request_slot(state, request.receive) as present:
+            if not present:
+                return Response(status_code=499)
+            cached = _serve_prompt_cache(state, body, model, deployment, prompt, counter)
+            result = complete_chat(state, body, model=model, prompt=prompt, cached_tokens=cached)
+            completion_tokens = result["usage"]["completion_tokens"]
+            await hold(state, request.receive, simulated_latency(state, completion_tokens))
         if body.get("stream"):
             options = body.get("stream_options") or {}
             response: Response = _stream(result, bool(options.get("include_usage")))
         else:
             response = JSONResponse(result)
         response.headers.update(rate_headers)
-        response.headers["openai-processing-ms"] = str(math.ceil(1 + completion_tokens / 10))
+        if dialect.processing_header:
+            response.headers["openai-processing-ms"] = str(math.ceil(1 + completion_tokens / 10))
         return response
 
     return endpoint
 
 
+def _serve_prompt_cache(
+    state: SimulatorState,
+    body: dict[str, Any],
+    model: str,
+    deployment: str | None,
+    prompt: PromptTokens,
+    counter: TokenCounter,
+) -> int:
+    """Cached tokens for this prompt (OpenAI dialect, prompts of 1,024 tokens or more)."""
+    if (
+        not state.config.prompt_caching
+        or not state.dialect.usage_details
+        or prompt.count < MINIMUM_TOKENS
+    ):
+        return 0
+    card = state.model(model).card
+    ttl = card.prompt_cache_ttl if card is not None and card.prompt_cache_ttl else None
+    units = counter.prompt(body["messages"], units=True).units
+    return state.prompt_cache.serve(
+        deployment or model,
+        body.get("prompt_cache_key") if deployment is None else None,
+        units,
+        now=state.now(),
+        ttl=ttl if ttl is not None else state.config.prompt_cache_ttl,
+        retention=body.get("prompt_cache_retention"),
+    )
+
+
+Surface = Literal["openai", "azure_v1", "azure_deployment"]
+
+
+def _model_and_deployment(
+    state: SimulatorState, surface: Surface, body: dict[str, Any], in_path: str | None
+) -> tuple[str, str | None]:
+    """The model that answers and the Azure deployment it is reached through, if any: on
+    Azure's ``/openai/v1`` surface the body's ``model`` names a deployment."""
+    if surface == "azure_deployment":
+        assert in_path is not None
+        return state.deployment_model(in_path), in_path
+    name = str(body["model"])
+    if surface == "azure_v1":
+        return state.deployment_model(name), name
+    return name, None
+
+
 def routes(state: SimulatorState) -> list[BaseRoute]:
-    def from_body(request: Request, body: dict[str, Any]) -> str | None:
-        return None
-
-    def from_deployment(request: Request, body: dict[str, Any]) -> str | None:
-        return state.deployment_model(str(request.path_params["deployment"]))
-
     return [
-        Route("/v1/chat/completions", _handler(state, from_body), methods=["POST"]),
-        Route("/openai/v1/chat/completions", _handler(state, from_body), methods=["POST"]),
+        Route("/v1/chat/completions", _handler(state, "openai"), methods=["POST"]),
+        Route("/openai/v1/chat/completions", _handler(state, "azure_v1"), methods=["POST"]),
         Route(
             "/openai/deployments/{deployment}/chat/completions",
-            _handler(state, from_deployment),
+            _handler(state, "azure_deployment"),
             methods=["POST"],
         ),
     ]

@@ -3,9 +3,17 @@
 ``PUT /subscriptions/{sub}/resourceGroups/{rg}/providers/Microsoft.CognitiveServices/accounts/
 {account}/deployments/{name}?api-version=2023-05-01`` creates (or updates) a deployment whose
 ``properties.provisioningState`` reads ``Creating`` (``Updating``) until the configured delay
-has passed on ``state.clock()`` and ``Succeeded`` after; from then on the deployment name is
+has passed on the simulated clock and ``Succeeded`` after; from then on the deployment name is
 routed by the core's Azure ``/openai/deployments/{name}/...`` routes to the deployed model.
 ``GET`` shows one deployment (or lists them), ``DELETE`` removes one.
+
+Deployment types are ARM ``sku.name`` values (compared without case): ``Standard``,
+``GlobalStandard``, ``DataZoneStandard``, ``ProvisionedManaged``,
+``GlobalProvisionedManaged``, ``DataZoneProvisionedManaged``, ``GlobalBatch``,
+``DataZoneBatch`` and ``DeveloperTier``. A fine-tuned model may be deployed only with the types
+its base model's card lists (``DeveloperTier`` for the gpt-4.1 family), and a
+``DeveloperTier`` deployment is removed ``developer_lifetime_seconds`` (24 hours, as Azure
+documents) after it was created.
 
 The routes live at the server root, so the management endpoint is the simulator's
 ``azure_endpoint``. They want ``Authorization: Bearer <token>`` like ARM; the simulator cannot
@@ -30,6 +38,19 @@ from raftkit.testing._finetune import fine_tuned_models
 from raftkit.testing._ratelimit import RateLimit
 from raftkit.testing._state import SimulatorState
 
+_SKUS = (
+    "Standard",
+    "GlobalStandard",
+    "DataZoneStandard",
+    "ProvisionedManaged",
+    "GlobalProvisionedManaged",
+    "DataZoneProvisionedManaged",
+    "GlobalBatch",
+    "DataZoneBatch",
+    "DeveloperTier",
+)
+_SKU_BY_LOWER = {sku.lower(): sku for sku in _SKUS}
+
 __all__ = ["DeploymentSettings", "configure_deployments", "refresh", "routes"]
 
 _ACCOUNT_PATH = (
@@ -45,9 +66,11 @@ _REQUESTS_PER_UNIT = 6
 
 @dataclass(frozen=True, kw_only=True)
 class DeploymentSettings:
-    """Behaviour of the management API. Durations are seconds of ``state.clock()``."""
+    """Behaviour of the management API. Durations are seconds of the simulated clock."""
 
     provisioning_seconds: float = 0.1
+    developer_lifetime_seconds: float = 24 * 3600.0
+    """A ``DeveloperTier`` deployment is removed this long after it was created."""
     token: str | None = None
     """The only bearer token accepted; ``None`` accepts any non-empty token."""
     enforce_capacity: bool = False
@@ -63,7 +86,8 @@ class _Deployment:
     model: dict[str, Any]
     created_at: str
     modified_at: str
-    modified_clock: float
+    modified_time: float
+    created_time: float
     state: str
     """``Creating`` or ``Updating`` until provisioned, then ``Succeeded``."""
     etag: str
@@ -76,12 +100,45 @@ class _Deployments:
         self.settings = DeploymentSettings()
         self.items: dict[str, _Deployment] = {}
 
+    def dump(self) -> list[dict[str, Any]]:
+        with self.state.lock:
+            items = list(self.items.values())
+        return [
+            {
+                name: getattr(d, name)
+                for name in _Deployment.__dataclass_fields__
+                if name != "registered"
+            }
+            for d in items
+        ]
+
+    def load(self, data: Any) -> None:
+        for item in data:
+            deployment = _Deployment(**item)
+            self.items[deployment.resource_id.lower()] = deployment
+
+    def expired(self, deployment: _Deployment) -> bool:
+        """A developer deployment past its lifetime: removed (and no longer routed)."""
+        if str(deployment.sku.get("name", "")).lower() != "developertier":
+            return False
+        age = self.state.now() - deployment.created_time
+        if age < self.settings.developer_lifetime_seconds:
+            return False
+        with self.state.lock:
+            key = deployment.resource_id.lower()
+            if self.items.get(key) is deployment:
+                del self.items[key]
+                self.state.unregister_deployment(deployment.name)
+        return True
+
     def advance(self, deployment: _Deployment) -> None:
         """Finish provisioning when it is due, and route the deployment to its model."""
+        if self.expired(deployment):
+            return
         with self.state.lock:
             if deployment.registered:
                 return
-            elapsed = self.state.clock() - deployment.modified_clock
+            elapsed = self.state.now() - deployment.modified_time
             if elapsed < self.settings.provisioning_seconds:
                 return
             deployment.state = "Succeeded"
@@ -99,8 +156,10 @@ class _Deployments:
 
 def _deployments(state: SimulatorState) -> _Deployments:
     def make() -> _Deployments:
+        store = _Deployments(state)
         state.add_refresher(lambda: refresh(state))
-        return _Deployments(state)
+        state.add_persistence("deployments", store.dump, store.load)
+        return store
 
     return extension(state, "raftkit.testing._deployments", make)
 
@@ -122,8 +181,8 @@ def _arm_error(status: int, code: str, message: str) -> SimulatorHTTPError:
     return SimulatorHTTPError(status, message, type=code, code=code)
 
 
-def _now_iso() -> str:
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+def _iso(when: float) -> str:
+    return datetime.fromtimestamp(when, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def _render(deployment: _Deployment) -> dict[str, Any]:
@@ -162,6 +221,13 @@ def _parse_body(state: SimulatorState, body: Any) -> tuple[dict[str, Any], dict[
     sku = body.get("sku")
     if not isinstance(sku, dict) or not isinstance(sku.get("name"), str):
         raise _arm_error(400, "InvalidResourceProperties", "The 'sku.name' is required.")
+    sku_name = _SKU_BY_LOWER.get(sku["name"].lower())
+    if sku_name is None:
+        raise _arm_error(
+            400,
+            "InvalidResourceProperties",
+            f"The specified SKU '{sku['name']}' is not supported. Supported: {', '.join(_SKUS)}.",
+        )
     capacity = sku.get("capacity", 1)
     if isinstance(capacity, bool) or not isinstance(capacity, int) or capacity < 1:
         raise _arm_error(
@@ -185,10 +251,20 @@ def _parse_body(state: SimulatorState, body: Any) -> tuple[dict[str, Any], dict[
             "DeploymentModelNotFound",
             f"The model '{name}' is not a succeeded fine-tuned model of this resource.",
         )
+    card = state.model(name).card if looks_fine_tuned else None
+    if card is not None and card.azure_deployment_types:
+        allowed = {t.lower() for t in card.azure_deployment_types}
+        if sku_name.lower() not in allowed:
+            raise _arm_error(
+                400,
+                "InvalidResourceProperties",
+                f"The specified SKU '{sku_name}' is not supported for fine-tuned model '{name}'. "
+                f"Supported: {', '.join(sorted(card.azure_deployment_types))}.",
+            )
     clean_model = {"format": "OpenAI", "name": name}
     if isinstance(model.get("version"), str):
         clean_model["version"] = model["version"]
-    return {"name": sku["name"], "capacity": capacity}, clean_model
+    return {"name": sku_name, "capacity": capacity}, clean_model
 
 
 def routes(state: SimulatorState) -> list[BaseRoute]:
@@ -216,6 +292,8 @@ def routes(state: SimulatorState) -> list[BaseRoute]:
 
     def found(request: Request) -> _Deployment:
         deployment = store.items.get(request.url.path.rstrip("/").lower())
+        if deployment is not None and store.expired(deployment):
+            deployment = None
         if deployment is None:
             name = request.path_params["name"]
             raise _arm_error(
@@ -234,21 +312,25 @@ def routes(state: SimulatorState) -> list[BaseRoute]:
             body = None
         sku, model = _parse_body(state, body)
         key = request.url.path.rstrip("/").lower()
-        now = _now_iso()
+        when = state.now()
         with state.lock:
             existing = store.items.get(key)
+            if existing is not None and store.expired(existing):
+                existing = None
             deployment = _Deployment(
                 resource_id=request.url.path.rstrip("/"),
                 name=request.path_params["name"],
                 sku=sku,
                 model=model,
-                created_at=existing.created_at if existing else now,
-                modified_at=now,
-                modified_clock=state.clock(),
+                created_at=existing.created_at if existing else _iso(when),
+                modified_at=_iso(when),
+                modified_time=when,
+                created_time=existing.created_time if existing else when,
                 state="Updating" if existing else "Creating",
                 etag=f'"{state.new_id("etag").removeprefix("etag-")}"',
             )
             store.items[key] = deployment
+        state.mark_dirty()
         store.advance(deployment)
         return JSONResponse(_render(deployment), status_code=200 if existing else 201)
 
@@ -263,6 +345,7 @@ def routes(state: SimulatorState) -> list[BaseRoute]:
             removed = store.items.pop(key, None)
         if removed is not None:
             state.unregister_deployment(removed.name)
+            state.mark_dirty()
         return Response(status_code=200 if removed is not None else 204)
 
     async def list_all(request: Request) -> Response:

@@ -20,10 +20,11 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
+from raftkit.testing._dialects import unknown_model_error
 from raftkit.testing._errors import SimulatorHTTPError
 from raftkit.testing._gate import admit, hold, read_json, simulated_latency
 from raftkit.testing._state import SimulatorState
-from raftkit.testing._text import estimate_tokens, is_cjk, normalise
+from raftkit.testing._text import is_cjk, normalise
 
 __all__ = ["create_embeddings", "embed_text", "routes", "validate_embedding_request"]
 
@@ -128,8 +129,18 @@ def _inputs(body: dict[str, Any], limit: int) -> list[str | list[int]]:
     return items
 
 
-def _item_tokens(item: str | list[int]) -> int:
-    return len(item) if isinstance(item, list) else estimate_tokens(item)
+def _item_tokens(state: SimulatorState, model: str, item: str | list[int]) -> int:
+    return len(item) if isinstance(item, list) else state.tokens(model).count(item)
+
+
+def check_embedding_model(state: SimulatorState, model: str, *, deployment: str | None) -> None:
+    """Refuse a model the service does not embed with (404 ``model_not_found``); an Azure
+    deployment that was never created is answered by a model of its name, as before."""
+    unknown_deployment = deployment is not None and not state.has_deployment(deployment)
+    if unknown_deployment and state.model(model).card is None:
+        return
+    if state.model_refusal(model, "embedding") is not None:
+        raise unknown_model_error(state.dialect, model)
 
 
 def validate_embedding_request(
@@ -161,7 +172,7 @@ def validate_embedding_request(
         )
     total = 0
     for item in items:
-        tokens = _item_tokens(item)
+        tokens = _item_tokens(state, model, item)
         if tokens > _MAX_INPUT_TOKENS:
             raise SimulatorHTTPError(
                 400,
@@ -186,7 +197,7 @@ def create_embeddings(state: SimulatorState, body: dict[str, Any], *, model: str
     data: list[dict[str, Any]] = []
     tokens = 0
     for index, item in enumerate(items):
-        tokens += _item_tokens(item)
+        tokens += _item_tokens(state, model, item)
         if isinstance(item, list):
             features = [(f"t:{token}", _WORD_WEIGHT) for token in item]
         else:
@@ -205,19 +216,22 @@ def create_embeddings(state: SimulatorState, body: dict[str, Any], *, model: str
     }
 
 
-def _handler(
-    state: SimulatorState, model_of: Callable[[Request, dict[str, Any]], str | None]
-) -> Callable[[Request], Any]:
+def _handler(state: SimulatorState, azure_v1: bool) -> Callable[[Request], Any]:
     async def endpoint(request: Request) -> Response:
         body = await read_json(request)
-        model = model_of(request, body)
-        if model is None:
+        deployment = request.path_params.get("deployment")
+        if deployment is None:
             if not isinstance(body.get("model"), str):
                 raise SimulatorHTTPError(400, "you must provide a model parameter", param="model")
-            model = str(body["model"])
+            # on Azure's /openai/v1 surface the body's model names a deployment
+            deployment = str(body["model"]) if azure_v1 else None
+        model = state.deployment_model(deployment) if deployment else str(body["model"])
+        check_embedding_model(state, model, deployment=deployment)
         items, _ = validate_embedding_request(state, body, model=model)
-        cost = sum(_item_tokens(item) for item in items)
-        headers = admit(state, request.path_params.get("deployment") or model, model, cost)
+        headers: dict[str, str] = {}
+        if state.dialect.rate_limit_headers:
+            cost = sum(_item_tokens(state, model, item) for item in items)
+            headers = admit(state, deployment or model, model, cost)
         result = await _in_thread(state, body, model)
         await hold(state, request.receive, simulated_latency(state, 0))
         return JSONResponse(result, headers=headers)
@@ -231,18 +245,12 @@ async def _in_thread(state: SimulatorState, body: dict[str, Any], model: str) ->
 
 
 def routes(state: SimulatorState) -> list[BaseRoute]:
-    def from_body(request: Request, body: dict[str, Any]) -> str | None:
-        return None
-
-    def from_deployment(request: Request, body: dict[str, Any]) -> str | None:
-        return state.deployment_model(str(request.path_params["deployment"]))
-
     return [
-        Route("/v1/embeddings", _handler(state, from_body), methods=["POST"]),
-        Route("/openai/v1/embeddings", _handler(state, from_body), methods=["POST"]),
+        Route("/v1/embeddings", _handler(state, azure_v1=False), methods=["POST"]),
+        Route("/openai/v1/embeddings", _handler(state, azure_v1=True), methods=["POST"]),
         Route(
             "/openai/deployments/{deployment}/embeddings",
-            _handler(state, from_deployment),
+            _handler(state, azure_v1=False),
             methods=["POST"],
         ),
     ]

@@ -9,6 +9,10 @@ request speaks (:class:`Dialect`), dialect-aware errors, the light check of fine
 OpenAI marks a file ``processed`` at once and reports bad training data on the job. Azure
 processes a file first: ``pending`` → ``running`` → ``processed``, or ``error`` with
 ``status_details`` when a fine-tune file is not valid JSONL chat data.
+
+The module is long because files, uploads and the helpers the fine-tuning modules share
+(dialects, errors, paging) are one unit; the training-data check lives in
+:mod:`raftkit.testing._training_data`.
 """
 
 from __future__ import annotations
@@ -27,7 +31,7 @@ from starlette.routing import BaseRoute, Route
 
 from raftkit.testing._errors import SimulatorHTTPError
 from raftkit.testing._state import SimulatorState
-from raftkit.testing._text import estimate_tokens
+from raftkit.testing._training_data import TrainingDataReport, inspect_training_data
 
 __all__ = [
     "API_PREFIXES",
@@ -66,7 +70,6 @@ _PURPOSES = frozenset(
     }
 )
 _UPLOAD_PURPOSES = frozenset({"assistants", "batch", "fine-tune", "vision", "user_data"})
-_ROLES = frozenset({"system", "developer", "user", "assistant", "tool", "function"})
 # Azure's ErrorCode enum has no HTTP statuses, so each status gets its closest code.
 _AZURE_CODES: dict[int, str] = {
     400: "invalidPayload",
@@ -78,7 +81,6 @@ _AZURE_CODES: dict[int, str] = {
     429: "tooManyRequests",
     500: "internalFailure",
 }
-_MAX_REPORTED_PROBLEMS = 3
 
 _T = TypeVar("_T")
 
@@ -182,95 +184,6 @@ def query_limit(request: Request, dialect: Dialect, default: int, maximum: int) 
     return value
 
 
-# ---------------------------------------------------------------- training data
-
-
-@dataclass(frozen=True)
-class TrainingDataReport:
-    """What a light check of a fine-tuning JSONL file found."""
-
-    examples: int
-    tokens: int
-    """Estimated tokens of one pass over the data (what one epoch bills)."""
-    problem: str | None
-    """Why the file cannot be used for fine-tuning, naming the line; ``None`` if it can."""
-
-
-def _content_text(content: Any) -> str:
-    if isinstance(content, str):
-        return content
-    if isinstance(content, list):
-        return " ".join(str(part.get("text", "")) for part in content if isinstance(part, dict))
-    return ""
-
-
-def _example_problem(record: Any) -> tuple[str | None, int]:
-    """Why one parsed line is not a training example, and its token estimate."""
-    if not isinstance(record, dict):
-        return "expected a JSON object", 0
-    messages = record.get("messages")
-    if messages is None and isinstance(record.get("prompt"), str):
-        completion = record.get("completion")
-        if not isinstance(completion, str):
-            return "key 'completion' must be a string", 0
-        return None, estimate_tokens(record["prompt"]) + estimate_tokens(completion)
-    if not isinstance(messages, list) or not messages:
-        return "key 'messages' is missing or not a non-empty array", 0
-    tokens = 0
-    has_assistant = False
-    for index, message in enumerate(messages):
-        if not isinstance(message, dict):
-            return f"messages[{index}] is not an object", 0
-        role = message.get("role")
-        if role not in _ROLES:
-            return f"messages[{index}] has an invalid role {role!r}", 0
-        content = message.get("content")
-        if content is None and not (role == "assistant" and message.get("tool_calls")):
-            return f"messages[{index}] has no content", 0
-        if content is not None and not isinstance(content, str | list):
-            return f"messages[{index}].content must be a string or an array of parts", 0
-        has_assistant = has_assistant or role == "assistant"
-        tokens += 4 + estimate_tokens(_content_text(content))
-    if not has_assistant:
-        return "the example has no assistant message to learn from", 0
-    return None, tokens
-
-
-def inspect_training_data(content: bytes) -> TrainingDataReport:
-    """Check that ``content`` is UTF-8 JSONL of chat (or prompt/completion) examples."""
-    try:
-        text = content.decode("utf-8")
-    except UnicodeDecodeError as e:
-        return TrainingDataReport(0, 0, f"The file is not UTF-8 text (byte {e.start}).")
-    problems: list[str] = []
-    examples = 0
-    tokens = 0
-    for number, line in enumerate(text.splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-        except ValueError:
-            problems.append(f"Line {number}: not valid JSON")
-            continue
-        problem, line_tokens = _example_problem(record)
-        if problem is not None:
-            problems.append(f"Line {number}: {problem}")
-            continue
-        examples += 1
-        tokens += line_tokens
-    if problems:
-        shown = "; ".join(problems[:_MAX_REPORTED_PROBLEMS])
-        more = len(problems) - _MAX_REPORTED_PROBLEMS
-        extra = f" (and {more} more)" if more > 0 else ""
-        return TrainingDataReport(
-            examples, tokens, f"Invalid file format: {len(problems)} bad line(s). {shown}{extra}."
-        )
-    if examples == 0:
-        return TrainingDataReport(0, 0, "The training file has no examples.")
-    return TrainingDataReport(examples, tokens, None)
-
-
 # ---------------------------------------------------------------- multipart bodies
 
 
@@ -323,7 +236,7 @@ async def _form(request: Request, dialect: Dialect) -> dict[str, _Part]:
 
 @dataclass(frozen=True, kw_only=True)
 class FileSettings:
-    """Limits and timing of the files API. Durations are seconds of ``state.clock()``."""
+    """Limits and timing of the files API. Durations are seconds of the simulated clock."""
 
     max_file_bytes: int = 512 * 1024 * 1024
     """Largest file ``POST /files`` accepts in one request; bigger ones need ``/uploads``."""
@@ -343,7 +256,8 @@ class FileRecord:
     purpose: str
     content: bytes
     created_at: int
-    created_clock: float
+    created_time: float
+    """The simulated clock when the file was stored."""
     azure: bool
     """Uploaded to an Azure resource, so it goes through processing before use."""
     problem: str | None = None
@@ -353,7 +267,7 @@ class FileRecord:
         """``pending`` / ``running`` / ``processed`` / ``error`` (OpenAI: always processed)."""
         if not self.azure:
             return "processed"
-        elapsed = now - self.created_clock
+        elapsed = now - self.created_time
         if elapsed < settings.azure_pending_seconds:
             return "pending"
         if elapsed < settings.azure_pending_seconds + settings.azure_processing_seconds:
@@ -400,26 +314,43 @@ class FileStore:
         self.settings = settings or FileSettings()
         self._files: dict[str, FileRecord] = {}
         self._uploads: dict[str, _UploadRecord] = {}
+        state.add_persistence("files", self._dump, self._load)
 
     def add(
-        self, filename: str, purpose: str, content: bytes, *, azure: bool = False
+        self,
+        filename: str,
+        purpose: str,
+        content: bytes,
+        *,
+        azure: bool = False,
+        file_id: str | None = None,
     ) -> FileRecord:
-        """Store a file (also how jobs and batches write their output files)."""
+        """Store a file (also how jobs and batches write their output files); a ``file_id``
+        that is already stored returns that file (so a replayed job writes its results once)."""
+        state = self._state
+        if file_id is not None:
+            with state.lock:
+                found = self._files.get(file_id)
+            if found is not None:
+                return found
         problem = None
         if purpose == "fine-tune":
             problem = inspect_training_data(content).problem
         record = FileRecord(
-            id=self._state.new_id("file"),
+            id=file_id or state.new_id("file"),
             filename=filename,
             purpose=purpose,
             content=content,
-            created_at=self._state.unix_time(),
-            created_clock=self._state.clock(),
+            created_at=state.unix_time(),
+            created_time=state.now(),
             azure=azure,
             problem=problem,
         )
-        with self._state.lock:
+        with state.lock:
             self._files[record.id] = record
+        if state.directory is not None:
+            state.directory.write_blob(record.id, content)
+            state.mark_dirty()
         return record
 
     def get(self, file_id: str) -> FileRecord | None:
@@ -427,10 +358,10 @@ class FileStore:
             return self._files.get(file_id)
 
     def status(self, record: FileRecord) -> str:
-        return record.status(self._state.clock(), self.settings)
+        return record.status(self._state.now(), self.settings)
 
     def render(self, record: FileRecord, dialect: Dialect) -> dict[str, Any]:
-        return record.render(dialect, self._state.clock(), self.settings)
+        return record.render(dialect, self._state.now(), self.settings)
 
     def all(self) -> list[FileRecord]:
         with self._state.lock:
@@ -438,7 +369,34 @@ class FileStore:
 
     def delete(self, file_id: str) -> bool:
         with self._state.lock:
-            return self._files.pop(file_id, None) is not None
+            removed = self._files.pop(file_id, None) is not None
+        if removed and self._state.directory is not None:
+            self._state.directory.delete_blob(file_id)
+            self._state.mark_dirty()
+        return removed
+
+    def _dump(self) -> list[dict[str, Any]]:
+        return [
+            {
+                "id": r.id,
+                "filename": r.filename,
+                "purpose": r.purpose,
+                "created_at": r.created_at,
+                "created_time": r.created_time,
+                "azure": r.azure,
+                "problem": r.problem,
+            }
+            for r in self._files.values()
+        ]
+
+    def _load(self, data: Any) -> None:
+        directory = self._state.directory
+        assert directory is not None
+        for item in data:
+            content = directory.read_blob(item["id"])
+            if content is None:
+                continue  # its bytes were lost: the file is gone
+            self._files[item["id"]] = FileRecord(content=content, **item)
 
     def add_upload(self, record: _UploadRecord) -> None:
         with self._state.lock:

@@ -1,10 +1,18 @@
 """Fine-tuning jobs: ``/v1/fine_tuning/jobs`` and the Azure authoring twins.
 
-A job's whole life is planned when it is created, as milestones at offsets (seconds of
-``state.clock()``) from its creation: files validated, queued, started, training steps with
-their loss, a checkpoint per epoch, then success or failure. Reading a job applies the
-milestones that are due, so no background task runs and a test that polls until the job is
-terminal sees the same history on asyncio, trio or a slow machine.
+A job's whole life is planned when it is created, as milestones at offsets (seconds of the
+simulated clock, ``state.now()``) from its creation: files validated, queued, started,
+training steps with their loss, a checkpoint per epoch, then success or failure. Reading a job
+applies the milestones that are due, so no background task runs and a test that polls until
+the job is terminal sees the same history on asyncio, trio or a slow machine. Event,
+checkpoint and result-file ids derive from the job's id, so a job reloaded from a state
+directory replays the same history (see :mod:`raftkit.testing._persist`).
+
+Methods: ``supervised`` on chat data and ``dpo`` on preference pairs (``method.dpo.
+hyperparameters.beta``); a job whose training file holds the other format fails validation.
+Azure's ``trainingType`` is echoed on Azure's surfaces; ``developerTier`` jobs run on spare
+capacity and take ``developer_tier_slowdown`` times as long. What is refused before a job
+exists is in :mod:`raftkit.testing._finetune_request`.
 
 On success the fine-tuned model (``ft:<base>:<org>:<suffix>:<id>`` on OpenAI,
 ``<base>.ft-<id>[-<suffix>]`` on Azure) and its checkpoints are registered with the core, so
@@ -12,6 +20,10 @@ chat completions accept them, and a CSV of per-step metrics is stored as the res
 
 Azure's versioned surface speaks the authoring spec: states ``created`` → ``pending`` →
 ``running`` → ``succeeded`` / ``failed`` / ``cancelled``, log level ``warning``, no nulls.
+
+The module is long because a job's plan, its replay from the state directory, its rendering
+in two API dialects and its routes share the private ``_Job`` record; the request checks live
+apart, in :mod:`raftkit.testing._finetune_request`.
 """
 
 from __future__ import annotations
@@ -34,13 +46,14 @@ from raftkit.testing._files import (
     dialect_of,
     extension,
     file_store,
-    inspect_training_data,
     page,
     query_limit,
     read_object,
 )
+from raftkit.testing._finetune_request import JobRequest, read_job_request
 from raftkit.testing._state import SimulatorState
 from raftkit.testing._text import stable_hash
+from raftkit.testing._training_data import TrainingDataFormat, inspect_training_data
 
 __all__ = [
     "FineTuningSettings",
@@ -59,13 +72,12 @@ _AZURE_STATES = {
     "failed": "failed",
     "cancelled": "cancelled",
 }
-_SUPPORTED_METHODS = frozenset({"supervised"})
 _KEPT_CHECKPOINTS = 3
 
 
 @dataclass(frozen=True, kw_only=True)
 class FineTuningSettings:
-    """Timing and behaviour of simulated jobs. Durations are seconds of ``state.clock()``."""
+    """Timing and behaviour of simulated jobs. Durations are seconds of the simulated clock."""
 
     validating_seconds: float = 0.05
     queued_seconds: float = 0.05
@@ -80,6 +92,8 @@ class FineTuningSettings:
     """Base models that may be fine-tuned; ``None`` accepts any name."""
     max_step_events: int = 10
     """How many ``Step k/N`` metrics events a job logs (plus one per epoch end)."""
+    developer_tier_slowdown: float = 2.0
+    """An Azure ``developerTier`` job (spare capacity) runs this many times as long."""
 
 
 @dataclass
@@ -122,9 +136,15 @@ class _Job:
     metadata: dict[str, str] | None
     integrations: list[Any] | None
     created_at: int
-    created_clock: float
+    created_time: float
+    """The simulated clock when the job was created."""
     azure: bool
     total_seconds: float
+    settings: FineTuningSettings
+    """The settings the job was planned with (kept with it in a state directory)."""
+    beta: float | None = None
+    training_type: str | None = None
+    cancelled_time: float | None = None
     status: str = "validating_files"
     error: dict[str, Any] | None = None
     fine_tuned_model: str | None = None
@@ -145,10 +165,11 @@ class _Jobs:
 
     # ---------------------------------------------------------------- time
 
-    def advance(self, job: _Job) -> None:
-        """Apply every milestone that is due by now."""
+    def advance(self, job: _Job, until: float | None = None) -> None:
+        """Apply every milestone that is due by now (or by ``until``, simulated clock)."""
         with self.state.lock:
-            elapsed = self.state.clock() - job.created_clock
+            now = self.state.now() if until is None else until
+            elapsed = now - job.created_time
             while job.applied < len(job.milestones) and job.status not in _TERMINAL:
                 milestone = job.milestones[job.applied]
                 if milestone.offset > elapsed:
@@ -170,6 +191,64 @@ class _Jobs:
             self.advance(job)
         return jobs
 
+    # ---------------------------------------------------------------- state on disk
+
+    _FIELDS: tuple[str, ...] = (
+        "id",
+        "model",
+        "training_file",
+        "validation_file",
+        "suffix",
+        "seed",
+        "n_epochs",
+        "batch_size",
+        "learning_rate_multiplier",
+        "method_type",
+        "metadata",
+        "integrations",
+        "created_at",
+        "created_time",
+        "azure",
+        "beta",
+        "training_type",
+        "cancelled_time",
+    )
+
+    def dump(self) -> list[dict[str, Any]]:
+        """What cannot be recomputed of each job: its request, its settings, a cancel."""
+        with self.state.lock:
+            jobs = list(self.jobs.values())
+        dumped = []
+        for job in jobs:
+            item = {name: getattr(job, name) for name in self._FIELDS}
+            item["settings"] = {
+                name: getattr(job.settings, name)
+                for name in FineTuningSettings.__dataclass_fields__
+                if name != "fine_tunable_models"
+            }
+            dumped.append(item)
+        return dumped
+
+    def load(self, data: Any) -> None:
+        """Rebuild the jobs and replay their histories up to the clock."""
+        store = file_store(self.state)
+        for item in data:
+            item = dict(item)
+            settings = FineTuningSettings(**item.pop("settings"))
+            cancelled = item.pop("cancelled_time")
+            training = store.get(item["training_file"])
+            if training is None:
+                continue  # its training file is gone: the job cannot be replayed
+            validation_id = item["validation_file"]
+            validation = store.get(validation_id) if validation_id else None
+            job = _Job(**item, total_seconds=0.0, settings=settings)
+            self.plan(job, training, validation)
+            if cancelled is not None:
+                self.advance(job, until=cancelled)
+                if job.status not in _TERMINAL:
+                    self.cancel(job, cancelled)
+            self.jobs[job.id] = job
+
     # ---------------------------------------------------------------- history
 
     def log(
@@ -184,7 +263,7 @@ class _Jobs:
     ) -> None:
         job.events.append(
             _Event(
-                id=self.state.new_id("ftevent"),
+                id=_child_id("ftevent", job.id, len(job.events)),
                 created_at=job.created_at + int(offset),
                 level=level,
                 message=message,
@@ -202,9 +281,10 @@ class _Jobs:
         self.log(job, offset, message, level="error")
         self.finish(job, offset, "failed")
 
-    def cancel(self, job: _Job) -> None:
+    def cancel(self, job: _Job, when: float | None = None) -> None:
         with self.state.lock:
-            offset = self.state.clock() - job.created_clock
+            job.cancelled_time = self.state.now() if when is None else when
+            offset = job.cancelled_time - job.created_time
             self.log(job, offset, "Fine-tuning job cancelled")
             self.finish(job, offset, "cancelled")
 
@@ -219,11 +299,15 @@ class _Jobs:
 
     def plan(self, job: _Job, training: FileRecord, validation: FileRecord | None) -> None:
         """Schedule the job's whole life as milestones (see the module docstring)."""
-        settings = self.settings
+        settings = job.settings
         store = file_store(self.state)
-        report = inspect_training_data(training.content)
+        expected: TrainingDataFormat = "dpo" if job.method_type == "dpo" else "supervised"
+        counter = self.state.tokens(job.model)
+        report = inspect_training_data(training.content, expected=expected, counter=counter)
         validation_problem = (
-            inspect_training_data(validation.content).problem if validation is not None else None
+            inspect_training_data(validation.content, expected=expected, counter=counter).problem
+            if validation is not None
+            else None
         )
         examples = max(1, report.examples)
         steps_per_epoch = math.ceil(examples / job.batch_size)
@@ -231,7 +315,10 @@ class _Jobs:
         curve = _LossCurve(stable_hash(job.id, job.seed), total, validation is not None)
         validated = settings.validating_seconds
         started = validated + settings.queued_seconds
-        done = started + settings.running_seconds
+        running = settings.running_seconds
+        if job.training_type == "developerTier":
+            running *= settings.developer_tier_slowdown
+        done = started + running
         job.total_seconds = done
         marker = settings.fail_jobs_with
         fails_at = (
@@ -240,7 +327,7 @@ class _Jobs:
         add = job.milestones.append
 
         def at_step(step: int) -> float:
-            return started + settings.running_seconds * step / (total + 1)
+            return started + running * step / (total + 1)
 
         add(_Milestone(0.0, lambda j: self.log(j, 0, f"Created fine-tuning job: {j.id}")))
         add(
@@ -307,11 +394,17 @@ class _Jobs:
             name = self.model_name(j)
             j.fine_tuned_model = name
             j.trained_tokens = report.tokens * j.n_epochs
-            result = store.add("step_metrics.csv", "fine-tune-results", curve.csv())
+            result = store.add(
+                "step_metrics.csv",
+                "fine-tune-results",
+                curve.csv(),
+                file_id=_child_id("file", j.id, 0),
+            )
             j.result_files = [result.id]
-            self.state.register_model(name, owned_by=settings.organization_id)
+            owner = settings.organization_id
+            self.state.register_model(name, owned_by=owner, fine_tuned=True)
             for checkpoint in j.checkpoints:
-                self.state.register_model(checkpoint.model, owned_by=settings.organization_id)
+                self.state.register_model(checkpoint.model, owned_by=owner, fine_tuned=True)
             self.log(j, done, f"New fine-tuned model created: {name}")
             self.log(j, done, "Evaluating model against our usage policies")
             self.log(j, done, "Usage policy evaluations completed, model is now enabled")
@@ -345,7 +438,7 @@ class _Jobs:
             name = f"{self.model_name(job)}:ckpt-step-{step}"
             job.checkpoints.append(
                 _Checkpoint(
-                    id=self.state.new_id("ftckpt").replace("-", "_", 1),
+                    id=_child_id("ftckpt", job.id, step).replace("-", "_", 1),
                     created_at=job.created_at + int(offset),
                     model=name,
                     step=step,
@@ -355,6 +448,11 @@ class _Jobs:
             self.log(job, offset, f"Checkpoint created at step {step}")
 
         return apply
+
+
+def _child_id(prefix: str, job_id: str, number: int) -> str:
+    """An id derived from the job's, so a replayed history has the same ids."""
+    return f"{prefix}-{stable_hash(prefix, job_id, number):016x}{number:08x}"
 
 
 def _spread(total: int, count: int) -> set[int]:
@@ -405,8 +503,10 @@ class _LossCurve:
 
 def _jobs(state: SimulatorState) -> _Jobs:
     def make() -> _Jobs:
+        jobs = _Jobs(state)
         state.add_refresher(lambda: refresh(state))
-        return _Jobs(state)
+        state.add_persistence("fine_tuning", jobs.dump, jobs.load)
+        return jobs
 
     return extension(state, "raftkit.testing._finetune", make)
 
@@ -431,151 +531,51 @@ def fine_tuned_models(state: SimulatorState) -> set[str]:
     return names
 
 
-# ---------------------------------------------------------------- request parsing
-
-
-def _hyperparameter(
-    dialect: Dialect,
-    values: dict[str, Any],
-    name: str,
-    default: float,
-    low: float,
-    high: float,
-    *,
-    integer: bool,
-) -> float:
-    value = values.get(name, "auto")
-    if value is None or value == "auto":
-        return default
-    number_ok = isinstance(value, int) or (not integer and isinstance(value, float))
-    if isinstance(value, bool) or not number_ok or not low <= value <= high:
-        raise api_error(
-            dialect,
-            400,
-            f"Invalid value for hyperparameter '{name}': {value!r}. Expected 'auto' or a "
-            f"{'whole ' if integer else ''}number between {low:g} and {high:g}.",
-            param=f"hyperparameters.{name}",
-        )
-    return float(value)
-
-
-def _file_for_job(
-    state: SimulatorState, dialect: Dialect, body: dict[str, Any], param: str
-) -> FileRecord | None:
-    file_id = body.get(param)
-    if file_id is None and param == "validation_file":
-        return None
-    if not isinstance(file_id, str) or not file_id:
-        raise api_error(dialect, 400, f"Missing required parameter: '{param}'.", param=param)
-    store = file_store(state)
-    record = store.get(file_id)
-    if record is None:
-        raise api_error(
-            dialect,
-            400,
-            f"Invalid file ID: {file_id} does not exist.",
-            param=param,
-            code="invalid_file_id",
-        )
-    if record.purpose != "fine-tune":
-        raise api_error(
-            dialect,
-            400,
-            f"File {file_id} has purpose '{record.purpose}'; {param} needs purpose 'fine-tune'.",
-            param=param,
-        )
-    if store.status(record) == "error":
-        raise api_error(
-            dialect,
-            400,
-            f"File {file_id} failed validation: {record.problem}",
-            param=param,
-            azure_code="jsonlValidationFailed",
-        )
-    return record
+# ---------------------------------------------------------------- creation
 
 
 def _create_job(state: SimulatorState, dialect: Dialect, body: dict[str, Any]) -> _Job:
     jobs = _jobs(state)
     settings = jobs.settings
-    model = body.get("model")
-    if not isinstance(model, str) or not model:
-        raise api_error(dialect, 400, "Missing required parameter: 'model'.", param="model")
-    allowed = settings.fine_tunable_models
-    if allowed is not None and model not in allowed:
-        raise api_error(
-            dialect,
-            400,
-            f"Model {model} is not available for fine-tuning or does not exist.",
-            param="model",
-            code="model_not_available",
-        )
-    training = _file_for_job(state, dialect, body, "training_file")
-    validation = _file_for_job(state, dialect, body, "validation_file")
-    assert training is not None
-    suffix = body.get("suffix")
-    if suffix is not None and (not isinstance(suffix, str) or not 1 <= len(suffix) <= 64):
-        raise api_error(dialect, 400, "'suffix' must be 1 to 64 characters.", param="suffix")
-    seed = body.get("seed")
-    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
-        raise api_error(dialect, 400, "'seed' must be an integer.", param="seed")
-    method = body.get("method") or {"type": "supervised"}
-    if not isinstance(method, dict) or method.get("type") not in _SUPPORTED_METHODS:
-        kind = method.get("type") if isinstance(method, dict) else method
-        raise api_error(
-            dialect,
-            400,
-            f"Fine-tuning method {kind!r} is not simulated; use 'supervised'.",
-            param="method.type",
-        )
-    supervised = method.get("supervised") or {}
-    values = supervised.get("hyperparameters") if isinstance(supervised, dict) else None
-    if values is None:
-        values = body.get("hyperparameters") or {}
-    if not isinstance(values, dict):
-        raise api_error(
-            dialect, 400, "'hyperparameters' must be an object.", param="hyperparameters"
-        )
-    metadata = body.get("metadata")
-    if metadata is not None and not (
-        isinstance(metadata, dict) and all(isinstance(v, str) for v in metadata.values())
-    ):
-        raise api_error(dialect, 400, "'metadata' must map strings to strings.", param="metadata")
-    examples = max(1, inspect_training_data(training.content).examples)
-    # "auto" follows OpenAI's published behaviour: more epochs for small datasets
-    auto_epochs = 3 if examples >= 100 else min(25, math.ceil(300 / examples))
-    auto_batch = max(1, min(256, round(examples * 0.002)))
-    n_epochs = int(_hyperparameter(dialect, values, "n_epochs", auto_epochs, 1, 50, integer=True))
-    batch_size = int(
-        _hyperparameter(dialect, values, "batch_size", auto_batch, 1, 256, integer=True)
-    )
-    learning_rate = _hyperparameter(
-        dialect, values, "learning_rate_multiplier", 1.8, 1e-9, 1e6, integer=False
-    )
+    request = read_job_request(state, dialect, body, allowed=settings.fine_tunable_models)
     job_id = state.new_id("ftjob")
-    job = _Job(
-        id=job_id,
-        model=model,
-        training_file=training.id,
-        validation_file=validation.id if validation is not None else None,
-        suffix=suffix,
-        seed=seed if seed is not None else stable_hash(job_id) % 2**31,
-        n_epochs=n_epochs,
-        batch_size=batch_size,
-        learning_rate_multiplier=learning_rate,
-        method_type="supervised",
-        metadata=metadata,
-        integrations=body.get("integrations"),
-        created_at=state.unix_time(),
-        created_clock=state.clock(),
-        azure=dialect.azure,
-        total_seconds=0.0,
-    )
-    jobs.plan(job, training, validation)
+    job = _new_job(state, job_id, request, dialect.azure, settings)
+    jobs.plan(job, request.training, request.validation)
     with state.lock:
         jobs.jobs[job.id] = job
+    state.mark_dirty()
     jobs.advance(job)
     return job
+
+
+def _new_job(
+    state: SimulatorState,
+    job_id: str,
+    request: JobRequest,
+    azure: bool,
+    settings: FineTuningSettings,
+) -> _Job:
+    return _Job(
+        id=job_id,
+        model=request.model,
+        training_file=request.training.id,
+        validation_file=request.validation.id if request.validation is not None else None,
+        suffix=request.suffix,
+        seed=request.seed if request.seed is not None else stable_hash(job_id) % 2**31,
+        n_epochs=request.n_epochs,
+        batch_size=request.batch_size,
+        learning_rate_multiplier=request.learning_rate_multiplier,
+        method_type=request.method,
+        metadata=request.metadata,
+        integrations=request.integrations,
+        created_at=state.unix_time(),
+        created_time=state.now(),
+        azure=azure,
+        total_seconds=0.0,
+        settings=settings,
+        beta=request.beta,
+        training_type=request.training_type,
+    )
 
 
 # ---------------------------------------------------------------- rendering
@@ -606,16 +606,27 @@ def _render_job(job: _Job, dialect: Dialect, organization_id: str) -> dict[str, 
         "integrations": job.integrations,
         "seed": job.seed,
         "estimated_finish": job.created_at + math.ceil(job.total_seconds) if running else None,
-        "method": {"type": job.method_type, job.method_type: {"hyperparameters": hyperparameters}},
+        "method": {
+            "type": job.method_type,
+            job.method_type: {"hyperparameters": _method_hyperparameters(job, hyperparameters)},
+        },
         "metadata": job.metadata,
         "user_provided_suffix": job.suffix,
     }
+    if job.azure and job.training_type is not None:
+        body["trainingType"] = job.training_type
     if not dialect.versioned:
         return body
     body["status"] = _AZURE_STATES[job.status]
     body["organisation_id"] = body.pop("organization_id")  # the authoring spec's spelling
     body["suffix"] = body.pop("user_provided_suffix")
     return {key: value for key, value in body.items() if value is not None}
+
+
+def _method_hyperparameters(job: _Job, common: dict[str, Any]) -> dict[str, Any]:
+    if job.method_type == "dpo":
+        return {"beta": job.beta, **common}
+    return dict(common)
 
 
 def _render_event(event: _Event, dialect: Dialect) -> dict[str, Any]:
@@ -696,6 +707,7 @@ def routes(state: SimulatorState) -> list[BaseRoute]:
                 azure_code="unexpectedEntityState",
             )
         jobs.cancel(job)
+        state.mark_dirty()
         return JSONResponse(render(job, dialect))
 
     async def delete(request: Request) -> Response:

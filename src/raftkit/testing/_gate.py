@@ -1,10 +1,12 @@
 """What every billable request passes before it is answered: body parsing, quota, rate limits,
-and the simulated wait."""
+a request slot (local dialects), and the simulated wait."""
 
 from __future__ import annotations
 
 import json
 import math
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 import anyio
@@ -14,7 +16,7 @@ from starlette.types import Receive
 from raftkit.testing._errors import SimulatorHTTPError
 from raftkit.testing._state import SimulatorState
 
-__all__ = ["admit", "hold", "read_json", "simulated_latency"]
+__all__ = ["admit", "hold", "read_json", "request_slot", "simulated_latency"]
 
 _ORGANIZATION = "org-raftkit-simulator"
 _LIMITS_URL = "Visit https://platform.openai.com/account/rate-limits to learn more."
@@ -113,3 +115,57 @@ async def hold(state: SimulatorState, receive: Receive, seconds: float) -> bool:
             with state.lock:
                 state.holds.discard(scope)
     return False
+
+
+@asynccontextmanager
+async def request_slot(state: SimulatorState, receive: Receive) -> AsyncIterator[bool]:
+    """Hold one of the server's request slots while the body runs; wait for one first.
+
+    Yields ``False`` (holding nothing) when the client hung up while it waited. Without a slot
+    limit (the OpenAI dialect) it only counts requests in flight.
+    """
+    limit = state.slot_limit()
+    if limit is None:
+        state.in_flight += 1
+        state.peak_in_flight = max(state.peak_in_flight, state.in_flight)
+        try:
+            yield True
+        finally:
+            state.in_flight -= 1
+        return
+    if state.slot_semaphore is None:
+        state.slot_semaphore = anyio.Semaphore(limit)
+    semaphore = state.slot_semaphore
+    gone = False
+    acquired = False
+    state.queued += 1
+    try:
+        async with anyio.create_task_group() as group:
+
+            async def watch() -> None:
+                nonlocal gone
+                while True:
+                    message = await receive()
+                    if message["type"] == "http.disconnect":
+                        gone = True
+                        group.cancel_scope.cancel()
+                        return
+
+            group.start_soon(watch)
+            await semaphore.acquire()
+            acquired = True
+            group.cancel_scope.cancel()
+    finally:
+        state.queued -= 1
+    if not acquired or gone:
+        if acquired:
+            semaphore.release()
+        yield False
+        return
+    state.in_flight += 1
+    state.peak_in_flight = max(state.peak_in_flight, state.in_flight)
+    try:
+        yield True
+    finally:
+        state.in_flight -= 1
+        semaphore.release()

@@ -9,10 +9,12 @@ from typing import Literal, get_args
 
 __all__ = ["Misbehaviour", "MisbehaviourPlan"]
 
-Misbehaviour = Literal["invalid_json", "missing_answer", "invented_quote"]
+Misbehaviour = Literal["invalid_json", "missing_answer", "invented_quote", "runaway"]
 """- ``invalid_json``: structured output that does not parse;
 - ``missing_answer``: a RAFT answer without its ``<ANSWER>:`` line;
-- ``invented_quote``: a RAFT answer quoting a sentence that is not in the documents."""
+- ``invented_quote``: a RAFT answer quoting a sentence that is not in the documents;
+- ``runaway``: output that does not stop until ``max_tokens`` or the context window is full
+  (``finish_reason: "length"``)."""
 
 _MODES: tuple[str, ...] = get_args(Misbehaviour)
 

@@ -10,11 +10,18 @@ The subset of JSON Schema the teacher honours: ``type`` (also lists), ``object``
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from typing import Any
 
 from raftkit.testing._text import is_cjk, is_stopword, split_sentences, stable_hash
 
-__all__ = ["fill_schema", "question_from_sentence", "short_answer"]
+__all__ = [
+    "QuestionFlaws",
+    "fill_schema",
+    "flawed_question",
+    "question_from_sentence",
+    "short_answer",
+]
 
 _DEFAULT_ITEMS = 3
 _MAX_DEPTH = 12
@@ -26,15 +33,127 @@ def _cjk_share(text: str) -> float:
     return sum(map(is_cjk, letters)) / len(letters) if letters else 0.0
 
 
+_VERBS = frozenset(
+    [
+        "is",
+        "are",
+        "was",
+        "were",
+        "has",
+        "have",
+        "had",
+        "can",
+        "could",
+        "will",
+        "would",
+        "lies",
+        "lie",
+        "contains",
+        "contain",
+        "includes",
+        "include",
+        "became",
+        "become",
+        "remains",
+        "remain",
+    ]
+)
+_LEADING = frozenset(
+    [
+        "with",
+        "in",
+        "on",
+        "at",
+        "after",
+        "before",
+        "during",
+        "for",
+        "from",
+        "by",
+        "since",
+        "although",
+        "though",
+        "when",
+        "while",
+        "if",
+        "because",
+        "as",
+        "despite",
+        "unlike",
+        "like",
+    ]
+)
+_LATIN_WORD = re.compile(r"[^\W_]+(?:[-'’][^\W_]+)*")
+_MAX_QUESTION_WORDS = 14
+_CJK_VERBS = ("是", "位于", "有")
+
+
+def _is_verb(word: str, position: int) -> bool:
+    lower = word.lower()
+    return lower in _VERBS or (position > 0 and len(lower) > 4 and lower.endswith("ed"))
+
+
 def question_from_sentence(sentence: str) -> str:
-    """A question whose answer is ``sentence``."""
-    if _cjk_share(sentence) > 0.3:
-        core = sentence.rstrip("。！？!?.」』”’） ")
-        topic = core[:12]
-        return f"关于“{topic}”，文中是怎么说的？"
+    """A self-contained question whose answer is ``sentence``.
+
+    It asks for the subject: "What" followed by the sentence from its first verb on ("Mount
+    Everest is the highest mountain." → "What is the highest mountain?"); a sentence that opens
+    with a subordinate clause is read from its first comma on.
+    """
+    core = sentence.strip().rstrip("。！？!?.」』”’） ")
+    if _cjk_share(core) > 0.3:
+        for verb in _CJK_VERBS:
+            at = core.find(verb, 1)
+            if 0 < at <= 12:
+                return f"什么{core[at:]}？"
+        return f"关于“{core[:12]}”，有什么具体信息？"
+    words = list(_LATIN_WORD.finditer(core))
+    if words and words[0].group().lower() in _LEADING and "," in core:
+        clause = core[core.index(",") + 1 :].strip()
+        if _LATIN_WORD.search(clause):
+            return question_from_sentence(clause)
+    for position, match in enumerate(words[:12]):
+        if _is_verb(match.group(), position) and position > 0:
+            rest = core[match.start() :]
+            kept = list(_LATIN_WORD.finditer(rest))
+            if len(kept) > _MAX_QUESTION_WORDS:
+                rest = rest[: kept[_MAX_QUESTION_WORDS - 1].end()]
+            return f"What {rest[0].lower()}{rest[1:]}?"
+    topic = " ".join(m.group() for m in words[:5]) or core
+    return f"What is known about {topic}?"
+
+
+@dataclass(frozen=True)
+class QuestionFlaws:
+    """Make a share of generated questions flawed (see ``ModelBehaviour.bad_questions``)."""
+
+    share: float
+    kinds: tuple[str, ...]
+    key: str
+    """Decisions depend on this (the model's name) as well as on the question."""
+
+
+_GENERIC_QUESTION = {"en": "What is the main point?", "zh": "主要内容是什么？"}
+
+
+def flawed_question(kind: str, sentence: str, previous: str | None) -> str:
+    """A question with the flaw ``kind`` about ``sentence``."""
+    chinese = _cjk_share(sentence) > 0.3
+    core = sentence.strip().rstrip("。！？!?.」』”’） ")
     words = _WORD.findall(sentence)
-    topic = " ".join(words[:6]) or sentence.strip()
-    return f"What does the text say about {topic}?"
+    if kind == "duplicate":
+        return previous or _GENERIC_QUESTION["zh" if chinese else "en"]
+    if kind == "copied_sentence":
+        return f"{core}？" if chinese else f"{core}?"
+    if kind == "vague":
+        if chinese:
+            return f"关于“{core[:2]}”，知道些什么？"
+        content = [w for w in words if not is_stopword(w) and len(w) > 3] or words or [core]
+        rare = max(content, key=lambda w: (len(w), w))
+        return f"What is known about {rare.lower()}?"
+    if chinese:  # text_reference
+        return f"关于“{core[:12]}”，文中是怎么说的？"
+    return f"What does the text say about {' '.join(words[:6]) or core}?"
 
 
 def short_answer(sentence: str, question: str = "") -> str:
@@ -50,9 +169,13 @@ def short_answer(sentence: str, question: str = "") -> str:
 
 
 class _Filler:
-    def __init__(self, root: dict[str, Any], text: str, seed: int) -> None:
+    def __init__(
+        self, root: dict[str, Any], text: str, seed: int, flaws: QuestionFlaws | None = None
+    ) -> None:
         self.root = root
         self.seed = seed
+        self.flaws = flaws
+        self.questions: list[str] = []
         sentences = [s for s in split_sentences(text) if len(s) > 1]
         self.sentences = sentences or [text.strip() or "No text was given."]
         self.cursor = stable_hash(seed, len(self.sentences)) % len(self.sentences)
@@ -164,9 +287,26 @@ class _Filler:
         fraction = (stable_hash(self.seed, hint) % 1000) / 1000
         return low_value + (high_value - low_value) * fraction
 
+    def flawed(self, name: str, sentence: str) -> str | None:
+        flaws = self.flaws
+        if flaws is None or not ("question" in name or "query" in name):
+            return None
+        decision = stable_hash("question", flaws.key, self.seed, sentence, len(self.questions))
+        if decision / 2**64 >= flaws.share:
+            return None
+        kind = flaws.kinds[decision % len(flaws.kinds)]
+        previous = self.questions[-1] if self.questions else None
+        return flawed_question(kind, sentence, previous)
+
     def string(self, schema: dict[str, Any], hint: str) -> str:
         name = hint.rsplit(".", 1)[-1].lower()
-        text = self.make(name, self.next_sentence())
+        sentence = self.next_sentence()
+        flawed = self.flawed(name, sentence)
+        if flawed is not None and "maxLength" not in schema:
+            self.used.add(flawed)
+            self.questions.append(flawed)
+            return flawed
+        text = self.make(name, sentence)
         # Arrays with more items than the text has sentences still need distinct strings:
         # try every other sentence first, then number the repeats.
         tries = 0
@@ -189,10 +329,15 @@ class _Filler:
             text = (text + " ") * (min_length // max(1, len(text)) + 1)
         if max_length is not None:
             text = text[: int(max_length)]
+        if "question" in name or "query" in name:
+            self.questions.append(text)
         return text
 
 
-def fill_schema(schema: dict[str, Any], text: str, *, seed: int = 0) -> Any:
-    """An instance valid under ``schema`` whose strings come from the sentences of ``text``."""
-    filler = _Filler(schema, text, seed)
+def fill_schema(
+    schema: dict[str, Any], text: str, *, seed: int = 0, flaws: QuestionFlaws | None = None
+) -> Any:
+    """An instance valid under ``schema`` whose strings come from the sentences of ``text``;
+    with ``flaws``, a share of its questions is flawed on purpose."""
+    filler = _Filler(schema, text, seed, flaws)
     return filler.fill(schema, "")

@@ -7,10 +7,12 @@ asyncio, on trio, and plain synchronous code alike.
 from __future__ import annotations
 
 import contextlib
+import os
 import socket
 import threading
 import time
 from collections.abc import Sequence
+from datetime import UTC, date, datetime
 from types import TracebackType
 from typing import Any
 
@@ -21,6 +23,7 @@ import uvicorn
 from starlette.routing import BaseRoute
 
 from raftkit.testing._app import build_app
+from raftkit.testing._behaviour import ModelBehaviour
 from raftkit.testing._faults import Fault
 from raftkit.testing._misbehaviour import Misbehaviour
 from raftkit.testing._ratelimit import RateLimit
@@ -90,6 +93,7 @@ class Simulator:
         self._port: int | None = None
         self._error: BaseException | None = None
         self._portal: anyio.from_thread.BlockingPortal | None = None
+        self._loaded = False
 
     # ---------------------------------------------------------------- lifecycle
 
@@ -97,6 +101,29 @@ class Simulator:
         """Bind the port and serve in a background thread; returns once it accepts requests."""
         if self._thread is not None:
             raise RuntimeError("the simulator is already running")
+        directory = self.state.directory
+        if directory is not None:
+            directory.acquire()
+        try:
+            self._serve()
+        except BaseException:
+            if directory is not None:
+                directory.release()
+            raise
+        if directory is not None:
+            directory.announce(
+                {
+                    "pid": os.getpid(),
+                    "host": self.config.host,
+                    "port": self.port,
+                    "base_url": self.base_url,
+                    "azure_endpoint": self.azure_endpoint,
+                    "dialect": self.config.dialect,
+                    "started": time.time(),
+                }
+            )
+
+    def _serve(self) -> None:
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
@@ -104,8 +131,15 @@ class Simulator:
         sock.listen(512)
         self._socket = sock
         self._port = int(sock.getsockname()[1])
+        app = build_app(self.state, self._extra_routes)
+        if not self._loaded:
+            # the routes registered their sections of the snapshot: now it can be read
+            self.state.load_from_directory()
+            self._loaded = True
+        self.state.slot_semaphore = None
+        self.state.closing = False
         server_config = uvicorn.Config(
-            build_app(self.state, self._extra_routes),
+            app,
             http="h11",
             ws="none",
             lifespan="off",
@@ -113,6 +147,7 @@ class Simulator:
             access_log=False,
             proxy_headers=False,
             server_header=False,
+            date_header=False,  # the gateway sends the simulated date
             timeout_keep_alive=30,
             timeout_graceful_shutdown=max(1, round(self.config.shutdown_timeout)),
         )
@@ -157,6 +192,11 @@ class Simulator:
         self._cleanup()
 
     def _cleanup(self) -> None:
+        directory = self.state.directory
+        if directory is not None and self._thread is not None:
+            self.state.mark_dirty()  # the clock moved on: keep where it stands
+            self.state.save_if_dirty()
+            directory.release()
         if self._socket is not None:
             self._socket.close()
         self._socket = None
@@ -265,14 +305,59 @@ class Simulator:
         """Give ``model`` (or an Azure deployment) its own limits, starting with full buckets."""
         self.state.limiter.set_limit(model, RateLimit(rpm, tpm))
 
-    def register_model(self, name: str, *, owned_by: str = "user") -> None:
-        """Make ``name`` a valid chat model (e.g. a fine-tuned one) and list it."""
-        self.state.register_model(name, owned_by=owned_by)
+    def register_model(
+        self, name: str, *, owned_by: str = "user", fine_tuned: bool = False
+    ) -> None:
+        """Make ``name`` a valid chat model and list it (``fine_tuned``: it answers as a model
+        fine-tuned on RAFT data does)."""
+        self.state.register_model(name, owned_by=owned_by, fine_tuned=fine_tuned)
+        self.state.mark_dirty()
+        self.state.save_if_dirty()
 
     def register_deployment(self, deployment: str, model: str) -> None:
         """Route Azure requests for ``deployment`` to ``model``."""
         self.state.register_deployment(deployment, model)
+        self.state.mark_dirty()
+        self.state.save_if_dirty()
 
     def rate_limit_headers(self, model: str) -> dict[str, Any]:
         """What the ``x-ratelimit-*`` headers for ``model`` would say now."""
         return dict(self.state.limiter.headers(model))
+
+    # ---------------------------------------------------------------- the simulated clock
+
+    def now(self) -> datetime:
+        """The simulated date and time (UTC)."""
+        return datetime.fromtimestamp(self.state.now(), UTC)
+
+    def set_time(self, when: datetime | date | str | float) -> None:
+        """Move the simulated clock to ``when`` (a datetime, a date meaning its midnight UTC,
+        an ISO 8601 string or Unix seconds); it then runs on from there."""
+        self.state.set_time(when)
+        self.state.save_if_dirty()
+
+    def advance_time(self, seconds: float) -> None:
+        """Move the simulated clock forward (or back, with a negative number)."""
+        self.state.set_time(self.state.now() + seconds)
+        self.state.save_if_dirty()
+
+    # ---------------------------------------------------------------- models
+
+    def set_model_behaviour(self, model: str, behaviour: ModelBehaviour) -> None:
+        """Make ``model`` (a name or an ``fnmatch`` pattern) answer as ``behaviour`` says."""
+        with self.state.lock:
+            self.state.behaviours[model] = behaviour
+
+    def clear_prompt_cache(self) -> None:
+        """Forget every cached prompt prefix."""
+        self.state.prompt_cache.clear()
+
+    @property
+    def concurrency(self) -> dict[str, int]:
+        """Chat requests being answered now (``in_flight``), waiting for a slot (``queued``),
+        and the most answered at once so far (``peak_in_flight``)."""
+        return {
+            "in_flight": self.state.in_flight,
+            "queued": self.state.queued,
+            "peak_in_flight": self.state.peak_in_flight,
+        }

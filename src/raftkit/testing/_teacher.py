@@ -17,14 +17,16 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from raftkit.testing._schema_fill import fill_schema, short_answer
-from raftkit.testing._text import content_words, is_cjk, overlap, split_sentences, stable_hash
+from raftkit.testing._schema_fill import QuestionFlaws, fill_schema, short_answer
+from raftkit.testing._text import is_cjk, split_sentences, stable_hash, word_set
 
 __all__ = [
+    "Passage",
     "Teaching",
     "documents_in",
     "find_schema",
     "message_text",
+    "pick_passage",
     "raft_answer",
     "structured_answer",
     "vision_answer",
@@ -105,6 +107,7 @@ def structured_answer(
     *,
     variation: int,
     teaching: Teaching,
+    flaws: QuestionFlaws | None = None,
 ) -> str:
     """A JSON text valid under ``schema`` (or under the schema written in the prompt)."""
     documents = documents_in(messages)
@@ -121,7 +124,7 @@ def structured_answer(
         sentence = sentences[variation % len(sentences)]
         instance: Any = {"answer": short_answer(sentence), "evidence": sentence}
     else:
-        instance = fill_schema(schema, source, seed=variation)
+        instance = fill_schema(schema, source, seed=variation, flaws=flaws)
     rendered = json.dumps(instance, ensure_ascii=False)
     if teaching.invalid_json:
         # cut before the closing bracket so no JSON parser accepts it
@@ -141,29 +144,72 @@ def _cjk(text: str) -> bool:
     return bool(letters) and sum(map(is_cjk, letters)) / len(letters) > 0.3
 
 
-def raft_answer(
-    messages: Sequence[dict[str, Any]], *, variation: int, explore: bool, teaching: Teaching
-) -> str:
-    """A RAFT chain-of-thought answer quoting a sentence of the best-matching document."""
+@dataclass(frozen=True)
+class Passage:
+    """What an answer rests on: the question, the documents and the sentence picked."""
+
+    question: str
+    documents: list[str]
+    document: int
+    """Index of the document the answer reads."""
+    sentence: str
+    """The picked sentence, verbatim."""
+    evidence: int
+    """Content words the question shares with the picked document."""
+    chinese: bool
+
+
+def pick_passage(
+    messages: Sequence[dict[str, Any]], *, variation: int, explore: bool, document_rank: int = 0
+) -> Passage:
+    """The sentence a RAFT answer quotes: from the document that overlaps the question most
+    (or the ``document_rank``-th best one: a model that read a distractor), the sentence that
+    overlaps it most (with ``explore``, one of the best three)."""
     question = _question(messages)
     documents = documents_in(messages) or [question or _user_text(messages)]
-    asked = content_words(question)
-    best_document = max(
-        range(len(documents)), key=lambda i: (overlap(asked, content_words(documents[i])), -i)
-    )
-    sentences = [s for s in split_sentences(documents[best_document]) if len(s) > 1]
+    asked = word_set(question)
+    shared = [len(asked & word_set(document)) for document in documents]
+    ranked_documents = sorted(range(len(documents)), key=lambda i: (-shared[i], i))
+    chosen = ranked_documents[min(document_rank, len(ranked_documents) - 1)]
+    sentences = [s for s in split_sentences(documents[chosen]) if len(s) > 1]
     if not sentences:
-        sentences = [documents[best_document].strip() or "(empty)"]
+        sentences = [documents[chosen].strip() or "(empty)"]
     ranked = sorted(
         range(len(sentences)),
-        key=lambda i: (-overlap(asked, content_words(sentences[i])), i),
+        key=lambda i: (-len(asked & word_set(sentences[i])), i),
     )
     pick = ranked[variation % min(3, len(ranked))] if explore else ranked[0]
     quote = sentences[pick]
-    chinese = _cjk(question + quote)
+    return Passage(
+        question=question,
+        documents=documents,
+        document=chosen,
+        sentence=quote,
+        evidence=shared[chosen],
+        chinese=_cjk(question + quote),
+    )
+
+
+def raft_answer(
+    messages: Sequence[dict[str, Any]],
+    *,
+    variation: int,
+    explore: bool,
+    teaching: Teaching,
+    document_rank: int = 0,
+    passage: Passage | None = None,
+) -> str:
+    """A RAFT chain-of-thought answer quoting a sentence of the best-matching document (or of
+    ``passage``, when it was already picked)."""
+    if passage is None:
+        passage = pick_passage(
+            messages, variation=variation, explore=explore, document_rank=document_rank
+        )
+    quote = passage.sentence
+    chinese = passage.chinese
     if teaching.invented_quote:
-        quote = _invent(quote, documents, chinese=chinese)
-    answer = short_answer(sentences[pick], question)
+        quote = _invent(quote, passage.documents, chinese=chinese)
+    answer = short_answer(passage.sentence, passage.question)
     if chinese:
         reasoning = (
             "为了回答这个问题，我在上下文中找到了相关的句子："

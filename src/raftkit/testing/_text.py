@@ -11,6 +11,7 @@ import math
 import re
 import unicodedata
 from collections.abc import Iterable
+from functools import lru_cache
 
 __all__ = [
     "content_words",
@@ -19,9 +20,11 @@ __all__ = [
     "is_stopword",
     "normalise",
     "overlap",
+    "pieces",
     "split_sentences",
     "stable_hash",
     "truncate_to_tokens",
+    "word_set",
 ]
 
 _CJK_RANGES = (
@@ -61,7 +64,15 @@ def is_stopword(word: str) -> bool:
 
 def is_cjk(char: str) -> bool:
     code = ord(char)
+    if code < 0x3040:  # most text: answered by one comparison
+        return False
     return any(low <= code <= high for low, high in _CJK_RANGES)
+
+
+@lru_cache(maxsize=8192)
+def word_set(text: str) -> frozenset[str]:
+    """The set of :func:`content_words` of ``text`` (cached: documents recur across requests)."""
+    return frozenset(content_words(text))
 
 
 def normalise(text: str) -> str:
@@ -75,6 +86,11 @@ def estimate_tokens(text: str) -> int:
     for piece in _PIECE.findall(text):
         total += 1 if len(piece) == 1 else math.ceil(len(piece) / 4)
     return total
+
+
+def pieces(text: str) -> list[str]:
+    """The pieces the estimate counts: CJK characters, word runs, other visible characters."""
+    return list(_PIECE.findall(text))
 
 
 def truncate_to_tokens(text: str, budget: int) -> str:
