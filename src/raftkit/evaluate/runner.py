@@ -110,13 +110,13 @@ class ModelSpec:
     name: str
     client: LLMClient = field(repr=False)
     model: str
-    endpoint: str | None = None
     temperature: float | None = 0.0
     max_tokens: int | None = None
     seed: int | None = None
     system_prompt: str | None = None
     instruction: str | None = None
     extra_body: Mapping[str, Any] | None = None
+    endpoint: str | None = None
 
 
 def setting_name(setting: Setting) -> str:
