@@ -237,6 +237,10 @@ async def test_run_wide_errors_end_the_run(anyio_backend: str) -> None:
     broken = fake_client("reader", fail_on={"?": error})
     with pytest.raises(AuthenticationError):
         await RaftEvaluator(max_concurrency=1).run(_examples(), [ModelSpec("m", broken, "m")])
+    # several calls in flight refused at once: still the error itself, not an exception group
+    with pytest.raises(AuthenticationError):
+        await RaftEvaluator(max_concurrency=4).run(_examples(), [ModelSpec("m", broken, "m")])
+    assert broken.max_in_flight > 1
 
 
 async def test_judge_metric_through_chat_structured(anyio_backend: str) -> None:

@@ -12,8 +12,11 @@ A run directory is where one corpus's work accumulates, command after command::
       report.html                   the run viewer's page (``raftkit show``)
       <name>.batch.json             the Batch API batch in flight (``generate --batch``)
       dataset/<format>/<part>.jsonl the exported splits (``raftkit export``), dataset/split.json
+                                    and dataset/export.json (the system prompt and formats used)
       finetune.json                 the fine-tuning job (``raftkit finetune``), to resume it
-      eval/                         ``raftkit eval``: its own journal and report.{md,html,json}
+      training_curve.{csv,svg}      the fine-tune's loss curve, when it was saved
+      eval/                         ``raftkit eval``: its own journal and report.{md,html,json},
+                                    retrieved/<retriever>.jsonl (contexts a retriever returned)
       retrieval/                    ``raftkit retrieval``: pairs.jsonl, split.json, cache/,
                                     adapter-<kind>.npz, bi-encoder/, cross-encoder/,
                                     report.{md,html}
@@ -105,9 +108,30 @@ class RunDir(os.PathLike[str]):
         return self.dataset / format / f"{part}{suffix}"
 
     @property
+    def split_report(self) -> Path:
+        """The split the export made (seed, grouping, ratios): ``dataset/split.json``."""
+        return self.dataset / "split.json"
+
+    @property
+    def export_manifest(self) -> Path:
+        """How the export rendered its rows (system prompt, formats): ``dataset/export.json``,
+        so evaluation asks the student exactly as it was trained."""
+        return self.dataset / "export.json"
+
+    @property
     def finetune_state(self) -> Path:
         """The fine-tuning job a ``raftkit finetune`` started, so a second one resumes it."""
         return self.root / "finetune.json"
+
+    @property
+    def training_curve_csv(self) -> Path:
+        """The fine-tune's loss curve as CSV, when one was saved."""
+        return self.root / "training_curve.csv"
+
+    @property
+    def training_curve_svg(self) -> Path:
+        """The fine-tune's loss curve as a plot, when one was saved."""
+        return self.root / "training_curve.svg"
 
     # ------------------------------------------------------------------ evaluation
 
@@ -115,6 +139,12 @@ class RunDir(os.PathLike[str]):
     def eval(self) -> Path:
         """``raftkit eval``'s directory: its own journal and ``report.{md,html,json}``."""
         return self.root / "eval"
+
+    def retrieved_contexts(self, retriever: str) -> Path:
+        """The contexts ``retriever`` returned per test question: ``eval/retrieved/<name>.jsonl``
+        (the name made safe for a file name)."""
+        safe = "".join(c if c.isalnum() or c in "._-" else "_" for c in retriever).strip("._")
+        return self.eval / "retrieved" / f"{safe or 'retriever'}.jsonl"
 
     # ------------------------------------------------------------------ retrieval
 

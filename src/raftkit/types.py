@@ -12,6 +12,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 __all__ = [
+    "DEFAULT_REFUSAL_ANSWER",
     "Chunk",
     "ContextDocument",
     "Document",
@@ -20,6 +21,13 @@ __all__ = [
     "RaftExample",
     "Usage",
 ]
+
+
+#: The final answer (after ``<ANSWER>:``) of an abstention: what a RAFT example whose context
+#: lacks the oracle says when it is written to refuse, and what evaluation recognises as a
+#: refusal (after normalisation; configurable on both sides). One constant for generation and
+#: evaluation, so the two cannot drift apart.
+DEFAULT_REFUSAL_ANSWER = "I cannot answer this from the given documents."
 
 
 class _Record(BaseModel):

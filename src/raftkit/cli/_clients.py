@@ -74,12 +74,18 @@ def _provider(args: argparse.Namespace) -> str:
 
 
 @asynccontextmanager
-async def open_client(args: argparse.Namespace) -> AsyncIterator[OpenedClient]:
-    """The client the command's arguments and environment ask for, opened and closed."""
-    provider = _provider(args)
+async def open_client(
+    args: argparse.Namespace, *, base_url: str | None = None, ledger: UsageLedger | None = None
+) -> AsyncIterator[OpenedClient]:
+    """The client the command's arguments and environment ask for, opened and closed.
+
+    ``base_url`` opens an OpenAI-compatible server there instead, whatever ``--provider``
+    says (``raftkit eval --model NAME=MODEL@URL``); ``ledger`` shares one spending limit.
+    """
+    provider = "openai" if base_url else _provider(args)
     limits = RateLimits(rpm=args.rpm, tpm=args.tpm, max_concurrency=args.max_concurrency)
     limiters = LimiterRegistry(default=limits)
-    ledger = UsageLedger(max_cost_usd=args.max_cost_usd)
+    ledger = ledger if ledger is not None else UsageLedger(max_cost_usd=args.max_cost_usd)
     common = {
         "limiters": limiters,
         "ledger": ledger,
@@ -110,5 +116,5 @@ async def open_client(args: argparse.Namespace) -> AsyncIterator[OpenedClient]:
         async with AzureOpenAIClient(**common) as azure:
             yield OpenedClient(azure, ledger, False, provider)
         return
-    async with OpenAIClient(base_url=args.base_url, **common) as openai:
+    async with OpenAIClient(base_url=base_url or args.base_url, **common) as openai:
         yield OpenedClient(openai, ledger, False, provider)

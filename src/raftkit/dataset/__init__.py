@@ -5,6 +5,8 @@
   document), deterministic for a seed whatever the input order.
 - :mod:`~raftkit.dataset.export` — the :class:`Exporter` plug-in point and its formats (chat,
   completion, the RAFT reference format, eval, Hugging Face), registered by name.
+- :mod:`~raftkit.dataset.manifest` — ``export.json``: the system prompt and formats an export
+  used, so evaluation asks the student as it was trained.
 - :mod:`~raftkit.dataset.validate` — check a chat JSONL file as the service would.
 - :mod:`~raftkit.dataset.cost` and :mod:`~raftkit.dataset.preflight` — billed tokens, epochs
   and dollars before anything is uploaded.
@@ -40,6 +42,7 @@ from raftkit.dataset.export import (
     to_hf_dataset,
 )
 from raftkit.dataset.io import iter_examples, read_examples, write_examples, write_jsonl
+from raftkit.dataset.manifest import ExportManifest, read_export_manifest
 from raftkit.dataset.preflight import PreflightReport, chat_token_counts, preflight
 from raftkit.dataset.prepare import PreparedDataset, prepare_dataset
 from raftkit.dataset.split import (
@@ -71,6 +74,7 @@ __all__ = [
     "CompletionExporter",
     "Epochs",
     "EvalExporter",
+    "ExportManifest",
     "Exporter",
     "GroupBy",
     "HuggingFaceExporter",
@@ -105,6 +109,7 @@ __all__ = [
     "preflight",
     "prepare_dataset",
     "read_examples",
+    "read_export_manifest",
     "register_exporter",
     "split_examples",
     "split_groups",

@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict
 from raftkit.dataset.cost import Epochs
 from raftkit.dataset.export import ChatExporter, Exporter, export_split, get_exporter
 from raftkit.dataset.io import read_examples
+from raftkit.dataset.manifest import EXPORT_MANIFEST_NAME, ExportManifest
 from raftkit.dataset.preflight import PreflightReport, preflight
 from raftkit.dataset.split import DEFAULT_RATIOS, GroupBy, Ratios, SplitName, SplitReport
 from raftkit.dataset.split import split_examples as _split_examples
@@ -66,7 +67,9 @@ async def prepare_dataset(
 ) -> PreparedDataset:
     """Split ``examples_path`` and write each format's files under ``directory/<format>/``.
 
-    Chat files are validated as the service would; ``split.json`` records the split.
+    Chat files are validated as the service would; ``split.json`` records the split and
+    ``export.json`` (:class:`~raftkit.dataset.manifest.ExportManifest`) the system prompt and
+    formats, which ``raftkit eval`` reuses.
     """
     if not formats:
         raise UsageError("formats must name at least one export format")
@@ -111,6 +114,12 @@ def _prepare(
     directory.mkdir(parents=True, exist_ok=True)
     report = split.report()
     (directory / SPLIT_REPORT_NAME).write_text(report.model_dump_json(indent=2), encoding="utf-8")
+    manifest = ExportManifest(
+        system_prompt=system_prompt, formats=list(exporters), seed=seed, group_by=group_by
+    )
+    (directory / EXPORT_MANIFEST_NAME).write_text(
+        manifest.model_dump_json(indent=2), encoding="utf-8"
+    )
 
     files: dict[str, dict[SplitName, str]] = {}
     validation: dict[SplitName, ValidationReport] = {}

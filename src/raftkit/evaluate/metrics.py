@@ -18,8 +18,10 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
+from typing import Literal
 
 from raftkit.llm.tokens import estimate_tokens
+from raftkit.types import DEFAULT_REFUSAL_ANSWER
 
 __all__ = [
     "BUILTIN_METRICS",
@@ -33,6 +35,7 @@ __all__ = [
     "format_adherence",
     "has_answer_marker",
     "is_latin_script",
+    "is_refusal",
     "normalize_answer",
     "normalize_for_matching",
     "quote_grounding",
@@ -194,6 +197,18 @@ def format_adherence(answer: str) -> float:
     return 1.0 if has_answer_marker(answer) and extract_final_answer(answer) else 0.0
 
 
+def is_refusal(answer: str, refusal: str = DEFAULT_REFUSAL_ANSWER) -> bool:
+    """Whether the final answer ``answer`` abstains: the normalised ``refusal`` phrase occurs
+    in it as a whole token sequence (so "I cannot answer this from the given documents; they
+    discuss surfing." is a refusal, and case, punctuation and width do not matter)."""
+    wanted = _tokens(normalize_answer(refusal))
+    if not wanted:
+        return False
+    said = _tokens(normalize_answer(answer))
+    width = len(wanted)
+    return any(said[i : i + width] == wanted for i in range(len(said) - width + 1))
+
+
 def answer_length(text: str) -> float:
     """Length of ``text`` in tokens (:func:`raftkit.llm.tokens.estimate_tokens`, script-aware)."""
     return float(estimate_tokens(text))
@@ -208,7 +223,9 @@ class Sample:
 
     ``response`` is the model's whole reply; ``reference`` the gold final answer and
     ``reference_cot`` the teacher's full chain-of-thought answer; ``contexts`` the texts of the
-    documents shown to the model, in prompt order.
+    documents shown to the model, in prompt order. ``oracle_shown`` says whether the oracle
+    was among them (``None``: unknown, then it is looked up in ``contexts``);
+    ``reference_kind`` is ``"refusal"`` when the gold answer is an abstention.
     """
 
     question: str
@@ -218,10 +235,20 @@ class Sample:
     reference_cot: str = ""
     oracle: str | None = None
     id: str = ""
+    oracle_shown: bool | None = None
+    reference_kind: Literal["answer", "refusal"] = "answer"
+    question_type: str | None = None
 
     @property
     def final_answer(self) -> str:
         return extract_final_answer(self.response)
+
+    @property
+    def has_oracle(self) -> bool:
+        """Whether the documents shown hold the answer (the oracle was among them)."""
+        if self.oracle_shown is not None:
+            return self.oracle_shown
+        return self.oracle is not None and self.oracle in self.contexts
 
 
 @dataclass(frozen=True)

@@ -2,7 +2,10 @@
 
 The HTML page is self-contained (inline CSS, inline SVG charts, a few lines of inline JS to
 sort the per-question table): it can be mailed or archived and opened offline years later.
-Every string that came from data (questions, answers, model names) is HTML-escaped.
+Every string that came from data (questions, answers, model names) is HTML-escaped. Beside the
+per-setting tables both renderings show what each model label stood for, the run's notes and
+links, the per-question-type breakdown and, with the retriever in the loop, hit@k and the
+retriever × model grid.
 """
 
 from __future__ import annotations
@@ -12,9 +15,21 @@ from pathlib import Path
 
 import anyio
 
-from raftkit.evaluate.report import SETTING_DESCRIPTIONS, EvaluationReport, MetricSummary
+from raftkit.evaluate._format import interval as _interval
+from raftkit.evaluate._format import md as _md
+from raftkit.evaluate._format import num as _num
+from raftkit.evaluate._format import percent as _pct
+from raftkit.evaluate._format import verdict_class as _verdict_class
+from raftkit.evaluate._format import verdict_sentence as _verdict_sentence
+from raftkit.evaluate._sections import (
+    about_models,
+    html_breakdown,
+    html_retrieval,
+    markdown_breakdown,
+    markdown_retrieval,
+)
+from raftkit.evaluate.report import EvaluationReport, MetricSummary, setting_description
 from raftkit.html_page import SORTABLE_TABLE_JS, escape_html, html_document
-from raftkit.stats import Comparison
 
 __all__ = [
     "render_html",
@@ -23,50 +38,7 @@ __all__ = [
 ]
 
 
-def _num(value: float, digits: int = 3, *, signed: bool = False) -> str:
-    if math.isnan(value):
-        return "n/a"
-    return f"{value:+.{digits}f}" if signed else f"{value:.{digits}f}"
-
-
-def _interval(low: float, high: float, *, signed: bool = False) -> str:
-    if math.isnan(low) or math.isnan(high):
-        return "n/a"
-    return f"[{_num(low, signed=signed)}, {_num(high, signed=signed)}]"
-
-
-def _pct(confidence: float) -> str:
-    return f"{confidence * 100:g}%"
-
-
-def _verdict_sentence(model: str, baseline: str, metric: str, c: Comparison) -> str:
-    if c.n == 0:
-        return f"{model} vs {baseline} on {metric}: not measured on any common question"
-    pct = _pct(c.confidence)
-    ci = _interval(c.ci_low, c.ci_high, signed=True)
-    span = f"Δ {_num(c.difference, signed=True)}, {pct} CI {ci}"
-    if c.verdict == "no detectable difference":
-        head = f"no detectable difference between {model} and {baseline} on {metric}"
-    else:
-        word = {
-            "better": "better than",
-            "worse": "worse than",
-            "higher": "higher than",
-            "lower": "lower than",
-        }[c.verdict]
-        head = f"{model} is {word} {baseline} on {metric}"
-    plural = "s" if c.n_excluded != 1 else ""
-    excluded = f"; {c.n_excluded} pair{plural} not measured" if c.n_excluded else ""
-    return f"{head} ({span}; n={c.n}{excluded})"
-
-
 # ---------------------------------------------------------------- Markdown
-
-
-def _md(text: str) -> str:
-    # one line, no table breaks, no raw HTML from data
-    text = " ".join(text.split()).replace("|", "\\|")
-    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
 def render_markdown(report: EvaluationReport) -> str:
@@ -83,13 +55,17 @@ def render_markdown(report: EvaluationReport) -> str:
         " a verdict names a direction only when its interval excludes 0.",
         "- *not measured* counts questions without a score (failed call, metric not applicable);"
         " they are left out of the means, never counted as 0.",
+        *(f"- Model {_md(line)}" for line in about_models(report)),
+        *(f"- {_md(note)}" for note in report.notes),
+        *(f"- {_md(label)}: [{_md(path)}]({path})" for label, path in report.links.items()),
     ]
+    lines += markdown_retrieval(report)
     for setting in report.settings:
         lines += [
             "",
             f"## Setting: {setting}",
             "",
-            SETTING_DESCRIPTIONS.get(setting, ""),
+            setting_description(setting),
             "",
             f"| metric | model | mean | {pct} CI | measured | not measured | Δ vs "
             f"{_md(report.baseline)} | {pct} CI of Δ | verdict |",
@@ -114,12 +90,15 @@ def render_markdown(report: EvaluationReport) -> str:
                 )
         if sentences:
             lines += ["", "### Verdicts", "", *sentences]
+        lines += markdown_breakdown(report, setting)
     failed = sum(1 for r in report.results if r.status == "failed")
     skipped = sum(1 for r in report.results if r.status == "skipped")
+    truncated = sum(1 for r in report.results if "truncated" in r.notes)
+    cut = f"; {truncated} cut off at max_tokens" if truncated else ""
     lines += [
         "",
         f"Per-question results: {len(report.results)} answers ({failed} failed, {skipped} "
-        "skipped); see the JSON or HTML report.",
+        f"skipped{cut}); see the JSON or HTML report.",
         "",
     ]
     return "\n".join(lines)
@@ -135,12 +114,6 @@ _CSS = """
 """
 
 _e = escape_html
-
-
-def _verdict_class(verdict: str) -> str:
-    return {"better": "better", "worse": "worse", "higher": "higher", "lower": "lower"}.get(
-        verdict, "nodiff"
-    )
 
 
 def _chart(summary: MetricSummary, confidence: float) -> str:
@@ -267,15 +240,24 @@ def render_html(report: EvaluationReport) -> str:
         "only when its interval excludes 0. <i>n/m</i>: not measured, left out of the means."
         "</p>",
     ]
+    about = [*(f"Model {line}" for line in about_models(report)), *report.notes]
+    if about or report.links:
+        items = [f"<li>{_e(line)}</li>" for line in about]
+        items += [
+            f'<li><a href="{_e(path)}">{_e(label)}</a></li>' for label, path in report.links.items()
+        ]
+        body.append(f"<ul>{''.join(items)}</ul>")
+    body.append(html_retrieval(report))
     for setting in report.settings:
         body.append(f"<h2>Setting: {_e(setting)}</h2>")
-        body.append(f'<p class="muted">{_e(SETTING_DESCRIPTIONS.get(setting, ""))}</p>')
+        body.append(f'<p class="muted">{_e(setting_description(setting))}</p>')
         for summary in (s for s in report.summaries if s.setting == setting):
             body.append(f"<h3>{_e(summary.metric.name)}</h3>")
             if summary.metric.description:
                 body.append(f'<p class="muted">{_e(summary.metric.description)}</p>')
             body.append(_chart(summary, report.confidence))
             body.append(_summary_table(summary, report))
+        body.append(html_breakdown(report, setting))
         body.append(f"<h3>Per question ({_e(setting)})</h3>")
         body.append('<p class="muted">Click a column header to sort.</p>')
         body.append(_question_table(report, setting))

@@ -3,7 +3,10 @@
 Each model sees each question exactly as the fine-tuned student saw its training examples: the
 example's documents (oracle and distractors, in their positions) in ``<DOCUMENT>`` tags, then
 the question. Optionally the same questions are asked without the oracle (can the model tell
-it lacks the answer?) and with the oracle alone (the upper bound of reading comprehension).
+it lacks the answer?), with the oracle alone (the upper bound of reading comprehension), and
+with the chunks a retriever returned (:class:`~raftkit.evaluate.retrieved.RetrievedContexts`).
+Every answer is capped at ``max_tokens`` (by default derived from the reference answers), so a
+model that does not stop cannot generate until its context is full.
 
 Calls go only through ``client.chat`` (and a metric's own client calls), so the caller's rate
 limits, retries, budget and journal apply. Concurrency is bounded by one ``CapacityLimiter``.
@@ -31,14 +34,16 @@ from raftkit.errors import (
     UsageError,
 )
 from raftkit.evaluate.metrics import BUILTIN_METRICS, Sample, Score, extract_final_answer
-from raftkit.evaluate.prompt import build_messages
+from raftkit.evaluate.prompt import build_messages, default_max_tokens
 from raftkit.evaluate.report import (
     ContextSetting,
     EvaluationReport,
     MetricInfo,
+    ModelDetail,
     QuestionResult,
     compare,
 )
+from raftkit.evaluate.retrieved import RetrievedContexts
 from raftkit.llm import LLMClient
 from raftkit.types import ContextDocument, RaftExample, Usage
 
@@ -48,9 +53,16 @@ if TYPE_CHECKING:
 __all__ = [
     "ModelSpec",
     "RaftEvaluator",
+    "Setting",
     "documents_for",
     "metric_info",
+    "setting_name",
 ]
+
+#: A context setting: one of the built-in names, or a retriever's contexts.
+Setting = ContextSetting | RetrievedContexts
+
+_BUILTIN_SETTINGS = ("dataset", "no_oracle", "oracle_only")
 
 # Failures that concern one request (its content, or a transient fault retries did not cure).
 # Anything else (credentials, a missing model, exhausted quota or budget) would fail every
@@ -72,12 +84,13 @@ def _is_per_item_failure(exc: Exception) -> bool:
 
 @asynccontextmanager
 async def _single_error() -> AsyncIterator[None]:
-    """Re-raise a task group's lone failure as itself: a caller catching ``AuthenticationError``
-    should not have to know that the calls ran in a task group."""
+    """Re-raise a task group's failure as itself: a caller catching ``AuthenticationError``
+    should not have to know that the calls ran in a task group. Several workers may fail at
+    once of one cause (every call is refused the same key): the first stands for them all."""
     try:
         yield
     except BaseExceptionGroup as group:
-        if len(group.exceptions) == 1 and isinstance(group.exceptions[0], Exception):
+        if all(isinstance(e, Exception) for e in group.exceptions):
             raise group.exceptions[0] from None
         raise
 
@@ -89,6 +102,9 @@ class ModelSpec:
     ``system_prompt`` should be the one the fine-tuning rows carried (none by default, like
     the exporters); ``instruction`` is appended to each user prompt (a base model may need to be
     told the ``<ANSWER>:`` format the fine-tuned one learned); ``extra_body`` goes to ``chat``.
+    ``max_tokens`` caps each answer; ``None`` lets the evaluator derive a cap from the
+    reference answers (:func:`~raftkit.evaluate.prompt.default_max_tokens`). ``endpoint``
+    only labels where the model is served, for the report (the client decides where calls go).
     """
 
     name: str
@@ -100,11 +116,19 @@ class ModelSpec:
     system_prompt: str | None = None
     instruction: str | None = None
     extra_body: Mapping[str, Any] | None = None
+    endpoint: str | None = None
 
 
-def documents_for(example: RaftExample, setting: ContextSetting) -> list[ContextDocument] | None:
+def setting_name(setting: Setting) -> str:
+    """The name a setting has in the report (``retrieved:<retriever>`` for retrieved ones)."""
+    return setting.setting if isinstance(setting, RetrievedContexts) else setting
+
+
+def documents_for(example: RaftExample, setting: Setting) -> list[ContextDocument] | None:
     """The documents shown for ``example`` in ``setting``, in prompt order; ``None`` when the
     setting does not apply (``oracle_only`` for an example whose oracle was left out)."""
+    if isinstance(setting, RetrievedContexts):
+        return setting.documents(example)
     docs = sorted(example.documents, key=lambda d: d.position)
     if setting == "dataset":
         return docs
@@ -130,10 +154,11 @@ def metric_info(metric: Metric) -> MetricInfo:
 
 @dataclass
 class _Item:
-    setting: ContextSetting
+    setting: str
     spec: ModelSpec
     example: RaftExample
     documents: list[ContextDocument] | None
+    max_tokens: int | None = None
     response: str | None = None
     usage: Usage = field(default_factory=Usage)
     error: str | None = None
@@ -158,7 +183,16 @@ class _Item:
             reference_cot=self.example.cot_answer,
             oracle=oracle.text if oracle is not None else None,
             id=self.example.id,
+            oracle_shown=self.oracle_shown,
+            reference_kind=self.example.answer_kind,
+            question_type=self.example.question_type,
         )
+
+    @property
+    def oracle_shown(self) -> bool | None:
+        if self.documents is None:
+            return None
+        return any(d.is_oracle for d in self.documents)
 
     def result(self, metric_names: Sequence[str]) -> QuestionResult:
         notes = dict(self.notes)
@@ -171,6 +205,8 @@ class _Item:
             question_id=self.example.question_id,
             question=self.example.question,
             reference=self.example.final_answer,
+            question_type=self.example.question_type,
+            oracle_shown=self.oracle_shown,
             status=self.status,
             response=self.response,
             final_answer=None if self.response is None else extract_final_answer(self.response),
@@ -186,7 +222,8 @@ class RaftEvaluator:
 
     ``metrics`` defaults to the built-in string metrics; add
     :class:`~raftkit.evaluate.judge.JudgeCorrectness` or the ragas metrics as needed.
-    ``settings`` picks the context variants (``dataset``, ``no_oracle``, ``oracle_only``).
+    ``settings`` picks the context variants (``dataset``, ``no_oracle``, ``oracle_only``, and
+    any :class:`~raftkit.evaluate.retrieved.RetrievedContexts`).
     ``limiter`` (or a new one of ``max_concurrency`` tokens) bounds calls in flight.
     """
 
@@ -194,7 +231,7 @@ class RaftEvaluator:
         self,
         metrics: Sequence[Metric] = BUILTIN_METRICS,
         *,
-        settings: Sequence[ContextSetting] = ("dataset",),
+        settings: Sequence[Setting] = ("dataset",),
         max_concurrency: int = 8,
         limiter: anyio.CapacityLimiter | None = None,
         confidence: float = 0.95,
@@ -204,10 +241,11 @@ class RaftEvaluator:
         names = [m.name for m in metrics]
         if len(set(names)) != len(names):
             raise UsageError(f"metric names must be unique, got {names}")
-        if not settings or len(set(settings)) != len(settings):
-            raise UsageError(f"settings must be non-empty and unique, got {list(settings)}")
+        setting_names = [setting_name(s) for s in settings]
+        if not settings or len(set(setting_names)) != len(setting_names):
+            raise UsageError(f"settings must be non-empty and unique, got {setting_names}")
         for setting in settings:
-            if setting not in ("dataset", "no_oracle", "oracle_only"):
+            if not isinstance(setting, RetrievedContexts) and setting not in _BUILTIN_SETTINGS:
                 raise UsageError(f"unknown context setting {setting!r}")
         if limiter is None and max_concurrency < 1:
             raise UsageError(f"max_concurrency must be at least 1, not {max_concurrency}")
@@ -238,16 +276,29 @@ class RaftEvaluator:
             raise UsageError(f"baseline {base!r} is not one of the models {names}")
         results = await self.run(examples, models)
         infos = [metric_info(m) for m in self.metrics]
+        cap = default_max_tokens(examples)
+        details = {
+            m.name: ModelDetail(
+                model=m.model,
+                endpoint=m.endpoint,
+                max_tokens=m.max_tokens if m.max_tokens is not None else cap,
+                system_prompt=m.system_prompt,
+            )
+            for m in models
+        }
+        top_k = {s.setting: s.k for s in self.settings if isinstance(s, RetrievedContexts)}
 
         def summarise() -> EvaluationReport:
-            return compare(
+            report = compare(
                 results,
                 infos,
                 baseline=base,
                 confidence=self.confidence,
                 n_resamples=self.n_resamples,
                 seed=self.seed,
+                top_k=top_k,
             )
+            return report.model_copy(update={"model_details": details})
 
         # thousands of bootstrap resamples per metric and model: numpy work off the loop
         return await anyio.to_thread.run_sync(summarise)
@@ -266,8 +317,15 @@ class RaftEvaluator:
         if len(set(ids)) != len(ids):
             raise UsageError("example ids must be unique")
         limiter = self._limiter or anyio.CapacityLimiter(self.max_concurrency)
+        cap = default_max_tokens(examples)
         items = [
-            _Item(setting, spec, example, documents_for(example, setting))
+            _Item(
+                setting_name(setting),
+                spec,
+                example,
+                documents_for(example, setting),
+                max_tokens=spec.max_tokens if spec.max_tokens is not None else cap,
+            )
             for setting in self.settings
             for spec in models
             for example in examples
@@ -305,7 +363,7 @@ class RaftEvaluator:
                     messages,
                     model=spec.model,
                     temperature=spec.temperature,
-                    max_tokens=spec.max_tokens,
+                    max_tokens=item.max_tokens,
                     seed=spec.seed,
                     extra_body=spec.extra_body,
                 )
@@ -316,6 +374,9 @@ class RaftEvaluator:
                 return
         item.response = response.text
         item.usage = response.usage
+        if response.finish_reason == "length":
+            # scored as given, but the reader should know the answer was cut off
+            item.notes["truncated"] = f"stopped at max_tokens={item.max_tokens}"
 
     async def _score(self, item: _Item, limiter: anyio.CapacityLimiter) -> None:
         sample = item.sample()
