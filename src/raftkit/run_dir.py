@@ -13,6 +13,7 @@ A run directory is where one corpus's work accumulates, command after command::
       <name>.batch.json             the Batch API batch in flight (``generate --batch``)
       dataset/<format>/<part>.jsonl the exported splits (``raftkit export``), dataset/split.json
       finetune.json                 the fine-tuning job (``raftkit finetune``), to resume it
+      finetune/                     after the job: report.md, training-curve.{csv,svg}
       eval/                         ``raftkit eval``: its own journal and report.{md,html,json}
       retrieval/                    ``raftkit retrieval``: pairs.jsonl, split.json, cache/,
                                     adapter-<kind>.npz, bi-encoder/, cross-encoder/,
@@ -108,6 +109,25 @@ class RunDir(os.PathLike[str]):
     def finetune_state(self) -> Path:
         """The fine-tuning job a ``raftkit finetune`` started, so a second one resumes it."""
         return self.root / "finetune.json"
+
+    @property
+    def finetune(self) -> Path:
+        """What a finished fine-tune leaves: ``report.md`` and the training curve."""
+        return self.root / "finetune"
+
+    @property
+    def finetune_report_md(self) -> Path:
+        return self.finetune / "report.md"
+
+    @property
+    def training_curve_csv(self) -> Path:
+        """The job's per-step loss and accuracy, as CSV."""
+        return self.finetune / "training-curve.csv"
+
+    @property
+    def training_curve_svg(self) -> Path:
+        """The job's per-step loss and accuracy, plotted."""
+        return self.finetune / "training-curve.svg"
 
     # ------------------------------------------------------------------ evaluation
 

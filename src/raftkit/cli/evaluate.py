@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 from raftkit.cli._clients import add_client_arguments, open_client
+from raftkit.cli._progress import StatusLine
 from raftkit.dataset import read_examples, split_examples
 from raftkit.errors import UsageError
 from raftkit.evaluate import (
@@ -66,7 +67,8 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     p.add_argument("--embedding-model", default="text-embedding-3-small")
     p.add_argument("--concurrency", type=int, default=8, help="questions in flight")
     p.add_argument("--bootstrap-seed", type=int, default=0)
-    add_client_arguments(p)
+    p.add_argument("--quiet", action="store_true", help="no live status line")
+    add_client_arguments(p, role="evaluation")
     p.set_defaults(handler=run)
 
 
@@ -110,14 +112,19 @@ async def run(args: argparse.Namespace) -> int:
                         client, model=args.ragas_model, embedding_model=args.embedding_model
                     )
                 )
+            status = StatusLine(
+                "eval", quiet=args.quiet, ledger=opened.ledger, activity=opened.client.activity
+            )
             evaluator = RaftEvaluator(
                 metrics,
                 settings=_settings(args.settings),
                 max_concurrency=args.concurrency,
                 seed=args.bootstrap_seed,
+                progress=lambda done, total: status.update(done=done, total=total, unit="answers"),
             )
             specs = [ModelSpec(name=m, client=client, model=m) for m in models]
-            report = await evaluator.evaluate(held_out, specs, baseline=models[0])
+            async with status.shown():
+                report = await evaluator.evaluate(held_out, specs, baseline=models[0])
             paid, replayed = journal.recorded, journal.replayed
     written = await write_report(report, out)
     print(render_markdown(report))
