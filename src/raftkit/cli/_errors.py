@@ -122,9 +122,7 @@ def _is_cancelled(error: BaseException) -> bool:
 
 def _endpoint(error: APIError) -> str:
     """`` (POST https://host/v1/path)``, or nothing when the URL is not known."""
-    if not error.url:
-        return ""
-    return f" ({error.method or 'request'} {error.url})"
+    return f" ({_at(error)})" if error.url else ""
 
 
 def _at(error: APIError) -> str:

@@ -7,6 +7,7 @@ import argparse
 import copy
 import difflib
 import re
+import sys
 import textwrap
 from collections.abc import Iterable, Sequence
 from typing import Any, NoReturn
@@ -30,7 +31,9 @@ class HelpFormatter(argparse.HelpFormatter):
         shown = (
             action.option_strings
             and action.help is not argparse.SUPPRESS
-            and default not in (None, False, argparse.SUPPRESS)
+            and default is not None
+            and default is not False
+            and default is not argparse.SUPPRESS
             and not isinstance(action, argparse._VersionAction | argparse._HelpAction)
             and "default" not in (action.help or "")
         )
@@ -68,6 +71,7 @@ class RaftkitParser(argparse.ArgumentParser):
     def parse_known_args(  # type: ignore[override]
         self, args: Sequence[str] | None = None, namespace: argparse.Namespace | None = None
     ) -> tuple[argparse.Namespace, list[str]]:
+        self._given = list(args) if args is not None else sys.argv[1:]
         parsed, extras = super().parse_known_args(args, namespace)
         # the innermost parser finishes first: it names the command whose flags were meant
         if not hasattr(parsed, "_parser"):
@@ -82,13 +86,19 @@ class RaftkitParser(argparse.ArgumentParser):
 
     def _suggestion(self, message: str) -> str:
         found = _UNRECOGNIZED.search(message)
+        # a typo in a required flag makes argparse complain of the missing one first: the
+        # words given are searched for the typo either way
+        words = found.group(1).split() if found else getattr(self, "_given", [])
+        known = set(self.options())
+        hints = []
+        for word in words:
+            flag = word.split("=", 1)[0]
+            if flag.startswith("--") and flag not in known:
+                hints += [f"{flag}: did you mean {m}?" for m in close_matches(flag, known)[:1]]
+        if hints:
+            return f" ({'; '.join(hints)})"
         if found:
-            hints = []
-            for word in found.group(1).split():
-                if word.startswith("-"):
-                    flag = word.split("=", 1)[0]
-                    hints += close_matches(flag, self.options())[:1]
-            return f" (did you mean {' or '.join(hints)}?)" if hints else ""
+            return ""
         found = _INVALID_CHOICE.search(message)
         if found:
             choices = [c.strip().strip("'") for c in found.group(2).split(",")]

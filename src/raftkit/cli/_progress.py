@@ -4,8 +4,8 @@ The line says how far the work is (done/total and the unit), how long it has run
 it may still take, what it has cost against the cap, and what the requests are doing: waiting
 on a rate limit, paused after a 429, or waiting on a server that does not answer. On a terminal
 it is redrawn in place a few times a second; when stderr is a file or a pipe it is written as a
-plain line every ``every`` seconds and once at the end, so logs stay readable; ``--quiet``
-silences it.
+plain line every ``every`` seconds (30, or ``RAFTKIT_STATUS_EVERY``) and once at the end, so
+logs stay readable; ``--quiet`` silences it.
 
 Callbacks may come from worker threads (training runs in one): :meth:`StatusLine.update` only
 records under a lock, and the redraw happens in the event loop, where the client's
@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import os
 import shutil
 import sys
 import threading
@@ -33,7 +34,8 @@ __all__ = ["StatusLine", "format_duration"]
 
 #: A request older than this is called out ("waiting on 3 requests for 45s").
 SLOW_REQUEST_S = 20.0
-#: Seconds between plain lines when stderr is not a terminal.
+#: Seconds between plain lines when stderr is not a terminal (``RAFTKIT_STATUS_EVERY``
+#: overrides it, e.g. for a CI log that should say more, or less).
 PLAIN_EVERY_S = 30.0
 
 _LIMITS = {"rpm": "requests/min", "tpm": "tokens/min", "concurrency": "concurrency"}
@@ -68,7 +70,7 @@ class StatusLine:
         activity: Callable[[], RequestActivity | None] | None = None,
         live: bool | None = None,
         refresh: float = 0.25,
-        every: float = PLAIN_EVERY_S,
+        every: float | None = None,
         slow_after: float = SLOW_REQUEST_S,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -79,7 +81,7 @@ class StatusLine:
         self.activity = activity
         self.live = live if live is not None else _is_terminal(self.stream)
         self.refresh = refresh
-        self.every = every
+        self.every = every if every is not None else _plain_every()
         self.slow_after = slow_after
         self._clock = clock
         self._lock = threading.Lock()
@@ -257,6 +259,15 @@ class StatusLine:
             if failure is not None and group.exceptions == (failure,):
                 raise failure from failure.__cause__
             raise
+
+
+def _plain_every() -> float:
+    text = os.environ.get("RAFTKIT_STATUS_EVERY", "")
+    try:
+        value = float(text)
+    except ValueError:
+        return PLAIN_EVERY_S
+    return value if value > 0 else PLAIN_EVERY_S
 
 
 def _is_terminal(stream: TextIO) -> bool:

@@ -278,8 +278,8 @@ async def _finetune(args: argparse.Namespace) -> int:
 
         def on_event(event: JobEvent) -> None:
             step, total = event.data.get("step"), event.data.get("total_steps")
-            if isinstance(step, int) and isinstance(total, int):
-                status.update(done=step, total=total, unit="steps")
+            if isinstance(step, int | float) and isinstance(total, int | float):
+                status.update(done=int(step), total=int(total), unit="steps")
             status.say(_event_line(event))
 
         def on_job(polled: FineTuneJob) -> None:
