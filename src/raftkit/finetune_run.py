@@ -44,6 +44,7 @@ from raftkit.finetune import (
     FineTuneProvider,
     Hyperparameters,
     TrainingMetrics,
+    summary_markdown,
     training_curve_csv,
     training_curve_svg,
 )
@@ -353,7 +354,13 @@ class FineTuneRun:
             except Exception as e:  # the model is trained: a missing curve is only a warning
                 self._warn(f"could not read the metrics of job {job.id}: {e}")
         run = self.run
-        text = _summary_markdown(job, self, metrics)
+        text = summary_markdown(
+            job,
+            metrics,
+            service=self.provider_name,
+            base_model=self.model,
+            simulated=self.simulated,
+        )
 
         def write() -> None:
             run.finetune.mkdir(parents=True, exist_ok=True)
@@ -399,39 +406,3 @@ class FineTuneRun:
         return await provider.create_deployment(
             job, name=name, sku_name=sku_name, capacity=capacity
         )
-
-
-def _summary_markdown(
-    job: FineTuneJob, finetuning: FineTuneRun, metrics: TrainingMetrics | None
-) -> str:
-    lines = []
-    if finetuning.simulated:
-        lines += [
-            "> **SIMULATED** — this job ran on raftkit's built-in simulator: nothing was "
-            "trained and the model name is a placeholder.",
-            "",
-        ]
-    hyper = ", ".join(f"{k}={v}" for k, v in sorted(job.hyperparameters.items())) or "-"
-    rows = [
-        ("job", f"{job.id} ({job.status})"),
-        ("service", finetuning.provider_name),
-        ("base model", job.model or finetuning.model),
-        ("fine-tuned model", f"`{job.fine_tuned_model}`" if job.fine_tuned_model else "-"),
-        ("training file", job.training_file or "-"),
-        ("validation file", job.validation_file or "-"),
-        ("trained tokens", f"{job.trained_tokens:,}" if job.trained_tokens is not None else "-"),
-        ("hyperparameters", hyper),
-        ("final metrics", metrics.render() if metrics is not None else "not reported"),
-    ]
-    lines += [f"# Fine-tuning {job.fine_tuned_model or job.id}", "", "| | |", "|---|---|"]
-    lines += [f"| {name} | {value} |" for name, value in rows]
-    if metrics is not None:
-        lines += [
-            "",
-            "## Training curve",
-            "",
-            "![training curve](training-curve.svg)",
-            "",
-            "Per-step values: [training-curve.csv](training-curve.csv)",
-        ]
-    return "\n".join(lines) + "\n"

@@ -41,9 +41,9 @@ from raftkit.finetune._models import (
     normalise_status,
 )
 from raftkit.finetune.azure import AzureFineTuneProvider
-from raftkit.finetune.curve import training_curve_csv, training_curve_svg
 from raftkit.finetune.metrics import parse_result_csv
 from raftkit.finetune.openai import OpenAIFineTuneProvider
+from raftkit.finetune.report import summary_markdown, training_curve_csv, training_curve_svg
 from raftkit.llm.azure_management import (
     ARM_API_VERSION,
     MANAGEMENT_SCOPE,
@@ -85,6 +85,7 @@ __all__ = [
     "hashed_filename",
     "normalise_status",
     "parse_result_csv",
+    "summary_markdown",
     "training_curve_csv",
     "training_curve_svg",
 ]

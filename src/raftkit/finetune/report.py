@@ -1,4 +1,5 @@
-"""A fine-tuning job's training curve as files a person can open: CSV and a standalone SVG plot.
+"""A finished fine-tuning job as files a person can open: its training curve (CSV and a
+standalone SVG plot) and a Markdown summary that links them.
 
 The CSV has one row per step (``step``, the losses and accuracies, then any other numeric
 column the service reported); the SVG draws loss above and accuracy below (when reported),
@@ -13,9 +14,9 @@ import math
 from collections.abc import Sequence
 from html import escape
 
-from raftkit.finetune._models import StepMetrics, TrainingMetrics
+from raftkit.finetune._models import FineTuneJob, StepMetrics, TrainingMetrics
 
-__all__ = ["training_curve_csv", "training_curve_svg"]
+__all__ = ["summary_markdown", "training_curve_csv", "training_curve_svg"]
 
 _KNOWN = ("train_loss", "train_accuracy", "valid_loss", "valid_accuracy")
 _WIDTH = 720
@@ -129,3 +130,46 @@ def training_curve_svg(metrics: TrainingMetrics, *, title: str = "training curve
         + "\n".join(body)
         + f"\n{legend}\n</svg>\n"
     )
+
+
+def summary_markdown(
+    job: FineTuneJob,
+    metrics: TrainingMetrics | None,
+    *,
+    service: str,
+    base_model: str,
+    simulated: bool = False,
+) -> str:
+    """A finished job in Markdown: what was trained, on what, how it ended, and (with
+    ``metrics``) the training curve, linked as ``training-curve.svg`` and ``.csv`` beside it."""
+    lines = []
+    if simulated:
+        lines += [
+            "> **SIMULATED** — this job ran on raftkit's built-in simulator: nothing was "
+            "trained and the model name is a placeholder.",
+            "",
+        ]
+    hyper = ", ".join(f"{k}={v}" for k, v in sorted(job.hyperparameters.items())) or "-"
+    rows = [
+        ("job", f"{job.id} ({job.status})"),
+        ("service", service),
+        ("base model", job.model or base_model),
+        ("fine-tuned model", f"`{job.fine_tuned_model}`" if job.fine_tuned_model else "-"),
+        ("training file", job.training_file or "-"),
+        ("validation file", job.validation_file or "-"),
+        ("trained tokens", f"{job.trained_tokens:,}" if job.trained_tokens is not None else "-"),
+        ("hyperparameters", hyper),
+        ("final metrics", metrics.render() if metrics is not None else "not reported"),
+    ]
+    lines += [f"# Fine-tuning {job.fine_tuned_model or job.id}", "", "| | |", "|---|---|"]
+    lines += [f"| {name} | {value} |" for name, value in rows]
+    if metrics is not None:
+        lines += [
+            "",
+            "## Training curve",
+            "",
+            "![training curve](training-curve.svg)",
+            "",
+            "Per-step values: [training-curve.csv](training-curve.csv)",
+        ]
+    return "\n".join(lines) + "\n"
