@@ -98,8 +98,10 @@ async def test_pairs_adapter_and_evaluation_through_the_cli(
 
 
 async def test_the_cli_refuses_a_missing_run_and_a_bad_system(tmp_path: Path) -> None:
-    assert await _run("pairs", str(tmp_path / "nowhere")) == 2
     from raftkit.errors import InputError, UsageError
+
+    with pytest.raises(UsageError, match="is not a directory"):
+        await _run("pairs", str(tmp_path / "nowhere"))
 
     with pytest.raises(InputError, match="not found"):
         await _run("pairs", str(tmp_path))

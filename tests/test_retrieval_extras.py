@@ -116,10 +116,17 @@ async def test_minilm_cache_is_shared_with_a_second_instance(
 
 
 async def test_bi_encoder_fine_tune_runs_end_to_end(tmp_path: Path) -> None:
+    steps: list[tuple[int, int, float]] = []
     result = await finetune_bi_encoder(
-        PAIRS, CHUNKS, tmp_path / "bi", config=FinetuneConfig(batch_size=3, max_steps=2)
+        PAIRS,
+        CHUNKS,
+        tmp_path / "bi",
+        config=FinetuneConfig(batch_size=3, max_steps=2),
+        on_step=lambda *step: steps.append(step),
     )
     assert result.steps == 2
+    assert [(s, planned) for s, planned, _ in steps] == [(1, 2), (2, 2)]  # for a status line
+    assert [loss for *_, loss in steps] == result.losses
     assert all(np.isfinite(result.losses))
     tuned = SentenceTransformerEmbedder(tmp_path / "bi", name="minilm-tuned")
     scores = await evaluate_retrieval(tuned, PAIRS, CHUNKS, ks=(1, 3))

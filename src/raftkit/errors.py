@@ -39,6 +39,7 @@ __all__ = [
     "UnprocessableEntityError",
     "UsageError",
     "WaitTimeoutError",
+    "root_cause",
     "status_error_class",
 ]
 
@@ -245,3 +246,35 @@ def status_error_class(status_code: int, code: str | None = None) -> type[APISta
     if status_code >= 500:
         return InternalServerError
     return _BY_STATUS.get(status_code, APIStatusError)
+
+
+# ---------------------------------------------------------------- exception groups
+
+
+def _is_cancellation(error: BaseException) -> bool:
+    # asyncio's CancelledError and trio's Cancelled, named rather than imported: this floor
+    # imports no event loop
+    return type(error).__name__ in ("CancelledError", "Cancelled")
+
+
+def _leaves(error: BaseException) -> list[BaseException]:
+    if isinstance(error, BaseExceptionGroup):
+        return [leaf for inner in error.exceptions for leaf in _leaves(inner)]
+    return [error]
+
+
+def root_cause(error: BaseException) -> BaseException:
+    """The one exception that explains ``error``, out of any exception groups around it.
+
+    Concurrent work fails as a group (a hundred requests refused with the same 401); what a
+    person needs is its first real failure: an interrupt (Ctrl-C) first, then the first
+    exception that is not a cancellation caused by another one, else the first leaf.
+    """
+    leaves = _leaves(error)
+    for leaf in leaves:
+        if isinstance(leaf, KeyboardInterrupt):
+            return leaf
+    for leaf in leaves:
+        if not _is_cancellation(leaf):
+            return leaf
+    return leaves[0]

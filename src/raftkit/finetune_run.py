@@ -6,6 +6,16 @@ them (identical files are not uploaded twice), starts a job and records it in
 ``finetune.json``; a second run resumes waiting for that job instead of starting another. It
 sits on floor 4 because it joins two plug-in packages, :mod:`raftkit.dataset` and
 :mod:`raftkit.finetune`.
+
+Creating a job is made idempotent across crashes: before the request is sent, ``finetune.json``
+records a *pending* creation with a fresh tag, and the job is created carrying that tag (OpenAI
+``metadata``; on Azure, which has no metadata, the ``suffix``) with the training file's id. A
+run that died while the reply was in transit, or before writing the job down, finds the job by
+its tag on the next start and resumes it instead of paying for a second one.
+
+After a successful job, ``finetune/`` gets the training curve (``training-curve.csv`` and
+``training-curve.svg``) and ``report.md`` linking them; the fine-tuned model's name is written
+to ``finetune.json`` as soon as the service names it.
 """
 
 from __future__ import annotations
@@ -13,15 +23,19 @@ from __future__ import annotations
 import json
 import logging
 import os
-from collections.abc import Callable
+import secrets
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import anyio
 
-from raftkit.dataset import prepare_dataset, validate_chat_jsonl
+from raftkit.dataset import ValidationReport, prepare_dataset, validate_chat_jsonl
 from raftkit.dataset.cost import Epochs
-from raftkit.errors import UsageError
+from raftkit.dataset.validate import Purpose
+from raftkit.errors import APIConnectionError, InternalServerError, NotFoundError, UsageError
 from raftkit.finetune import (
     AzureFineTuneProvider,
     Deployment,
@@ -29,18 +43,39 @@ from raftkit.finetune import (
     FineTuneJob,
     FineTuneProvider,
     Hyperparameters,
+    TrainingMetrics,
+    summary_markdown,
+    training_curve_csv,
+    training_curve_svg,
 )
 from raftkit.llm import AzureAccount, AzureManagementClient
 from raftkit.run_dir import RunDir
 
-__all__ = ["RESUMABLE_STATUSES", "FineTuneRun"]
+__all__ = ["RESUMABLE_STATUSES", "TAG_KEY", "FineTuneRun", "FineTuneSummary"]
 
 logger = logging.getLogger("raftkit.finetune")
 
 #: A recorded job in one of these states is waited for again instead of starting another.
 RESUMABLE_STATUSES = frozenset({"validating_files", "queued", "running", "succeeded"})
+#: The metadata key whose value tags a job with the creation that made it.
+TAG_KEY = "raftkit_run"
+# How far back (seconds before the creation was recorded) a tagged job is looked for: the
+# service's clock and ours may differ a little.
+_CLOCK_SLACK = 600
+_MAX_LISTED = 500
 
 Say = Callable[[str], object]
+JobSeen = Callable[[FineTuneJob], Awaitable[None] | None]
+
+
+@dataclass(frozen=True)
+class FineTuneSummary:
+    """What a succeeded job left in the run directory."""
+
+    report: Path
+    curve_csv: Path | None
+    curve_svg: Path | None
+    metrics: TrainingMetrics | None
 
 
 class FineTuneRun:
@@ -48,7 +83,8 @@ class FineTuneRun:
 
     ``provider_name`` (``"openai"``, ``"azure"``) is recorded with the job, so a job is only
     resumed through the service that runs it. Progress lines go to ``say`` and warnings to
-    ``warn`` (both: the ``raftkit.finetune`` logger unless given).
+    ``warn`` (both: the ``raftkit.finetune`` logger unless given). ``simulated`` marks the
+    summary as made on the simulator.
     """
 
     def __init__(
@@ -63,6 +99,7 @@ class FineTuneRun:
         seed: int | None = None,
         say: Say | None = None,
         warn: Say | None = None,
+        simulated: bool = False,
     ) -> None:
         self.run = RunDir(run_dir)
         self.provider = provider
@@ -71,12 +108,19 @@ class FineTuneRun:
         self.hyperparameters = hyperparameters or Hyperparameters()
         self.suffix = suffix
         self.seed = seed
+        self.simulated = simulated
+        self.summary: FineTuneSummary | None = None
         self._say: Say = say or logger.info
         self._warn: Say = warn or logger.warning
 
     @property
     def epochs(self) -> Epochs:
         return self.hyperparameters.n_epochs or "auto"
+
+    @property
+    def _tags_by_suffix(self) -> bool:
+        # Azure's job API has no metadata: the suffix (in the model's name) carries the tag
+        return isinstance(self.provider, AzureFineTuneProvider)
 
     # ------------------------------------------------------------------ state
 
@@ -99,14 +143,20 @@ class FineTuneRun:
         await temporary.write_text(json.dumps(state, indent=2), encoding="utf-8")
         await temporary.replace(target)
 
+    async def _update_state(self, **changes: Any) -> dict[str, Any]:
+        state = {**await self.read_state(), **changes}
+        await self._write_state(state)
+        return state
+
     # ------------------------------------------------------------------ the workflow
 
     async def start_or_resume(self, *, resume: bool = True) -> FineTuneJob:
-        """The recorded job if it is still worth waiting for (and ``resume``), else a new one."""
+        """The recorded job if it is still worth waiting for (and ``resume``), else the job an
+        interrupted start created, else a new one."""
         if not self.run.root.is_dir():
             raise UsageError(f"{self.run.root} is not a directory")
         if resume:
-            job = await self.recorded_job()
+            job = await self.recorded_job() or await self.interrupted_job()
             if job is not None:
                 return job
         return await self.start()
@@ -117,11 +167,29 @@ class FineTuneRun:
         recorded = state.get("job_id") if state.get("provider") == self.provider_name else None
         if not isinstance(recorded, str):
             return None
-        job = await self.provider.get_job(recorded)
+        try:
+            job = await self.provider.get_job(recorded)
+        except NotFoundError:
+            self._warn(f"job {recorded} of {self.run.finetune_state} is unknown to the service")
+            return None
         if job.status not in RESUMABLE_STATUSES:
             return None
         self._say(f"resuming job {job.id} ({job.status}) from {self.run.finetune_state}")
         return job
+
+    async def interrupted_job(self) -> FineTuneJob | None:
+        """The job a start that did not finish (killed, or its reply lost) already created,
+        found by its tag; recorded, and returned if it is worth waiting for."""
+        state = await self.read_state()
+        pending = state.get("pending")
+        if state.get("provider") != self.provider_name or not isinstance(pending, dict):
+            return None
+        job = await self._find_tagged(pending)
+        if job is None:
+            return None
+        self._say(f"found job {job.id} ({job.status}), created by an interrupted start")
+        await self._record(job, pending)
+        return job if job.status in RESUMABLE_STATUSES else None
 
     async def chat_files(self) -> tuple[Path, Path | None]:
         """The chat training (and, if usable, validation) files, exported if missing and
@@ -138,14 +206,14 @@ class FineTuneRun:
             self._say(prepared.render())
             if not prepared.ok:
                 raise UsageError("the exported chat files would be rejected; see above")
-        report = await self._validate(train)
+        report = await self._validate(train, "training")
         if not report.ok:
             self._say(report.render())
             raise UsageError(f"{train} would be rejected by the service; see above")
         validation = self.run.dataset_file("chat", "validation")
         if not validation.is_file():
             return train, None
-        checked = await self._validate(validation)
+        checked = await self._validate(validation, "validation")
         if not checked.ok:
             # a validation file only adds metrics: train without it rather than not at all
             self._warn(f"{validation} would be rejected, training without it:")
@@ -153,9 +221,9 @@ class FineTuneRun:
             return train, None
         return train, validation
 
-    async def _validate(self, path: Path) -> Any:
+    async def _validate(self, path: Path, purpose: Purpose) -> ValidationReport:
         return await anyio.to_thread.run_sync(
-            lambda: validate_chat_jsonl(path, model=self.model, epochs=self.epochs)
+            lambda: validate_chat_jsonl(path, model=self.model, epochs=self.epochs, purpose=purpose)
         )
 
     async def start(self) -> FineTuneJob:
@@ -168,32 +236,156 @@ class FineTuneRun:
             valid = await self.provider.upload_file(validation)
             validation_id = valid.id
             self._say(f"validation file: {valid.id} ({'reused' if valid.reused else 'uploaded'})")
-        job = await self.provider.create_job(
-            model=self.model,
-            training_file=uploaded.id,
-            validation_file=validation_id,
-            suffix=self.suffix,
-            seed=self.seed,
-            hyperparameters=self.hyperparameters,
-        )
+        tag = f"rk-{secrets.token_hex(8)}"
+        suffix = self.suffix
+        if self._tags_by_suffix and suffix is None:
+            suffix = f"raftkit-{tag[3:]}"
+        pending = {
+            "tag": tag,
+            "training_file": uploaded.id,
+            "validation_file": validation_id,
+            "suffix": suffix,
+            "requested_at": int(time.time()),
+        }
+        # written before the request: whatever happens to the reply, the next start looks
+        # for a job with this tag before it creates one
+        await self._write_state({"provider": self.provider_name, "pending": pending})
+        try:
+            job = await self.provider.create_job(
+                model=self.model,
+                training_file=uploaded.id,
+                validation_file=validation_id,
+                suffix=suffix,
+                seed=self.seed,
+                hyperparameters=self.hyperparameters,
+                metadata=None if self._tags_by_suffix else {TAG_KEY: tag},
+            )
+        except (APIConnectionError, InternalServerError):
+            # the server may have created the job and lost the reply: look before giving up
+            found = await self._find_tagged(pending)
+            if found is None:
+                raise
+            self._say(f"the reply was lost, but job {found.id} was created; resuming it")
+            job = found
+        await self._record(job, pending)
+        self._say(f"started fine-tuning job {job.id} on {self.model}")
+        return job
+
+    async def _record(self, job: FineTuneJob, pending: dict[str, Any]) -> None:
         await self._write_state(
             {
                 "provider": self.provider_name,
                 "job_id": job.id,
                 "model": self.model,
-                "training_file": uploaded.id,
-                "validation_file": validation_id,
+                "training_file": pending.get("training_file"),
+                "validation_file": pending.get("validation_file"),
+                "tag": pending.get("tag"),
                 "status": job.status,
+                "fine_tuned_model": job.fine_tuned_model,
             }
         )
-        self._say(f"started fine-tuning job {job.id} on {self.model}")
-        return job
 
-    async def wait(self, job: FineTuneJob, *, on_event: EventCallback | None = None) -> FineTuneJob:
-        """Wait until ``job`` ends (a failed job is returned, not raised) and record its state."""
-        done = await self.provider.wait(job.id, on_event=on_event, raise_on_failure=False)
-        await self._write_state({**await self.read_state(), "status": done.status})
+    async def _find_tagged(self, pending: dict[str, Any]) -> FineTuneJob | None:
+        """The newest job carrying ``pending``'s tag and training file (jobs are listed newest
+        first; the search stops at jobs older than the creation)."""
+        since = int(pending.get("requested_at") or 0) - _CLOCK_SLACK
+        listed = 0
+        async for job in self.provider.list_jobs():
+            if self._carries(job, pending):
+                return job
+            listed += 1
+            if listed >= _MAX_LISTED or (job.created_at is not None and job.created_at < since):
+                return None
+        return None
+
+    def _carries(self, job: FineTuneJob, pending: dict[str, Any]) -> bool:
+        if job.training_file != pending.get("training_file"):
+            return False
+        if job.validation_file != pending.get("validation_file"):
+            return False
+        if job.metadata.get(TAG_KEY) == pending.get("tag"):
+            return True
+        if not self._tags_by_suffix or job.suffix != pending.get("suffix"):
+            return False
+        # a user-given suffix is not unique: only a job created after the request can match
+        since = int(pending.get("requested_at") or 0) - _CLOCK_SLACK
+        return job.created_at is None or job.created_at >= since
+
+    # ------------------------------------------------------------------ waiting and after
+
+    async def wait(
+        self,
+        job: FineTuneJob,
+        *,
+        on_event: EventCallback | None = None,
+        on_job: JobSeen | None = None,
+    ) -> FineTuneJob:
+        """Wait until ``job`` ends (a failed job is returned, not raised) and record its state;
+        the fine-tuned model's name is recorded as soon as the service gives it. A succeeded
+        job's summary and training curve are written (see :attr:`summary`)."""
+        known = [job.fine_tuned_model]
+
+        async def seen(polled: FineTuneJob) -> None:
+            if polled.fine_tuned_model and polled.fine_tuned_model != known[0]:
+                known[0] = polled.fine_tuned_model
+                await self._update_state(
+                    fine_tuned_model=polled.fine_tuned_model, status=polled.status
+                )
+            if on_job is not None:
+                result = on_job(polled)
+                if result is not None:
+                    await result
+
+        done = await self.provider.wait(
+            job.id, on_event=on_event, raise_on_failure=False, on_job=seen
+        )
+        await self._update_state(status=done.status, fine_tuned_model=done.fine_tuned_model)
+        if done.status == "succeeded":
+            self.summary = await self.write_summary(done)
         return done
+
+    async def write_summary(self, job: FineTuneJob) -> FineTuneSummary:
+        """Write ``finetune/report.md`` and, when the job reported metrics, its training curve
+        (``training-curve.csv`` and ``.svg``); the paths are recorded in ``finetune.json``."""
+        metrics: TrainingMetrics | None = None
+        if job.result_files:
+            try:
+                metrics = await self.provider.metrics(job)
+            except Exception as e:  # the model is trained: a missing curve is only a warning
+                self._warn(f"could not read the metrics of job {job.id}: {e}")
+        run = self.run
+        text = summary_markdown(
+            job,
+            metrics,
+            service=self.provider_name,
+            base_model=self.model,
+            simulated=self.simulated,
+        )
+
+        def write() -> None:
+            run.finetune.mkdir(parents=True, exist_ok=True)
+            if metrics is not None:
+                run.training_curve_csv.write_text(training_curve_csv(metrics), encoding="utf-8")
+                title = f"{job.fine_tuned_model or job.id}: training curve"
+                run.training_curve_svg.write_text(
+                    training_curve_svg(metrics, title=title), encoding="utf-8"
+                )
+            run.finetune_report_md.write_text(text, encoding="utf-8")
+
+        await anyio.to_thread.run_sync(write)
+        summary = FineTuneSummary(
+            report=run.finetune_report_md,
+            curve_csv=run.training_curve_csv if metrics is not None else None,
+            curve_svg=run.training_curve_svg if metrics is not None else None,
+            metrics=metrics,
+        )
+        await self._update_state(
+            report=str(summary.report),
+            training_curve={"csv": str(summary.curve_csv), "svg": str(summary.curve_svg)}
+            if metrics is not None
+            else None,
+        )
+        return summary
 
     async def deploy(
         self,

@@ -30,7 +30,7 @@ from typing import Any, Self
 
 import anyio
 
-from raftkit.errors import DatasetError, ResumeMismatchError
+from raftkit.errors import DatasetError, InputError, ResumeMismatchError
 from raftkit.run_dir import RunDir
 
 __all__ = ["Journal"]
@@ -180,7 +180,15 @@ class Journal:
         path = RunDir(self.run_dir).settings
         canonical = json.loads(json.dumps(settings, sort_keys=True, default=str))
         if path.exists():
-            recorded = json.loads(path.read_text(encoding="utf-8"))
+            try:
+                recorded = json.loads(path.read_text(encoding="utf-8"))
+            except ValueError:
+                recorded = None
+            if not isinstance(recorded, dict):
+                raise InputError(
+                    f"{path} is empty or not a JSON object, so this run's settings are unknown; "
+                    "restore it (it is written when a run starts), or use a new run directory"
+                )
             differences = {
                 name: (recorded.get(name), canonical.get(name))
                 for name in sorted(set(recorded) | set(canonical))

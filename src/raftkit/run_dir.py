@@ -14,7 +14,7 @@ A run directory is where one corpus's work accumulates, command after command::
       dataset/<format>/<part>.jsonl the exported splits (``raftkit export``), dataset/split.json
                                     and dataset/export.json (the system prompt and formats used)
       finetune.json                 the fine-tuning job (``raftkit finetune``), to resume it
-      training_curve.{csv,svg}      the fine-tune's loss curve, when it was saved
+      finetune/                     after the job: report.md, training-curve.{csv,svg}
       eval/                         ``raftkit eval``: its own journal and report.{md,html,json},
                                     retrieved/<retriever>.jsonl (contexts a retriever returned)
       retrieval/                    ``raftkit retrieval``: pairs.jsonl, split.json, cache/,
@@ -124,14 +124,23 @@ class RunDir(os.PathLike[str]):
         return self.root / "finetune.json"
 
     @property
+    def finetune(self) -> Path:
+        """What a finished fine-tune leaves: ``report.md`` and the training curve."""
+        return self.root / "finetune"
+
+    @property
+    def finetune_report_md(self) -> Path:
+        return self.finetune / "report.md"
+
+    @property
     def training_curve_csv(self) -> Path:
-        """The fine-tune's loss curve as CSV, when one was saved."""
-        return self.root / "training_curve.csv"
+        """The job's per-step loss and accuracy, as CSV."""
+        return self.finetune / "training-curve.csv"
 
     @property
     def training_curve_svg(self) -> Path:
-        """The fine-tune's loss curve as a plot, when one was saved."""
-        return self.root / "training_curve.svg"
+        """The job's per-step loss and accuracy, plotted."""
+        return self.finetune / "training-curve.svg"
 
     # ------------------------------------------------------------------ evaluation
 

@@ -11,7 +11,13 @@ Batching sits beside the online clients, not inside fine-tuning: it wraps an
   until it has every answer (``raftkit generate --batch``).
 """
 
-from raftkit.batch.requests import BatchFailedError, BatchLineFailure, BatchRequest, BatchResult
+from raftkit.batch.requests import (
+    BatchFailedError,
+    BatchLineFailure,
+    BatchRequest,
+    BatchResult,
+    BatchStatus,
+)
 from raftkit.batch.rounds import MAX_ROUNDS, DeferredCalls, run_in_rounds
 from raftkit.batch.runner import BATCH_TERMINAL_STATUSES, BatchRunner
 
@@ -23,6 +29,7 @@ __all__ = [
     "BatchRequest",
     "BatchResult",
     "BatchRunner",
+    "BatchStatus",
     "DeferredCalls",
     "run_in_rounds",
 ]

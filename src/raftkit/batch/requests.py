@@ -9,7 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from raftkit.errors import RaftkitError
 
-__all__ = ["BatchFailedError", "BatchLineFailure", "BatchRequest", "BatchResult"]
+__all__ = ["BatchFailedError", "BatchLineFailure", "BatchRequest", "BatchResult", "BatchStatus"]
 
 
 class BatchFailedError(RaftkitError):
@@ -58,3 +58,16 @@ class BatchResult(BaseModel):
     resumed: bool = Field(default=False, description="an earlier run's batch was polled")
     failures: list[BatchLineFailure] = Field(default_factory=list)
     cost_usd: float = 0.0
+
+
+class BatchStatus(BaseModel):
+    """A batch as last polled, for a status line: its id, state and request counts."""
+
+    model_config = ConfigDict(frozen=True)
+
+    batch_id: str
+    status: str
+    completed: int = 0
+    failed: int = 0
+    total: int = 0
+    round: int = Field(default=1, description="which round of run_in_rounds (1 first)")

@@ -16,7 +16,7 @@ import os
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from raftkit.batch.requests import BatchFailedError, BatchRequest
+from raftkit.batch.requests import BatchFailedError, BatchRequest, BatchStatus
 from raftkit.batch.runner import BatchRunner
 from raftkit.llm import ChatRequest, Deferred, LLMClient, ResponseStore
 from raftkit.llm.polling import PollPolicy
@@ -63,6 +63,7 @@ async def run_in_rounds(
     poll: PollPolicy | None = None,
     name: str = "teacher",
     max_rounds: int = MAX_ROUNDS,
+    on_status: Callable[[BatchStatus], object] | None = None,
 ) -> int:
     """Run ``work(deferring_client, batches_so_far)`` until it leaves no chat call unanswered;
     returns how many batches that took (0: the store answered everything).
@@ -71,10 +72,12 @@ async def run_in_rounds(
     :class:`BatchRunner` (its state file in ``run_dir``, so a restarted process resumes the
     batch in flight). ``work`` must let :class:`~raftkit.llm.Deferred` end the part of its
     job that needed the answer, and carry on with the rest. A batch that answers nothing, or
-    ``max_rounds`` batches, raise :class:`BatchFailedError`.
+    ``max_rounds`` batches, raise :class:`BatchFailedError`. ``on_status`` is called with
+    each poll of a batch (:class:`BatchStatus`: id, state, counts, round).
     """
-    runner = BatchRunner(client, store, run_dir=run_dir, poll=poll, name=name)
+    runner = BatchRunner(client, store, run_dir=run_dir, poll=poll, name=name, on_status=on_status)
     for done in range(max_rounds):
+        runner.round = done + 1
         calls = DeferredCalls(client, store)
         await work(calls.client, done)
         if not calls.pending:

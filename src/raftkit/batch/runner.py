@@ -22,13 +22,19 @@ from __future__ import annotations
 import json
 import logging
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Unpack
 
 import anyio
 
-from raftkit.batch.requests import BatchFailedError, BatchLineFailure, BatchRequest, BatchResult
+from raftkit.batch.requests import (
+    BatchFailedError,
+    BatchLineFailure,
+    BatchRequest,
+    BatchResult,
+    BatchStatus,
+)
 from raftkit.errors import UsageError
 from raftkit.llm import (
     AzureOpenAIClient,
@@ -59,7 +65,8 @@ class BatchRunner:
     """Runs chat requests as one batch and merges the answers into ``store``.
 
     ``run_dir`` holds the state file ``<name>.batch.json``. ``poll`` paces the wait (a batch
-    may take up to 24 hours; the default waits that long plus an hour).
+    may take up to 24 hours; the default waits that long plus an hour). ``on_status`` is
+    called with a :class:`BatchStatus` after every poll.
     """
 
     def __init__(
@@ -72,6 +79,7 @@ class BatchRunner:
         poll: PollPolicy | None = None,
         uploads_threshold: int = DEFAULT_UPLOADS_THRESHOLD,
         metadata: Mapping[str, str] | None = None,
+        on_status: Callable[[BatchStatus], object] | None = None,
     ) -> None:
         if not name or "/" in name or "\\" in name:
             raise UsageError(f"batch name must be a plain file name, got {name!r}")
@@ -86,6 +94,8 @@ class BatchRunner:
         self.name = name
         self.poll = poll or PollPolicy(initial=10.0, maximum=300.0, timeout=25 * 3600.0)
         self.metadata = dict(metadata or {})
+        self.on_status = on_status
+        self.round = 1
         self.azure = isinstance(client, AzureOpenAIClient)
         self.files = FileOps(
             client, wait_for_processing=self.azure, uploads_threshold=uploads_threshold
@@ -237,6 +247,11 @@ class BatchRunner:
                 raise BatchFailedError(batch_id, status, _batch_errors(batch))
             return status in BATCH_TERMINAL_STATUSES
 
+        async def seen(batch: dict[str, Any]) -> bool:
+            if self.on_status is not None:
+                self.on_status(_progress(batch_id, batch, self.round))
+            return False
+
         return await poll_until(
             lambda: self.get(batch_id),
             status=_status,
@@ -245,6 +260,7 @@ class BatchRunner:
             what=f"batch {batch_id}",
             resource_id=batch_id,
             hint="; run again to keep polling it",
+            on_value=seen,
         )
 
     # ------------------------------------------------------------------ merging
@@ -340,6 +356,19 @@ class BatchRunner:
 
 def _status(batch: Mapping[str, Any]) -> str:
     return str(batch.get("status") or "unknown")
+
+
+def _progress(batch_id: str, batch: Mapping[str, Any], round_: int) -> BatchStatus:
+    counts = batch.get("request_counts")
+    count = counts if isinstance(counts, Mapping) else {}
+    return BatchStatus(
+        batch_id=batch_id,
+        status=_status(batch),
+        completed=int(count.get("completed") or 0),
+        failed=int(count.get("failed") or 0),
+        total=int(count.get("total") or 0),
+        round=round_,
+    )
 
 
 def _total(batch: Mapping[str, Any], default: int) -> int:

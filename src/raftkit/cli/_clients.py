@@ -1,11 +1,13 @@
-"""How the command line finds its teacher: OpenAI, Azure OpenAI, a local server or the simulator.
+"""How the command line finds its endpoint: OpenAI, Azure OpenAI, a local server or the simulator.
 
 Resolution for ``--provider auto`` (the default): Azure when ``AZURE_OPENAI_ENDPOINT`` is set;
 OpenAI (or an OpenAI-compatible server) when ``OPENAI_API_KEY``, ``--base-url`` or
-``OPENAI_BASE_URL`` is set; otherwise the built-in loopback simulator, announced loudly,
-because its "teacher" writes deterministic placeholder text, not real training data. The
-simulator is the one ``raftkit simulator start`` runs in the background when there is one (its
-jobs and files outlive each command), else one started for this command alone.
+``OPENAI_BASE_URL`` is set; otherwise the built-in loopback simulator, announced loudly and
+in the words of the command's role (the teacher of ``generate``, the fine-tuning service of
+``finetune``, the models of ``eval``), because what it answers is deterministic placeholder
+text, not real data. The simulator is the one
+``raftkit simulator start`` runs in the background when there is one (its jobs and files
+outlive each command), else one started for this command alone.
 """
 
 from __future__ import annotations
@@ -23,14 +25,45 @@ from raftkit.llm.limiter import LimiterRegistry, RateLimits
 from raftkit.llm.openai import OpenAIClient
 from raftkit.llm.usage import UsageLedger
 
-__all__ = ["OpenedClient", "add_client_arguments", "open_client"]
+__all__ = ["ROLES", "OpenedClient", "add_client_arguments", "open_client", "simulator_notice"]
 
-SIMULATOR_NOTICE = (
-    "raftkit: no credentials found (OPENAI_API_KEY, AZURE_OPENAI_ENDPOINT, OPENAI_BASE_URL), "
-    "so the teacher is the built-in SIMULATOR on 127.0.0.1.\n"
-    "raftkit: its answers are deterministic placeholders built from your documents — fine for "
-    "trying raftkit, not for training a model. Set credentials to use a real teacher."
-)
+#: What the endpoint is to each kind of command: (who answers, what its answers are worth).
+ROLES: dict[str, tuple[str, str]] = {
+    "teacher": (
+        "the teacher is",
+        "its answers are deterministic placeholders built from your documents — fine for "
+        "trying raftkit, not for training a model. Set credentials to use a real teacher.",
+    ),
+    "fine-tuning": (
+        "fine-tuning runs on",
+        "its jobs train nothing and its fine-tuned models are names only — fine for trying "
+        "the workflow. Set credentials to fine-tune a real model.",
+    ),
+    "jobs": (
+        "the jobs shown are those of",
+        "it starts empty in every process and knows no real job. Set credentials to see "
+        "your account's jobs.",
+    ),
+    "evaluation": (
+        "the models evaluated are answered by",
+        "its answers are deterministic placeholders, so the scores say nothing about real "
+        "models. Set credentials to evaluate real models.",
+    ),
+    "embeddings": (
+        "embeddings come from",
+        "its vectors are deterministic stand-ins, not a real embedding model. Set "
+        "credentials to embed with a real one.",
+    ),
+}
+
+
+def simulator_notice(role: str) -> str:
+    """The banner printed when no credentials were found and ``role`` falls to the simulator."""
+    who, worth = ROLES.get(role, ROLES["teacher"])
+    return (
+        "raftkit: no credentials found (OPENAI_API_KEY, AZURE_OPENAI_ENDPOINT, OPENAI_BASE_URL), "
+        f"so {who} the built-in SIMULATOR on 127.0.0.1.\nraftkit: {worth}"
+    )
 
 
 @dataclass
@@ -41,8 +74,10 @@ class OpenedClient:
     provider: str
 
 
-def add_client_arguments(parser: argparse.ArgumentParser) -> None:
-    group = parser.add_argument_group("teacher endpoint")
+def add_client_arguments(parser: argparse.ArgumentParser, *, role: str = "teacher") -> None:
+    """The endpoint flags; ``role`` (a key of :data:`ROLES`) words the simulator's banner."""
+    parser.set_defaults(client_role=role)
+    group = parser.add_argument_group(f"endpoint ({role})")
     group.add_argument(
         "--provider",
         choices=["auto", "openai", "azure", "simulator"],
@@ -95,7 +130,7 @@ async def open_client(
         from raftkit.testing import Simulator  # the server stack only when it is used
         from raftkit.testing.service import find_running
 
-        print(SIMULATOR_NOTICE, file=sys.stderr)
+        print(simulator_notice(getattr(args, "client_role", "teacher")), file=sys.stderr)
         background = find_running()
         if background is not None:
             print(

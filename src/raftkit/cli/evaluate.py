@@ -20,6 +20,7 @@ from pathlib import Path
 import anyio
 
 from raftkit.cli._clients import OpenedClient, add_client_arguments, open_client
+from raftkit.cli._progress import StatusLine
 from raftkit.errors import UsageError
 from raftkit.eval_run import (
     EmbeddingRetriever,
@@ -139,7 +140,8 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     p.add_argument("--embedding-model", default="text-embedding-3-small")
     p.add_argument("--concurrency", type=int, default=8, help="questions in flight")
     p.add_argument("--bootstrap-seed", type=int, default=0)
-    add_client_arguments(p)
+    p.add_argument("--quiet", action="store_true", help="no live status line")
+    add_client_arguments(p, role="evaluation")
     p.set_defaults(handler=run)
 
 
@@ -282,11 +284,18 @@ async def run(args: argparse.Namespace) -> int:
             clients[url] = opened.client.with_store(EndpointScopedStore(journal, url))
         retrieved = await _retrieved(args, run, held, specs, default)
         settings: list[Setting] = [*chosen, *retrieved]
+        status = StatusLine(
+            "eval",
+            quiet=args.quiet,
+            ledger=ledger,
+            activity=next(iter(clients.values())).activity,
+        )
         evaluator = RaftEvaluator(
             _metrics(args, held, clients.get(None), notes),
             settings=settings,
             max_concurrency=args.concurrency,
             seed=args.bootstrap_seed,
+            progress=lambda done, total: status.update(done=done, total=total, unit="answers"),
         )
         models = [
             ModelSpec(
@@ -299,7 +308,8 @@ async def run(args: argparse.Namespace) -> int:
             )
             for t in targets
         ]
-        report = await evaluator.evaluate(held.examples, models, baseline=targets[0].label)
+        async with status.shown():
+            report = await evaluator.evaluate(held.examples, models, baseline=targets[0].label)
         paid, replayed = journal.recorded, journal.replayed
     report = report.model_copy(update={"notes": notes, "links": training_curve_links(run, out)})
     written = await write_report(report, out)

@@ -25,7 +25,14 @@ from pathlib import Path
 import anyio
 
 from raftkit.cli._clients import OpenedClient, add_client_arguments, open_client
-from raftkit.dataset import exporter_names, prepare_dataset, validate_chat_jsonl
+from raftkit.cli._progress import StatusLine
+from raftkit.dataset import (
+    exporter_names,
+    prepare_dataset,
+    push_hf_dataset,
+    validate_chat_jsonl,
+)
+from raftkit.dataset.validate import Purpose
 from raftkit.errors import UsageError
 from raftkit.finetune import (
     AzureFineTuneProvider,
@@ -40,15 +47,7 @@ from raftkit.llm import AzureAccount, AzureManagementClient, PollPolicy
 from raftkit.llm.azure_management import MANAGEMENT_SCOPE
 from raftkit.run_dir import RunDir
 
-__all__ = ["add_parser", "add_parsers", "run"]
-
-
-def add_parsers(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    """Add ``export``, ``validate``, ``finetune`` and ``jobs``."""
-    _add_export(commands)
-    _add_validate(commands)
-    add_parser(commands)
-    _add_jobs(commands)
+__all__ = ["add_export", "add_jobs", "add_parser", "add_validate", "run"]
 
 
 def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -69,6 +68,7 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     p.add_argument("--seed", type=int)
     p.add_argument("--wait", action="store_true", help="follow the job until it ends")
     p.add_argument("--new", action="store_true", help="start a new job even if one is recorded")
+    p.add_argument("--quiet", action="store_true", help="no live status line while waiting")
     p.add_argument(
         "--poll-interval", type=float, default=10.0, help="seconds between polls at first"
     )
@@ -85,11 +85,11 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     arm.add_argument("--sku", default="standard")
     arm.add_argument("--capacity", type=int, default=1)
     arm.add_argument("--management-url", default="https://management.azure.com")
-    add_client_arguments(p)
+    add_client_arguments(p, role="fine-tuning")
     p.set_defaults(handler=run)
 
 
-def _add_export(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+def add_export(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = commands.add_parser(
         "export",
         help="split a run's examples and write fine-tuning files",
@@ -106,14 +106,22 @@ def _add_export(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -
         metavar="FORMAT",
         help=f"export formats ({', '.join(exporter_names())})",
     )
-    p.add_argument("--system-prompt")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--system-prompt", help="a system message at the start of every chat row")
+    p.add_argument("--seed", type=int, default=0, help="the split's seed")
     p.add_argument("--model", default="gpt-4o-mini", help="for token limits and cost")
     p.add_argument("--epochs", type=int, help="for the cost estimate (default: auto)")
+    hub = p.add_argument_group("Hugging Face Hub")
+    hub.add_argument(
+        "--push-to-hub",
+        metavar="REPO",
+        help="publish the hf export (one DatasetDict) as the Hub dataset REPO (user/name); "
+        "the token comes from HF_TOKEN or `hf auth login`",
+    )
+    hub.add_argument("--private", action="store_true", help="make the Hub dataset private")
     p.set_defaults(handler=run)
 
 
-def _add_validate(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+def add_validate(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = commands.add_parser(
         "validate",
         help="check a chat fine-tuning JSONL file before uploading it",
@@ -121,17 +129,24 @@ def _add_validate(commands: argparse._SubParsersAction[argparse.ArgumentParser])
         "rejected.",
     )
     p.add_argument("file", type=Path)
-    p.add_argument("--model", default="gpt-4o-mini")
-    p.add_argument("--epochs", type=int)
+    p.add_argument("--model", default="gpt-4o-mini", help="the model the file is for")
+    p.add_argument("--epochs", type=int, help="for the cost estimate (default: auto)")
+    p.add_argument(
+        "--purpose",
+        choices=["auto", "training", "validation"],
+        default="auto",
+        help="a validation file is not held to the training minimum and has no cost "
+        "(auto: validation when the file name says so, e.g. validation.jsonl)",
+    )
     p.set_defaults(handler=run)
 
 
-def _add_jobs(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+def add_jobs(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = commands.add_parser("jobs", help="list, show or cancel fine-tuning jobs")
     p.add_argument("action", choices=["list", "show", "cancel"])
     p.add_argument("job_id", nargs="?", help="the job (for show and cancel)")
     p.add_argument("--limit", type=int, default=20, help="jobs listed at most")
-    add_client_arguments(p)
+    add_client_arguments(p, role="jobs")
     p.set_defaults(handler=run)
 
 
@@ -152,10 +167,14 @@ async def _export(args: argparse.Namespace) -> int:
     examples = args.examples or RunDir(args.run_dir).examples
     if not examples.is_file():
         raise UsageError(f"{examples} does not exist; run `raftkit generate` first")
+    formats: list[str] = list(args.formats)
+    if args.push_to_hub and "hf" not in formats:
+        formats.append("hf")  # what is pushed is the hf export
+    out = args.out or RunDir(args.run_dir).dataset
     prepared = await prepare_dataset(
         examples,
-        args.out or RunDir(args.run_dir).dataset,
-        formats=args.formats,
+        out,
+        formats=formats,
         system_prompt=args.system_prompt,
         seed=args.seed,
         model=args.model,
@@ -165,14 +184,38 @@ async def _export(args: argparse.Namespace) -> int:
     for name, parts in prepared.files.items():
         for part, path in parts.items():
             print(f"{name} {part}: {path}")
-    return 0 if prepared.ok else 1
+    if "hf" in prepared.files:
+        print(f"hf: {Path(out) / 'hf'} (one DatasetDict: datasets.load_from_disk reads it)")
+    if not prepared.ok:
+        return 1
+    if args.push_to_hub:
+        # the token is read here and handed over; it is never printed or logged
+        address = await anyio.to_thread.run_sync(
+            lambda: push_hf_dataset(
+                Path(out) / "hf",
+                args.push_to_hub,
+                token=os.environ.get("HF_TOKEN") or None,
+                private=args.private or None,
+            )
+        )
+        print(f"pushed to {address}")
+    return 0
 
 
 async def _validate(args: argparse.Namespace) -> int:
     if not args.file.is_file():
         raise UsageError(f"{args.file} does not exist")
+    purpose: Purpose = (
+        args.purpose
+        if args.purpose != "auto"
+        else "validation"
+        if "valid" in args.file.stem.lower()
+        else "training"
+    )
     report = await anyio.to_thread.run_sync(
-        lambda: validate_chat_jsonl(args.file, model=args.model, epochs=args.epochs or "auto")
+        lambda: validate_chat_jsonl(
+            args.file, model=args.model, epochs=args.epochs or "auto", purpose=purpose
+        )
     )
     print(report.render())
     return 0 if report.ok else 1
@@ -193,9 +236,13 @@ def _provider(opened: OpenedClient, args: argparse.Namespace) -> FineTuneProvide
     return OpenAIFineTuneProvider(opened.client, poll=poll)
 
 
-def _print_event(event: JobEvent) -> None:
+def _event_line(event: JobEvent) -> str:
     when = datetime.fromtimestamp(event.created_at, UTC).strftime("%H:%M:%S")
-    print(f"[{when}] {event.level:<5} {event.message}", flush=True)
+    return f"[{when}] {event.level:<5} {event.message}"
+
+
+def _print_event(event: JobEvent) -> None:
+    print(_event_line(event), flush=True)
 
 
 def _warn(message: str) -> None:
@@ -220,13 +267,27 @@ async def _finetune(args: argparse.Namespace) -> int:
             seed=args.seed,
             say=lambda message: print(message, flush=True),
             warn=_warn,
+            simulated=opened.simulated,
         )
-        # the simulator forgets its jobs between runs: nothing recorded can be resumed there
-        job = await finetuning.start_or_resume(resume=not args.new and not opened.simulated)
+        job = await finetuning.start_or_resume(resume=not args.new)
         if not args.wait:
             print(f"follow it with: raftkit jobs show {job.id}")
             return 0
-        done = await finetuning.wait(job, on_event=_print_event)
+        status = StatusLine("finetune", quiet=args.quiet, activity=opened.client.activity)
+        status.update(phase=f"{job.id} {job.status}")
+
+        def on_event(event: JobEvent) -> None:
+            step, total = event.data.get("step"), event.data.get("total_steps")
+            if isinstance(step, int | float) and isinstance(total, int | float):
+                status.update(done=int(step), total=int(total), unit="steps")
+            status.say(_event_line(event))
+
+        def on_job(polled: FineTuneJob) -> None:
+            model = f" → {polled.fine_tuned_model}" if polled.fine_tuned_model else ""
+            status.update(phase=f"{polled.id} {polled.status}{model}")
+
+        async with status.shown():
+            done = await finetuning.wait(job, on_event=on_event, on_job=on_job)
         return await _report(args, finetuning, done)
 
 
@@ -240,9 +301,13 @@ async def _report(args: argparse.Namespace, finetuning: FineTuneRun, job: FineTu
     print(f"fine-tuned model: {job.fine_tuned_model}")
     if job.trained_tokens is not None:
         print(f"trained tokens: {job.trained_tokens:,}")
-    if job.result_files:
-        metrics = await finetuning.provider.metrics(job)
-        print(f"metrics: {metrics.render()}")
+    summary = finetuning.summary
+    if summary is not None:
+        if summary.metrics is not None:
+            print(f"metrics: {summary.metrics.render()}")
+        if summary.curve_svg is not None:
+            print(f"training curve: {summary.curve_svg} ({summary.curve_csv})")
+        print(f"summary: {summary.report}")
     if args.deployment:
         if not isinstance(finetuning.provider, AzureFineTuneProvider):
             raise UsageError("--deployment is for Azure; an OpenAI model is usable at once")

@@ -6,10 +6,11 @@ import argparse
 import sys
 from pathlib import Path
 
+from raftkit.batch import BatchStatus
 from raftkit.cli._clients import add_client_arguments, open_client
-from raftkit.cli._progress import ProgressLine
+from raftkit.cli._progress import StatusLine
 from raftkit.llm.usage import PriceTable
-from raftkit.pipeline import RaftConfig, RaftPipeline, estimate_cost
+from raftkit.pipeline import Progress, RaftConfig, RaftPipeline, estimate_cost
 from raftkit.run_dir import RunDir
 
 __all__ = ["add_parser", "run"]
@@ -77,7 +78,7 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         action="store_true",
         help="send teacher calls through the Batch API (half price, up to 24 h per round)",
     )
-    p.add_argument("--quiet", action="store_true", help="no progress line")
+    p.add_argument("--quiet", action="store_true", help="no live status line")
     add_client_arguments(p)
     p.set_defaults(handler=run)
 
@@ -109,14 +110,40 @@ async def run(args: argparse.Namespace) -> int:
         print(estimate.markdown())
         return 0
     async with open_client(args) as opened:
+        status = StatusLine(
+            "generate", quiet=args.quiet, ledger=opened.ledger, activity=opened.client.activity
+        )
         pipeline = RaftPipeline(
             opened.client,
             config,
-            progress=None if args.quiet else ProgressLine(),
+            progress=lambda p: _show_progress(status, p),
             batch=args.batch,
+            batch_progress=lambda b: _show_batch(status, b),
         )
-        report = await pipeline.run(args.docs, args.out, simulated_teacher=opened.simulated)
+        async with status.shown():
+            report = await pipeline.run(args.docs, args.out, simulated_teacher=opened.simulated)
     print(report.markdown())
     run = RunDir(args.out)
     print(f"examples: {run.examples}   report: {run.report_md}")
     return 0 if report.status == "completed" else 1
+
+
+def _show_progress(status: StatusLine, p: Progress) -> None:
+    status.update(
+        phase="",
+        done=p.chunks_done,
+        total=p.chunks_total,
+        unit="chunks",
+        detail=f"questions {p.questions}  examples {p.examples}  rejected {p.rejected}",
+    )
+
+
+def _show_batch(status: StatusLine, b: BatchStatus) -> None:
+    failed = f", {b.failed} failed" if b.failed else ""
+    status.update(
+        phase=f"batch round {b.round}",
+        done=b.completed,
+        total=b.total or None,
+        unit="requests",
+        detail=f"batch {b.batch_id} {b.status}{failed}",
+    )

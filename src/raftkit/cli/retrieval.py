@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from pathlib import Path
@@ -18,6 +17,7 @@ from typing import Any
 import anyio
 
 from raftkit.cli._clients import add_client_arguments, open_client
+from raftkit.cli._progress import StatusLine
 from raftkit.errors import UsageError
 from raftkit.retrieval import (
     AdaptedEmbedder,
@@ -63,7 +63,7 @@ def _embedder_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--embedding-model", help="API embedding model, e.g. text-embedding-3-small")
     p.add_argument("--no-cache", action="store_true", help="do not cache embeddings on disk")
-    add_client_arguments(p)
+    add_client_arguments(p, role="embeddings")
 
 
 def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -94,6 +94,7 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     p.add_argument(
         "--out", type=Path, help="adapter file (default RUN_DIR/retrieval/adapter-KIND.npz)"
     )
+    p.add_argument("--quiet", action="store_true", help="no live status line")
     _embedder_arguments(p)
 
     p = sub.add_parser("finetune", help="fully fine-tune the MiniLM bi-encoder (and a reranker)")
@@ -109,6 +110,7 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="also train a cross-encoder on hard negatives mined by the base model",
     )
     p.add_argument("--reranker-loss", choices=["bce", "mnrl"], default="bce")
+    p.add_argument("--quiet", action="store_true", help="no live status line")
     p.set_defaults(embedder="minilm", embedding_model=None, no_cache=False)
 
     p = sub.add_parser("evaluate", help="evaluate embedders and write report.md / report.html")
@@ -187,9 +189,20 @@ async def _cmd_train_adapter(args: argparse.Namespace) -> int:
         temperature=args.temperature,
         seed=args.seed,
     )
-    async with _base_embedder(args) as base:
+    status = StatusLine("retrieval train-adapter", quiet=args.quiet)
+    status.update(phase="embedding")
+
+    def on_epoch(epoch: int, epochs: int, loss: float) -> None:
+        status.update(
+            phase="training", done=epoch, total=epochs, unit="epochs", detail=f"loss {loss:.4f}"
+        )
+
+    async with _base_embedder(args) as base, status.shown():
+        if isinstance(base, ClientEmbedder):
+            status.ledger = base.client.ledger
+            status.activity = base.client.activity
         adapter, history = await fit_adapter(
-            base, chunks, split.train, split.validation, config=config
+            base, chunks, split.train, split.validation, config=config, on_epoch=on_epoch
         )
     out = args.out or RunDir(args.run_dir).adapter(args.kind)
     path = adapter.save(out)
@@ -213,17 +226,31 @@ async def _cmd_finetune(args: argparse.Namespace) -> int:
         seed=args.seed,
     )
     run = RunDir(args.run_dir)
-    result = await finetune_bi_encoder(split.train, chunks, run.bi_encoder, config=config)
-    print(f"bi-encoder: {result.path} ({result.steps} steps)")
-    if args.reranker:
-        async with _base_embedder(args) as base:
-            triples = await mine_hard_negatives(base, split.train, chunks)
-        ranker = await finetune_cross_encoder(
-            triples,
-            run.cross_encoder,
-            loss=args.reranker_loss,
-            config=config,
+    status = StatusLine("retrieval finetune", quiet=args.quiet)
+
+    def on_step(step: int, planned: int, loss: float) -> None:
+        status.update(done=step, total=planned, unit="steps", detail=f"loss {loss:.4f}")
+
+    status.update(phase="bi-encoder")
+    async with status.shown():
+        result = await finetune_bi_encoder(
+            split.train, chunks, run.bi_encoder, config=config, on_step=on_step
         )
+    status.say(f"bi-encoder: {result.path} ({result.steps} steps)")
+    if args.reranker:
+        status = StatusLine("retrieval finetune", quiet=args.quiet)
+        status.update(phase="mining hard negatives")
+        async with status.shown():
+            async with _base_embedder(args) as base:
+                triples = await mine_hard_negatives(base, split.train, chunks)
+            status.update(phase="cross-encoder")
+            ranker = await finetune_cross_encoder(
+                triples,
+                run.cross_encoder,
+                loss=args.reranker_loss,
+                config=config,
+                on_step=on_step,
+            )
         print(f"cross-encoder: {ranker.path} ({ranker.steps} steps, loss {args.reranker_loss})")
     return 0
 
@@ -287,8 +314,7 @@ async def _cmd_evaluate(args: argparse.Namespace) -> int:
 async def run(args: argparse.Namespace) -> int:
     command = args.retrieval_command
     if not args.run_dir.is_dir():
-        print(f"raftkit retrieval {command}: {args.run_dir} is not a directory", file=sys.stderr)
-        return 2
+        raise UsageError(f"{args.run_dir} is not a directory")
     if command == "pairs":
         return await _cmd_pairs(args)
     if command == "train-adapter":

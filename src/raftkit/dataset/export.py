@@ -12,7 +12,9 @@ Formats, by registry name:
 - ``raft`` — the row format of gorilla's ``raft.py`` so its ``format.py`` and ``eval.py`` read
   our output.
 - ``eval`` — one row per question with its context and gold final answer, for evaluation.
-- ``hf`` — a Hugging Face ``datasets`` dataset saved with ``save_to_disk`` (optional extra).
+- ``hf`` — one Hugging Face ``DatasetDict`` (``train``/``validation``/``test``) saved with
+  ``save_to_disk``, so ``datasets.load_from_disk`` reads the whole split back (optional extra);
+  :func:`push_hf_dataset` publishes it on the Hub.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from typing import Any, Protocol, runtime_checkable
 
 from raftkit.dataset.io import write_jsonl
 from raftkit.dataset.split import Split, SplitName
-from raftkit.errors import UsageError
+from raftkit.errors import APIError, UsageError
 from raftkit.types import ContextDocument, RaftExample
 
 __all__ = [
@@ -38,11 +40,13 @@ __all__ = [
     "JsonlExporter",
     "MissingExtraError",
     "RaftReferenceExporter",
+    "SplitExporter",
     "export_split",
     "exporter_names",
     "format_context",
     "format_instruction",
     "get_exporter",
+    "push_hf_dataset",
     "register_exporter",
     "to_hf_dataset",
 ]
@@ -65,6 +69,18 @@ class Exporter(Protocol):
 
     def export(self, examples: Iterable[RaftExample], path: str | os.PathLike[str]) -> int:
         """Write ``examples`` to ``path``; returns the number of rows written."""
+        ...
+
+
+@runtime_checkable
+class SplitExporter(Protocol):
+    """An exporter that writes a whole split as one thing (a Hugging Face ``DatasetDict``)
+    rather than a file per part; :func:`export_split` hands it the split."""
+
+    def write_split(
+        self, split: Split[RaftExample], directory: Path, *, include_empty: bool = False
+    ) -> dict[SplitName, Path]:
+        """Write ``split`` under ``directory``; the path of each part written, by name."""
         ...
 
 
@@ -231,10 +247,12 @@ def to_hf_dataset(examples: Iterable[RaftExample], *, rows: JsonlExporter | None
 
 
 class HuggingFaceExporter:
-    """Saves a Hugging Face dataset directory (``Dataset.save_to_disk``) of the chosen rows.
+    """Saves a Hugging Face dataset (``save_to_disk``) of the chosen rows.
 
-    Needs the optional extra: ``pip install 'raftkit[datasets]'``. The default rows are the
-    ``raft`` format, which is what gorilla's ``raft.py`` saves as its ``hf`` output.
+    Given a whole split (:func:`export_split`), it writes one ``DatasetDict`` with a dataset per
+    part, which ``datasets.load_from_disk`` reads back as such; :meth:`export` writes a single
+    ``Dataset``. Needs the optional extra: ``pip install 'raftkit[datasets]'``. The default rows
+    are the ``raft`` format, which is what gorilla's ``raft.py`` saves as its ``hf`` output.
     """
 
     name = "hf"
@@ -247,6 +265,47 @@ class HuggingFaceExporter:
         dataset = to_hf_dataset(examples, rows=self.rows)
         dataset.save_to_disk(os.fspath(path))
         return int(dataset.num_rows)
+
+    def write_split(
+        self, split: Split[RaftExample], directory: Path, *, include_empty: bool = False
+    ) -> dict[SplitName, Path]:
+        datasets = _import_datasets()
+        parts = {
+            name: to_hf_dataset(part, rows=self.rows)
+            for name, part in split.parts().items()
+            if part or include_empty
+        }
+        datasets.DatasetDict(parts).save_to_disk(os.fspath(directory))
+        return {name: directory / name for name in parts}
+
+
+def push_hf_dataset(
+    directory: str | os.PathLike[str],
+    repo_id: str,
+    *,
+    token: str | None = None,
+    private: bool | None = None,
+) -> str:
+    """Publish the dataset saved in ``directory`` (the ``hf`` export) as the Hub dataset
+    ``repo_id``; returns its address. Without ``token``, ``huggingface_hub`` uses its own login
+    (``HF_TOKEN`` or ``hf auth login``). The token is never logged nor put in an error."""
+    datasets = _import_datasets()
+    try:
+        loaded = datasets.load_from_disk(os.fspath(directory))
+    except FileNotFoundError as e:
+        raise UsageError(f"{directory} holds no saved dataset; export with --formats hf") from e
+    try:
+        loaded.push_to_hub(repo_id, token=token, private=private)
+    except Exception as e:
+        reason = str(e).replace(token, "***") if token else str(e)
+        # "from None": the hub's own exception is not kept, so not even a traceback at -v
+        # can carry the token
+        raise APIError(
+            f"pushing {directory} to the Hugging Face Hub as {repo_id} failed: {reason}; "
+            "check the repository name and that the token may write to it",
+            url=f"https://huggingface.co/datasets/{repo_id}",
+        ) from None
+    return f"https://huggingface.co/datasets/{repo_id}"
 
 
 _REGISTRY: dict[str, Callable[..., Exporter]] = {
@@ -294,6 +353,8 @@ def export_split(
     Returns the paths written, by part name.
     """
     root = Path(directory)
+    if isinstance(exporter, SplitExporter):
+        return exporter.write_split(split, root, include_empty=include_empty)
     written: dict[SplitName, Path] = {}
     for name, part in split.parts().items():
         if not part and not include_empty:

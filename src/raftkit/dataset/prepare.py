@@ -134,6 +134,7 @@ def _prepare(
                         model=model,
                         epochs=epochs,
                         price_per_million=price_per_million,
+                        purpose="training" if part == "train" else "validation",
                     )
     return PreparedDataset(
         directory=str(directory),

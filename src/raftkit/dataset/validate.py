@@ -42,6 +42,7 @@ __all__ = [
     "ExampleProblem",
     "Issue",
     "IssueKind",
+    "Purpose",
     "TokenStats",
     "ValidationReport",
     "check_chat_example",
@@ -68,6 +69,9 @@ IssueKind = Literal[
     "missing_user_message",
     "blank_line",
 ]
+
+#: What a file is for: training files are held to the size minimum and priced.
+Purpose = Literal["training", "validation"]
 
 MIN_EXAMPLES = 10
 RECOMMENDED_EXAMPLES = 1_000
@@ -144,6 +148,7 @@ class ValidationReport(BaseModel):
 
     path: str
     model: str
+    purpose: Purpose = "training"
     lines: int
     examples: int = Field(description="lines that are well-formed examples")
     errors: list[Issue]
@@ -166,9 +171,10 @@ class ValidationReport(BaseModel):
         n_errors = sum(self.error_counts.values())
         n_warnings = sum(self.warning_counts.values())
         verdict = "OK" if self.ok else "REJECTED"
+        role = "" if self.purpose == "training" else ", validation file"
         out = [
             f"{self.path}: {verdict} — {self.examples} examples on {self.lines} lines, "
-            f"{n_errors} errors, {n_warnings} warnings (model {self.model})"
+            f"{n_errors} errors, {n_warnings} warnings (model {self.model}{role})"
         ]
         for title, issues, counts in (
             ("errors", self.errors, self.error_counts),
@@ -273,6 +279,7 @@ def validate_chat_jsonl(
     min_examples: int = MIN_EXAMPLES,
     recommended_examples: int = RECOMMENDED_EXAMPLES,
     max_listed: int = 200,
+    purpose: Purpose = "training",
 ) -> ValidationReport:
     """Validate a chat fine-tuning JSONL file and estimate its training tokens and cost.
 
@@ -280,6 +287,8 @@ def validate_chat_jsonl(
     (:data:`~raftkit.dataset.cost.MAX_TOKENS_PER_EXAMPLE`); ``price_per_million`` to the
     model's training price in :class:`~raftkit.llm.usage.PriceTable`.
     At most ``max_listed`` errors and as many warnings are listed; all are counted.
+    A ``purpose="validation"`` file is checked line by line alike, but is not held to the
+    training minimum or recommendation, and has no training cost.
     Raises :class:`~raftkit.errors.DatasetError` only when the file cannot be opened.
     """
     name = os.fspath(path)
@@ -335,6 +344,8 @@ def validate_chat_jsonl(
     n_examples = len(example_tokens)
     if lines == 0 or (n_examples == 0 and not found.error_counts and lines == len(pending_blank)):
         found.error(Issue(line=None, kind="empty_file", message="the file has no examples"))
+    elif purpose == "validation":
+        pass  # the minimum and the advice on dataset size are about training files
     elif n_examples < min_examples:
         found.error(
             Issue(
@@ -362,12 +373,13 @@ def validate_chat_jsonl(
             price_per_million=price_per_million,
             prices=prices,
         )
-        if example_tokens
+        if example_tokens and purpose == "training"
         else None
     )
     return ValidationReport(
         path=name,
         model=model,
+        purpose=purpose,
         lines=lines,
         examples=n_examples,
         errors=found.errors,

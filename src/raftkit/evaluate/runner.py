@@ -15,7 +15,7 @@ limits, retries, budget and journal apply. Concurrency is bounded by one ``Capac
 from __future__ import annotations
 
 import math
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
@@ -225,6 +225,8 @@ class RaftEvaluator:
     ``settings`` picks the context variants (``dataset``, ``no_oracle``, ``oracle_only``, and
     any :class:`~raftkit.evaluate.retrieved.RetrievedContexts`).
     ``limiter`` (or a new one of ``max_concurrency`` tokens) bounds calls in flight.
+    ``progress(done, total)`` is called as each question is answered and scored (per model
+    and setting), for a status line.
     """
 
     def __init__(
@@ -237,6 +239,7 @@ class RaftEvaluator:
         confidence: float = 0.95,
         n_resamples: int = 10_000,
         seed: int = 0,
+        progress: Callable[[int, int], object] | None = None,
     ) -> None:
         names = [m.name for m in metrics]
         if len(set(names)) != len(names):
@@ -256,6 +259,7 @@ class RaftEvaluator:
         self.confidence = confidence
         self.n_resamples = n_resamples
         self.seed = seed
+        self.progress = progress
 
     async def evaluate(
         self,
@@ -331,8 +335,13 @@ class RaftEvaluator:
             for example in examples
         ]
         pending = iter(items)
+        total = sum(1 for item in items if item.documents is not None)
+        done = 0
+        if self.progress is not None:
+            self.progress(0, total)
 
         async def worker() -> None:
+            nonlocal done
             # workers share one iterator: as many tasks as calls can run, not one per question
             for item in pending:
                 if item.documents is None:
@@ -340,6 +349,9 @@ class RaftEvaluator:
                 await self._answer(item, limiter)
                 if item.response is not None:
                     await self._score(item, limiter)
+                done += 1
+                if self.progress is not None:
+                    self.progress(done, total)
 
         workers = int(min(len(items), limiter.total_tokens))
         async with _single_error(), anyio.create_task_group() as tg:

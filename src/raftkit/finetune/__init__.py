@@ -16,7 +16,13 @@ import warnings
 from typing import Any
 
 from raftkit.errors import FileRejectedError, WaitTimeoutError
-from raftkit.finetune._base import KNOWN_STATUSES, EventCallback, FileSource, FineTuneProvider
+from raftkit.finetune._base import (
+    KNOWN_STATUSES,
+    EventCallback,
+    FileSource,
+    FineTuneProvider,
+    JobCallback,
+)
 from raftkit.finetune._errors import (
     DeploymentFailedError,
     FineTuneError,
@@ -37,6 +43,7 @@ from raftkit.finetune._models import (
 from raftkit.finetune.azure import AzureFineTuneProvider
 from raftkit.finetune.metrics import parse_result_csv
 from raftkit.finetune.openai import OpenAIFineTuneProvider
+from raftkit.finetune.report import summary_markdown, training_curve_csv, training_curve_svg
 from raftkit.llm.azure_management import (
     ARM_API_VERSION,
     MANAGEMENT_SCOPE,
@@ -65,6 +72,7 @@ __all__ = [
     "FineTuneJobFailedError",
     "FineTuneProvider",
     "Hyperparameters",
+    "JobCallback",
     "JobError",
     "JobEvent",
     "OpenAIFineTuneProvider",
@@ -77,6 +85,9 @@ __all__ = [
     "hashed_filename",
     "normalise_status",
     "parse_result_csv",
+    "summary_markdown",
+    "training_curve_csv",
+    "training_curve_svg",
 ]
 
 #: Names that moved to :mod:`raftkit.batch`: batching teacher calls is not fine-tuning.

@@ -12,6 +12,7 @@ import inspect
 import logging
 import os
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from typing import Any
 
 import anyio.lowlevel
 
@@ -28,12 +29,14 @@ from raftkit.llm.files import UploadedFile
 from raftkit.llm.polling import PollPolicy, poll_until
 from raftkit.resources import AsyncResource
 
-__all__ = ["KNOWN_STATUSES", "EventCallback", "FileSource", "FineTuneProvider"]
+__all__ = ["KNOWN_STATUSES", "EventCallback", "FileSource", "FineTuneProvider", "JobCallback"]
 
 logger = logging.getLogger("raftkit.finetune")
 
 #: Called with each new event while waiting; may be a plain function or a coroutine function.
 EventCallback = Callable[[JobEvent], Awaitable[None] | None]
+#: Called with the job after every poll while waiting (plain or coroutine function).
+JobCallback = Callable[[FineTuneJob], Awaitable[None] | None]
 #: A file to upload: a path, or the content itself.
 FileSource = str | os.PathLike[str] | bytes
 
@@ -115,9 +118,10 @@ class FineTuneProvider(AsyncResource):
         on_event: EventCallback | None = None,
         poll: PollPolicy | None = None,
         raise_on_failure: bool = True,
+        on_job: JobCallback | None = None,
     ) -> FineTuneJob:
         """Poll until the job is terminal, passing each new event (oldest first, never twice)
-        to ``on_event``; returns the final job.
+        to ``on_event`` and the job as polled to ``on_job``; returns the final job.
 
         Works on any existing job id, so a restarted program resumes waiting where it was.
         Between polls, passing failures (dropped connections, 5xx, 429) are logged and survived
@@ -136,6 +140,7 @@ class FineTuneProvider(AsyncResource):
             job, fresh = polled
             for event in fresh:
                 await _call(on_event, event)
+            await _call(on_job, job)
             if job.status not in KNOWN_STATUSES and last_status[-1:] != [job.status]:
                 logger.warning("job %s is in unknown state %r; still waiting", job_id, job.status)
             last_status[:] = [job.status]
@@ -178,9 +183,11 @@ class FineTuneProvider(AsyncResource):
         return fresh
 
 
-async def _call(callback: EventCallback | None, event: JobEvent) -> None:
+async def _call(
+    callback: Callable[[Any], Awaitable[None] | None] | None, value: JobEvent | FineTuneJob
+) -> None:
     if callback is None:
         return
-    result = callback(event)
+    result = callback(value)
     if inspect.isawaitable(result):
         await result

@@ -82,6 +82,8 @@ class FineTuneJob(_Frozen):
     suffix: str | None = None
     seed: int | None = None
     error: JobError | None = None
+    #: the key-value tags given at creation (OpenAI ``metadata``; Azure has none)
+    metadata: dict[str, str] = Field(default_factory=dict)
     raw: dict[str, Any] = Field(default_factory=dict, repr=False)
 
     @property
@@ -121,6 +123,9 @@ class FineTuneJob(_Frozen):
             suffix=body.get("user_provided_suffix") or body.get("suffix"),
             seed=body.get("seed"),
             error=job_error,
+            metadata={str(k): str(v) for k, v in metadata.items()}
+            if isinstance(metadata := body.get("metadata"), Mapping)
+            else {},
             raw=dict(body),
         )
 

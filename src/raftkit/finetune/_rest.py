@@ -135,7 +135,11 @@ class RestFineTuneProvider(FineTuneProvider):
             hyperparameters=hyperparameters,
             metadata=metadata,
         )
-        response = await self.client.request("POST", "fine_tuning/jobs", json=body)
+        # a job costs money: never resent once the server may have created it (a reply lost
+        # in transit would make a second job); FineTuneRun finds the first by its tag instead
+        response = await self.client.request(
+            "POST", "fine_tuning/jobs", json=body, idempotent=False
+        )
         return FineTuneJob.from_api(json_of(response))
 
     async def get_job(self, job_id: str) -> FineTuneJob:

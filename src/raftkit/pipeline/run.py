@@ -21,7 +21,7 @@ from collections.abc import Callable, Sequence
 import anyio
 from anyio.abc import ObjectReceiveStream, ObjectSendStream
 
-from raftkit.batch import run_in_rounds
+from raftkit.batch import BatchStatus, run_in_rounds
 from raftkit.chunking import AsyncChunker, Chunker
 from raftkit.errors import BudgetExceededError, UsageError
 from raftkit.extract import Extractor
@@ -70,6 +70,8 @@ class RaftPipeline:
     ``extractors`` replace the built-in ones (``[*default_extractors(), MyExtractor()]`` adds
     one), in the run and in :meth:`plan` alike. Plug-ins given here are recorded by name in
     the run's ``settings.json``: resuming with others is refused, like other settings.
+    ``progress`` is called after every chunk; with ``batch``, ``batch_progress`` after every
+    poll of a batch (its id, state and counts).
     """
 
     def __init__(
@@ -87,6 +89,7 @@ class RaftPipeline:
         prices: PriceTable | None = None,
         batch: bool = False,
         batch_poll: PollPolicy | None = None,
+        batch_progress: Callable[[BatchStatus], object] | None = None,
     ) -> None:
         self.client = client
         self.config = config if config is not None else RaftConfig()
@@ -99,6 +102,7 @@ class RaftPipeline:
         self._progress = progress
         self.batch = batch
         self._batch_poll = batch_poll
+        self._batch_progress = batch_progress
         self.prices = prices if prices is not None else PriceTable()
 
     # ------------------------------------------------------------------ dry run
@@ -194,7 +198,14 @@ class RaftPipeline:
                 setattr(report, name, getattr(attempt, name))
             report.batch_rounds = batches
 
-        await run_in_rounds(self.client, journal, one_pass, run_dir=run, poll=self._batch_poll)
+        await run_in_rounds(
+            self.client,
+            journal,
+            one_pass,
+            run_dir=run,
+            poll=self._batch_poll,
+            on_status=self._batch_progress,
+        )
 
     async def _feed(
         self,

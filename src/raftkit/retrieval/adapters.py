@@ -22,7 +22,7 @@ from __future__ import annotations
 import json
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -44,6 +44,7 @@ __all__ = [
     "AdaptedEmbedder",
     "Adapter",
     "AdapterKind",
+    "EpochCallback",
     "TrainingConfig",
     "TrainingHistory",
     "fit_adapter",
@@ -54,6 +55,8 @@ __all__ = [
 AdapterKind = Literal["linear", "mlp"]
 Array = npt.NDArray[np.floating[Any]]
 Params = dict[str, Array]
+#: Called after each training epoch with the epoch (1-based), the epochs planned and its loss.
+EpochCallback = Callable[[int, int, float], object]
 
 _FORMAT_VERSION = 1
 
@@ -332,12 +335,14 @@ def train_adapter(
     config: TrainingConfig | None = None,
     base: str = "",
     adapter: Adapter | None = None,
+    on_epoch: EpochCallback | None = None,
 ) -> tuple[Adapter, TrainingHistory]:
     """Train an adapter on precomputed embeddings (blocking: call it in a worker thread).
 
     ``query_embeddings[i]``'s positive is ``corpus_embeddings[targets[i]]``; the corpus matrix
     also serves validation, which ranks every chunk for each validation query. Without a
     validation set, training runs all epochs and keeps the last weights.
+    ``on_epoch(epoch, epochs, loss)`` is called after each epoch (1-based).
     """
     cfg = config or TrainingConfig()
     if cfg.epochs < 1 or cfg.temperature <= 0 or cfg.learning_rate <= 0 or cfg.patience < 1:
@@ -376,6 +381,8 @@ def train_adapter(
             losses.append(loss)
         history.epoch_seconds.append(time.perf_counter() - started)
         history.train_loss.append(float(np.mean(losses)) if losses else float("nan"))
+        if on_epoch is not None:
+            on_epoch(epoch + 1, cfg.epochs, history.train_loss[-1])
         if held_out is None:
             history.best_epoch = epoch
             continue
@@ -423,10 +430,12 @@ async def fit_adapter(
     validation: Sequence[RetrievalPair] = (),
     *,
     config: TrainingConfig | None = None,
+    on_epoch: EpochCallback | None = None,
 ) -> tuple[Adapter, TrainingHistory]:
     """Embed the chunks and questions once with ``embedder``, then train an adapter on them.
 
-    Pairs whose chunk is not among ``chunks`` are ignored. Training runs in a worker thread.
+    Pairs whose chunk is not among ``chunks`` are ignored. Training runs in a worker thread,
+    which calls ``on_epoch(epoch, epochs, loss)`` after each epoch.
     """
     position = {c.id: i for i, c in enumerate(chunks)}
     train = [p for p in train if p.chunk_id in position]
@@ -448,6 +457,7 @@ async def fit_adapter(
             validation_targets=vtargets if validation else None,
             config=config,
             base=embedder.name,
+            on_epoch=on_epoch,
         )
 
     return await anyio.to_thread.run_sync(run)

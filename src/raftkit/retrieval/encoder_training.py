@@ -21,10 +21,11 @@ head: untrained it ranks no better than chance, which is why it must be fine-tun
 
 from __future__ import annotations
 
+import math
 import os
 import random
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -50,12 +51,15 @@ __all__ = [
     "FinetuneConfig",
     "FinetuneResult",
     "HardNegativeTriple",
+    "StepCallback",
     "finetune_bi_encoder",
     "finetune_cross_encoder",
     "mine_hard_negatives",
 ]
 
 CrossEncoderLoss = Literal["bce", "mnrl"]
+#: Called after every optimiser step with the step, the steps planned and the step's loss.
+StepCallback = Callable[[int, int, float], object]
 
 
 @dataclass(frozen=True)
@@ -129,6 +133,7 @@ def _run_bi_encoder(
     groups: list[str],
     out: Path,
     cfg: FinetuneConfig,
+    on_step: StepCallback | None = None,
 ) -> FinetuneResult:
     st = require_sentence_transformers()
     torch = _seed_everything(cfg.seed)
@@ -154,10 +159,18 @@ def _run_bi_encoder(
             optimiser.step()
             result.losses.append(float(loss.detach()))
             result.steps += 1
+            if on_step is not None:
+                on_step(result.steps, _planned_steps(len(sampler), cfg), result.losses[-1])
     model.eval()
     out.mkdir(parents=True, exist_ok=True)
     model.save(str(out))
     return result
+
+
+def _planned_steps(items: int, cfg: FinetuneConfig) -> int:
+    # short batches are dropped, so this is an upper bound: good enough for an ETA
+    planned = cfg.epochs * max(1, math.ceil(items / cfg.batch_size))
+    return min(planned, cfg.max_steps) if cfg.max_steps is not None else planned
 
 
 def _pair_texts(
@@ -178,9 +191,12 @@ async def finetune_bi_encoder(
     *,
     base_model: str | os.PathLike[str] | None = None,
     config: FinetuneConfig | None = None,
+    on_step: StepCallback | None = None,
 ) -> FinetuneResult:
     """Fine-tune a sentence-transformers bi-encoder on (question, chunk) pairs; save it in
-    ``out_dir`` (load it with ``SentenceTransformerEmbedder(out_dir, name=...)``)."""
+    ``out_dir`` (load it with ``SentenceTransformerEmbedder(out_dir, name=...)``).
+    ``on_step(step, planned, loss)`` is called after every optimiser step, from the worker
+    thread that trains."""
     cfg = config or FinetuneConfig()
     if cfg.batch_size < 2:
         raise UsageError("batch_size must be >= 2 for in-batch negatives")
@@ -188,7 +204,7 @@ async def finetune_bi_encoder(
     base = str(base_model) if base_model is not None else str(default_model_path())
     out = Path(out_dir)
     return await anyio.to_thread.run_sync(
-        _run_bi_encoder, base, questions, positives, groups, out, cfg
+        _run_bi_encoder, base, questions, positives, groups, out, cfg, on_step
     )
 
 
@@ -235,6 +251,7 @@ def _run_cross_encoder(
     loss: CrossEncoderLoss | Any,
     out: Path,
     cfg: FinetuneConfig,
+    on_step: StepCallback | None = None,
 ) -> FinetuneResult:
     st = require_sentence_transformers()
     torch = _seed_everything(cfg.seed)
@@ -277,6 +294,8 @@ def _run_cross_encoder(
             optimiser.step()
             result.losses.append(float(value.detach()))
             result.steps += 1
+            if on_step is not None:
+                on_step(result.steps, _planned_steps(len(sampler), cfg), result.losses[-1])
     model.eval()
     out.mkdir(parents=True, exist_ok=True)
     model.save(str(out))
@@ -290,6 +309,7 @@ async def finetune_cross_encoder(
     loss: CrossEncoderLoss | Any = "bce",
     base_model: str | os.PathLike[str] | None = None,
     config: FinetuneConfig | None = None,
+    on_step: StepCallback | None = None,
 ) -> FinetuneResult:
     """Fine-tune a cross-encoder reranker on hard-negative triples and save it in ``out_dir``.
 
@@ -304,7 +324,7 @@ async def finetune_cross_encoder(
         raise UsageError("cross-encoder training needs >= 2 triples and batch_size >= 2")
     base = str(base_model) if base_model is not None else str(default_model_path())
     return await anyio.to_thread.run_sync(
-        _run_cross_encoder, base, list(triples), loss, Path(out_dir), cfg
+        _run_cross_encoder, base, list(triples), loss, Path(out_dir), cfg, on_step
     )
 
 

@@ -133,6 +133,18 @@ class SimulatorGateway:
                 await refusal(scope, replay, send_with_ids)
                 return
             fault = state.faults.next_for(path) if _is_api(path) else None
+            if fault is not None and fault.kind == "lost_reply":
+
+                async def swallow(message: Message) -> None:
+                    nonlocal status
+                    if message["type"] == "http.response.start":
+                        status = int(message["status"])
+
+                await self.app(scope, replay, swallow)
+                record()  # with the status the server meant to send
+                await hold(state, receive, fault.seconds)
+                await _drop(state, receive, send)
+                return
             if fault is not None and fault.kind == "drop":
                 record()  # with status 0: no response will ever be sent
             if fault is not None and await self._inject(fault, scope, receive, send, send_with_ids):

@@ -15,7 +15,7 @@ from typing import Literal
 
 __all__ = ["Fault", "FaultKind", "FaultPlan", "FaultRule"]
 
-FaultKind = Literal["error", "latency", "timeout", "drop", "malformed_json"]
+FaultKind = Literal["error", "latency", "timeout", "drop", "lost_reply", "malformed_json"]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -90,6 +90,13 @@ class Fault:
     def drop(cls, *, path: str | None = None) -> Fault:
         """Close the connection without sending any response."""
         return cls(kind="drop", path=path)
+
+    @classmethod
+    def lost_reply(cls, seconds: float = 0.0, *, path: str | None = None) -> Fault:
+        """Do the work (create the job, store the file), hold the reply ``seconds``, then close
+        the connection without sending it: a reply lost in transit, or a client killed while
+        waiting for it."""
+        return cls(kind="lost_reply", seconds=seconds, path=path)
 
     @classmethod
     def malformed_json(cls, *, path: str | None = None) -> Fault:
