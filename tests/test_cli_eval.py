@@ -74,9 +74,13 @@ def _write_run(root: Path) -> RunDir:
 
 @pytest.fixture
 def sims() -> Iterator[tuple[Simulator, Simulator]]:
-    """A base model that never writes the <ANSWER>: line, and a tuned one that does."""
-    careless = SimulatorConfig(misbehaviour={"missing_answer": 1.0})
-    with Simulator(careless) as base, Simulator() as tuned:
+    """A base model that never writes the <ANSWER>: line, and a tuned one that does; both
+    answer to any model name, as a local server serving one model does."""
+    careless = SimulatorConfig(misbehaviour={"missing_answer": 1.0}, accept_unknown_models=True)
+    with (
+        Simulator(careless) as base,
+        Simulator(SimulatorConfig(accept_unknown_models=True)) as tuned,
+    ):
         yield base, tuned
 
 
