@@ -68,6 +68,7 @@ from raftkit.synth import (
     TeacherAnswerGenerator,
     TeacherQuestionSynthesizer,
     UniformSampler,
+    VerifyRules,
     build_context,
     question_rng,
 )
@@ -124,6 +125,9 @@ class RaftConfig(BaseModel):
     )
     question_max_tokens: int | None = Field(
         None, ge=1, description="cap on the teacher's question-list reply; None: server default"
+    )
+    verification: VerifyRules = Field(
+        default_factory=VerifyRules, description="the answer verifier's thresholds"
     )
     concurrency: int = Field(16, ge=1, description="chunks in flight; does not change the data")
 
@@ -341,6 +345,7 @@ class RaftPipeline:
             prompts=self.prompts,
             max_attempts=c.max_answer_attempts,
             max_tokens=c.answer_max_tokens,
+            rules=c.verification,
         )
 
     def _extractors(self, client: LLMClient) -> list[Extractor]:
@@ -648,6 +653,7 @@ def _outcome(
             "chunk_id": oracle.id,
             "question": question.text,
             "reason": result.reason or "invalid_response",
+            "detail": result.detail,
             "attempts": result.attempts,
             "last_answer": result.cot_answer,
         }
@@ -665,7 +671,11 @@ def _outcome(
         quotes=list(result.quotes),
         teacher_model=result.model or config.teacher_model,
         usage=result.usage,
-        metadata={"attempts": result.attempts, "page_start": oracle.page_start},
+        metadata={
+            "attempts": result.attempts,
+            "page_start": oracle.page_start,
+            "normalisations": list(result.normalisations),
+        },
     )
     return _Outcome(order, example, None, short)
 
