@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from raftkit.synth import REJECTION_REASONS, quote_in_text, verify_answer
+from raftkit.synth import REJECTION_REASONS, VerifyRules, quote_in_text, verify_answer
 from raftkit.synth.verify import RejectionReason, extract_final_answer, extract_quotes
 
 EN_ORACLE = (
@@ -26,7 +26,7 @@ CASES: list[tuple[str, str, str, RejectionReason | None]] = [
     (
         "quote spanning a line break of the oracle",
         EN_ORACLE,
-        f"{BQ}adapted as wings. Most bats are nocturnal{EQ}\n<ANSWER>: at night",
+        f"{BQ}adapted as wings. Most bats are nocturnal{EQ}\n<ANSWER>: nocturnal",
         None,
     ),
     (
@@ -122,6 +122,42 @@ CASES: list[tuple[str, str, str, RejectionReason | None]] = [
         "unbalanced_quote_markers",
     ),
     ("empty response", EN_ORACLE, "  \n ", "invalid_response"),
+    (
+        "one stop word as the only quote",
+        EN_ORACLE,
+        f"{BQ}and{EQ} so it is so.\n<ANSWER>: Bats",
+        "quote_too_short",
+    ),
+    (
+        "one chinese particle as the only quote",
+        ZH_ORACLE,
+        f"{BQ}的{EQ}\n<ANSWER>: 蝙蝠",
+        "quote_too_short",
+    ),
+    (
+        "a quote that starts inside a word",
+        EN_ORACLE,
+        f"{BQ}ats are the only mammals{EQ}\n<ANSWER>: Bats",
+        "quote_splits_word",
+    ),
+    (
+        "a quote of function words only",
+        EN_ORACLE,
+        f"{BQ}are the only{EQ}\n<ANSWER>: Bats",
+        "no_substantive_quote",
+    ),
+    (
+        "a number the oracle does not state",
+        EN_ORACLE,
+        f"{BQ}Most bats are nocturnal{EQ}\n<ANSWER>: 18.5% of bats",
+        "answer_number_not_in_oracle",
+    ),
+    (
+        "an answer the oracle does not back",
+        EN_ORACLE,
+        f"{BQ}many roost in caves or other refuges{EQ}\n<ANSWER>: in Madagascar",
+        "answer_not_supported",
+    ),
 ]
 
 
@@ -177,3 +213,119 @@ def test_extract_quotes_strips_and_pairs() -> None:
     text = f"a {BQ} one {EQ} b {BQ}two\nlines{EQ}"
     assert extract_quotes(text) == ["one", "two\nlines"]
     assert extract_quotes(f"{BQ}x") is None
+
+
+WIKI = (
+    "Fossils have been found in Argentina, Mexico,[1][2] Ecuador and Brazil. The first fossil\n"
+    "was located in Cueva del Guácharo in 1965, a skull and post-cranial material. Its skull is\n"
+    "31.2 mm long, against 32.4–42.4 mm in the common vampire bat – a large difference. Sediments\n"
+    "dated at 300 years BP hold 1,000 bones of three species."
+)
+
+
+@pytest.mark.parametrize(
+    ("quote", "normalisation"),
+    [
+        ("found in Argentina, Mexico, Ecuador and Brazil", "citation_markers"),
+        ("Was located in Cueva del", "initial_case"),
+        ("a skull and postcranial material", "hyphenation"),
+        ("located in Cueva del Guacharo in 1965", "diacritics"),
+        ("the common vampire bat–a large difference", "dash_spacing"),
+        ("Its skull is 31.2mm long", "unit_spacing"),
+        ("The first fossil was located in Cueva del Guácharo in 1965.", "trailing_punctuation"),
+        ("Fossils have been found ... Ecuador and Brazil", "ellipsis"),
+        ("Ｉｔｓ skull is 31.2 mm long", "unicode_forms"),
+    ],
+)
+def test_a_match_records_the_normalisation_it_needed(quote: str, normalisation: str) -> None:
+    result = verify_answer(f"{BQ}{quote}{EQ}\n<ANSWER>: a skull", WIKI)
+    assert result.ok, result.detail
+    assert result.normalisations == [normalisation]
+    assert result.quote_checks[0].normalisations == [normalisation]
+    assert result.quotes == [quote], "the quote itself stays as written"
+
+
+def test_a_verbatim_quote_needs_no_normalisation() -> None:
+    result = verify_answer(f"{BQ}Its skull is 31.2 mm long{EQ}\n<ANSWER>: 31.2 mm", WIKI)
+    assert result.ok
+    assert result.normalisations == []
+
+
+def test_quotes_match_on_word_boundaries() -> None:
+    assert not quote_in_text("date", WIKI)
+    assert quote_in_text("dated at 300 years", WIKI)
+    assert not quote_in_text("ated at 300 years", WIKI)
+    assert not quote_in_text("dated at 30", WIKI), "a number is a word too"
+    # a hyphen is a boundary: a quote may start after one
+    assert quote_in_text("cranial material", WIKI)
+
+
+def test_cjk_quotes_may_start_and_end_at_any_character() -> None:
+    assert quote_in_text("是唯一能够真正飞行", ZH_ORACLE)
+    assert quote_in_text("能够真正飞行的哺乳动物", ZH_ORACLE)
+
+
+def test_japanese_kana_marks_are_not_folded_away() -> None:
+    oracle = "コウモリは夜に飛ぶことができる動物である。"
+    assert quote_in_text("夜に飛ぶことができる", oracle)
+    # ぶ and ふ differ only by a mark that diacritics folding must leave alone
+    assert not quote_in_text("夜に飛ふことができる", oracle)
+
+
+def test_the_final_answer_must_state_the_oracle_s_numbers() -> None:
+    def check(answer: str) -> str | None:
+        return verify_answer(f"{BQ}Its skull is 31.2 mm long{EQ}\n<ANSWER>: {answer}", WIKI).reason
+
+    assert check("31.2 mm") is None
+    assert check("about 1000 bones") is None, "1,000 is 1000"
+    assert check("3 species") is None, "three is 3"
+    assert check("32.4 to 42.4 mm") is None
+    assert check("31.5 mm") == "answer_number_not_in_oracle"
+    assert check("2 species") == "answer_number_not_in_oracle", "[2] is a citation, not a number"
+    assert check("18.5% larger") == "answer_number_not_in_oracle"
+
+
+def test_chinese_numerals_of_the_oracle_may_be_answered_in_digits() -> None:
+    oracle = "全世界已知的蝙蝠超过一千四百种，约占哺乳动物物种总数的五分之一。"
+    quote = f"{BQ}全世界已知的蝙蝠超过一千四百种{EQ}"
+    assert verify_answer(f"{quote}\n<ANSWER>: 超过1400种", oracle).ok
+    assert verify_answer(f"{quote}\n<ANSWER>: 超过１４００种", oracle).ok, "full-width digits"
+    wrong = verify_answer(f"{quote}\n<ANSWER>: 超过1500种", oracle)
+    assert wrong.reason == "answer_number_not_in_oracle"
+
+
+def test_named_entities_of_the_answer_must_be_in_the_oracle() -> None:
+    quote = f"{BQ}The first fossil was located in Cueva del Guácharo in 1965{EQ}"
+    assert verify_answer(f"{quote}\n<ANSWER>: in Cueva del Guácharo", WIKI).ok
+    # one invented name among supported words is enough to reject
+    result = verify_answer(f"{quote}\n<ANSWER>: in Cueva del Guácharo, Venezuela", WIKI)
+    assert result.reason == "answer_not_supported"
+    assert "Venezuela" in result.detail
+
+
+def test_thresholds_are_configurable() -> None:
+    one_word = f"{BQ}Bats{EQ}\n<ANSWER>: Bats"
+    assert verify_answer(one_word, EN_ORACLE).reason == "quote_too_short"
+    assert verify_answer(one_word, EN_ORACLE, rules=VerifyRules(min_quote_words=1)).ok
+    strict = VerifyRules(min_quote_words=10, min_quote_chars=80)
+    short = f"{BQ}Most bats are nocturnal{EQ}\n<ANSWER>: nocturnal"
+    assert verify_answer(short, EN_ORACLE).ok
+    assert verify_answer(short, EN_ORACLE, rules=strict).reason == "quote_too_short"
+    paraphrase = f"{BQ}Most bats are nocturnal{EQ}\n<ANSWER>: at night"
+    assert verify_answer(paraphrase, EN_ORACLE).reason == "answer_not_supported"
+    assert verify_answer(paraphrase, EN_ORACLE, rules=VerifyRules(min_answer_support=0)).ok
+    number = f"{BQ}Most bats are nocturnal{EQ}\n<ANSWER>: 70% of bats"
+    assert verify_answer(number, EN_ORACLE).reason == "answer_number_not_in_oracle"
+    assert verify_answer(number, EN_ORACLE, rules=VerifyRules(check_answer_numbers=False)).ok
+
+
+def test_every_problem_is_named_in_the_detail() -> None:
+    answer = f"{BQ}Bats are mammals{EQ} and {BQ}than{EQ} {BQ}ats are the only{EQ}\n<ANSWER>: x"
+    result = verify_answer(answer, EN_ORACLE)
+    assert result.reason == "quote_not_in_oracle"
+    states = {check.quote: (check.found, check.too_short) for check in result.quote_checks}
+    assert states == {
+        "Bats are mammals": ("missing", False),
+        "than": ("missing", True),
+        "ats are the only": ("splits_word", False),
+    }

@@ -6,12 +6,16 @@ import argparse
 import sys
 from pathlib import Path
 
+from pydantic import ValidationError
+
 from raftkit.batch import BatchStatus
 from raftkit.cli._clients import add_client_arguments, open_client
 from raftkit.cli._progress import StatusLine
+from raftkit.errors import UsageError
 from raftkit.llm.usage import PriceTable
 from raftkit.pipeline import Progress, RaftConfig, RaftPipeline, estimate_cost
 from raftkit.run_dir import RunDir
+from raftkit.synth import VerifyRules
 
 __all__ = ["add_parser", "run"]
 
@@ -62,6 +66,31 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     p.add_argument("--question-max-tokens", type=int, help="cap on each question-list reply")
     p.add_argument("--max-answer-attempts", type=int, default=defaults.max_answer_attempts)
+    rules = defaults.verification
+    p.add_argument(
+        "--min-quote-words",
+        type=int,
+        default=rules.min_quote_words,
+        help="a quote passes with this many words (see docs/synthesis.md; 0: off)",
+    )
+    p.add_argument(
+        "--min-quote-chars",
+        type=int,
+        default=rules.min_quote_chars,
+        help="... or with this many letters and digits",
+    )
+    p.add_argument(
+        "--min-quote-cjk-chars",
+        type=int,
+        default=rules.min_quote_cjk_chars,
+        help="... or with this many Chinese/Japanese/Korean characters",
+    )
+    p.add_argument(
+        "--min-answer-support",
+        type=float,
+        default=rules.min_answer_support,
+        help="share of the final answer's content words that must occur in the oracle",
+    )
     p.add_argument(
         "--concurrency",
         type=int,
@@ -83,8 +112,8 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     p.set_defaults(handler=run)
 
 
-async def run(args: argparse.Namespace) -> int:
-    config = RaftConfig(
+def _config(args: argparse.Namespace) -> RaftConfig:
+    return RaftConfig(
         teacher_model=args.teacher_model,
         questions_per_chunk=args.questions,
         distractors=args.distractors,
@@ -100,8 +129,23 @@ async def run(args: argparse.Namespace) -> int:
         vision_pages=args.vision_pages,
         answer_max_tokens=args.answer_max_tokens,
         question_max_tokens=args.question_max_tokens,
+        verification=VerifyRules(
+            min_quote_words=args.min_quote_words,
+            min_quote_chars=args.min_quote_chars,
+            min_quote_cjk_chars=args.min_quote_cjk_chars,
+            min_answer_support=args.min_answer_support,
+        ),
         concurrency=args.concurrency,
     )
+
+
+async def run(args: argparse.Namespace) -> int:
+    try:
+        config = _config(args)
+    except ValidationError as e:
+        error = e.errors()[0]
+        where = ".".join(str(part) for part in error["loc"])
+        raise UsageError(f"invalid setting {where}: {error['msg']}") from None
     if not args.docs.exists():
         print(f"raftkit generate: {args.docs} does not exist", file=sys.stderr)
         return 2

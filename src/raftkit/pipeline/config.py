@@ -10,6 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from raftkit.chunking import AsyncChunker, Chunker, MarkdownChunker, SemanticChunker, TokenChunker
 from raftkit.llm import LLMClient
+from raftkit.synth import VerifyRules
 
 __all__ = ["Progress", "RaftConfig", "default_chunker"]
 
@@ -45,6 +46,9 @@ class RaftConfig(BaseModel):
     )
     question_max_tokens: int | None = Field(
         None, ge=1, description="cap on the teacher's question-list reply; None: server default"
+    )
+    verification: VerifyRules = Field(
+        default_factory=VerifyRules, description="the answer verifier's thresholds"
     )
     concurrency: int = Field(16, ge=1, description="chunks in flight; does not change the data")
 

@@ -48,6 +48,7 @@ def outcome(
             "chunk_id": oracle.id,
             "question": question.text,
             "reason": result.reason or "invalid_response",
+            "detail": result.detail,
             "attempts": result.attempts,
             "last_answer": result.cot_answer,
         }
@@ -65,7 +66,11 @@ def outcome(
         quotes=list(result.quotes),
         teacher_model=result.model or config.teacher_model,
         usage=result.usage,
-        metadata={"attempts": result.attempts, "page_start": oracle.page_start},
+        metadata={
+            "attempts": result.attempts,
+            "page_start": oracle.page_start,
+            "normalisations": list(result.normalisations),
+        },
     )
     return Outcome(order, example, None, short)
 

@@ -66,6 +66,7 @@ def make_answerer(
             prompts=prompts,
             max_attempts=config.max_answer_attempts,
             max_tokens=config.answer_max_tokens,
+            rules=config.verification,
         )
 
     return _resolve(given, client, default, AnswerGenerator)

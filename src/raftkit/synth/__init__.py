@@ -6,7 +6,8 @@
   :func:`build_context` (oracle kept with probability ``p`` beside ``k`` distractors).
 - :mod:`~raftkit.synth.answers` — :class:`AnswerGenerator` and the teacher-backed default that
   re-asks until the answer verifies.
-- :mod:`~raftkit.synth.verify` — :func:`verify_answer`, a pure check of quotes and answer line.
+- :mod:`~raftkit.synth.verify` — :func:`verify_answer`, a pure check of quotes and answer line;
+  :class:`VerifyRules` holds its thresholds.
 """
 
 from raftkit.synth.answers import AnswerGenerator, AnswerResult, TeacherAnswerGenerator
@@ -26,9 +27,13 @@ from raftkit.synth.questions import (
     question_id,
 )
 from raftkit.synth.verify import (
+    NORMALISATIONS,
     REJECTION_REASONS,
+    Normalisation,
+    QuoteCheck,
     RejectionReason,
     Verification,
+    VerifyRules,
     quote_in_text,
     verify_answer,
 )
@@ -36,6 +41,7 @@ from raftkit.synth.verify import (
 __all__ = [
     "BEGIN_QUOTE",
     "END_QUOTE",
+    "NORMALISATIONS",
     "REJECTION_REASONS",
     "AnswerGenerator",
     "AnswerResult",
@@ -43,13 +49,16 @@ __all__ = [
     "Context",
     "DistractorSampler",
     "EmbeddingSampler",
+    "Normalisation",
     "Prompts",
     "QuestionSynthesizer",
+    "QuoteCheck",
     "RejectionReason",
     "TeacherAnswerGenerator",
     "TeacherQuestionSynthesizer",
     "UniformSampler",
     "Verification",
+    "VerifyRules",
     "build_context",
     "question_id",
     "question_rng",

@@ -20,7 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from raftkit.errors import UsageError
 from raftkit.llm import ChatMessage, LLMClient
 from raftkit.synth.prompts import Prompts, answer_messages, answer_retry_messages
-from raftkit.synth.verify import RejectionReason, verify_answer
+from raftkit.synth.verify import Normalisation, RejectionReason, VerifyRules, verify_answer
 from raftkit.types import Chunk, Question, Usage
 
 __all__ = [
@@ -46,6 +46,10 @@ class AnswerResult(BaseModel):
     final_answer: str = ""
     quotes: list[str] = Field(default_factory=list)
     reason: RejectionReason | None = None
+    detail: str = Field(default="", description="what was wrong with the last rejected attempt")
+    normalisations: list[Normalisation] = Field(
+        default_factory=list, description="what matching the accepted answer's quotes needed"
+    )
     rejections: list[RejectionReason] = Field(
         default_factory=list, description="why each failed attempt was rejected, in order"
     )
@@ -75,7 +79,8 @@ class TeacherAnswerGenerator:
     attempt uses ``temperature``; re-asks use ``retry_temperature`` (a repeat at temperature 0
     would mostly repeat the mistake) and, with ``feedback=True``, show the teacher its rejected
     answer and what was wrong with it. After ``max_attempts`` failures the result is a
-    rejection carrying the last reason. API errors propagate.
+    rejection carrying the last reason. API errors propagate. ``rules`` are the verifier's
+    thresholds (:class:`~raftkit.synth.verify.VerifyRules`).
     """
 
     def __init__(
@@ -91,6 +96,7 @@ class TeacherAnswerGenerator:
         seed: int | None = None,
         feedback: bool = True,
         require_quotes: bool = True,
+        rules: VerifyRules | None = None,
     ) -> None:
         if max_attempts < 1:
             raise UsageError("max_attempts must be >= 1")
@@ -104,6 +110,7 @@ class TeacherAnswerGenerator:
         self.seed = seed
         self.feedback = feedback
         self.require_quotes = require_quotes
+        self.rules = rules if rules is not None else VerifyRules()
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(model={self.model!r}, max_attempts={self.max_attempts})"
@@ -119,6 +126,7 @@ class TeacherAnswerGenerator:
         usage = Usage()
         rejections: list[RejectionReason] = []
         text = ""
+        detail = ""
         model = ""
         for attempt in range(self.max_attempts):
             response = await self.client.chat(
@@ -132,13 +140,16 @@ class TeacherAnswerGenerator:
             usage = usage + response.usage
             text = response.text
             model = response.model
-            check = verify_answer(text, oracle.text, require_quotes=self.require_quotes)
+            check = verify_answer(
+                text, oracle.text, rules=self.rules, require_quotes=self.require_quotes
+            )
             if check.ok:
                 return AnswerResult(
                     accepted=True,
                     cot_answer=text,
                     final_answer=check.final_answer,
                     quotes=check.quotes,
+                    normalisations=check.normalisations,
                     rejections=rejections,
                     attempts=attempt + 1,
                     usage=usage,
@@ -146,6 +157,7 @@ class TeacherAnswerGenerator:
                 )
             reason: RejectionReason = check.reason or "invalid_response"
             rejections.append(reason)
+            detail = check.detail
             logger.debug("question %s attempt %d rejected: %s", question.id, attempt + 1, reason)
             if self.feedback and text.strip():
                 messages = answer_retry_messages(first, text, check.detail, self.prompts)
@@ -155,6 +167,7 @@ class TeacherAnswerGenerator:
             accepted=False,
             cot_answer=text,
             reason=rejections[-1],
+            detail=detail,
             rejections=rejections,
             attempts=self.max_attempts,
             usage=usage,

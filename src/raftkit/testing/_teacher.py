@@ -32,6 +32,8 @@ __all__ = [
     "vision_answer",
 ]
 
+# Wikipedia's citation markers: part of a quote, never of an answer ("... fins.[1]" → no "1").
+_CITATION = re.compile(r"\[(?:\d{1,4}|[a-z])\]")
 _DOCUMENT = re.compile(r"<DOCUMENT>(.*?)</DOCUMENT>", re.DOTALL | re.IGNORECASE)
 _SCHEMA_KEYS = ("properties", "$schema", "items", "$defs")
 
@@ -172,6 +174,8 @@ def pick_passage(
     ranked_documents = sorted(range(len(documents)), key=lambda i: (-shared[i], i))
     chosen = ranked_documents[min(document_rank, len(ranked_documents) - 1)]
     sentences = [s for s in split_sentences(documents[chosen]) if len(s) > 1]
+    # raftkit's verifier wants substance: prefer sentences of 3 words, 12 letters or 6 CJK ones
+    sentences = [s for s in sentences if _substantial(s)] or sentences
     if not sentences:
         sentences = [documents[chosen].strip() or "(empty)"]
     ranked = sorted(
@@ -209,7 +213,8 @@ def raft_answer(
     chinese = passage.chinese
     if teaching.invented_quote:
         quote = _invent(quote, passage.documents, chinese=chinese)
-    answer = short_answer(passage.sentence, passage.question)
+    answer = short_answer(_CITATION.sub("", passage.sentence), passage.question)
+    answer = _whole_numbers(answer, passage.sentence)
     if chinese:
         reasoning = (
             "为了回答这个问题，我在上下文中找到了相关的句子："
@@ -224,6 +229,22 @@ def raft_answer(
     if teaching.missing_answer:
         return reasoning
     return f"{reasoning}\n<ANSWER>: {answer}"
+
+
+def _substantial(sentence: str) -> bool:
+    letters = sum(c.isalnum() for c in sentence)
+    cjk = sum(map(is_cjk, sentence))
+    return len(sentence.split()) >= 3 or letters - cjk >= 12 or cjk >= 6
+
+
+def _whole_numbers(answer: str, sentence: str) -> str:
+    """``answer`` without number pieces the sentence does not state (``14`` of ``14.5``)."""
+    kept = [
+        word
+        for word in answer.split()
+        if not word.isdigit() or re.search(rf"(?<![\d.,]){word}(?![.,]?\d)", sentence)
+    ]
+    return " ".join(kept) or answer
 
 
 def _invent(quote: str, documents: Sequence[str], *, chinese: bool) -> str:
