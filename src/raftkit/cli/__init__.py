@@ -20,7 +20,7 @@ __all__ = ["build_parser", "main"]
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from raftkit.cli import evaluate, finetune, generate, retrieval
+    from raftkit.cli import evaluate, finetune, generate, retrieval, serve
 
     parser = argparse.ArgumentParser(
         prog="raftkit",
@@ -32,6 +32,7 @@ def build_parser() -> argparse.ArgumentParser:
     finetune.add_parsers(commands)
     evaluate.add_parser(commands)
     retrieval.add_parser(commands)
+    serve.add_parser(commands)
     return parser
 
 
@@ -55,6 +56,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"raftkit {args.command}: {type(e).__name__}: {e}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
+        if args.command == "serve":  # Ctrl-C is how a server is meant to stop
+            return 0
         print(f"raftkit {args.command}: interrupted; run it again to resume", file=sys.stderr)
         return 130
     return code

@@ -2,7 +2,9 @@
 
 - ``raftkit export RUN_DIR`` — split ``RUN_DIR/examples.jsonl`` and write the upload-ready
   files under ``RUN_DIR/dataset/<format>/`` (``prepare_dataset``).
-- ``raftkit validate FILE`` — check a chat JSONL file the way the service will.
+- ``raftkit validate FILE`` — check a chat JSONL file the way the service will; with
+  ``--student BASE [--max-seq-length N]``, audit it against an open-weight student's chat
+  template instead (``raftkit.students.audit``).
 - ``raftkit finetune RUN_DIR --model gpt-4o-mini --epochs 3 [--wait]`` — upload the chat
   files (identical files are not uploaded twice), start a job, and with ``--wait`` print its
   events live and the final metrics. The job id is kept in ``RUN_DIR/finetune.json``: running
@@ -39,6 +41,7 @@ from raftkit.finetune import (
     OpenAIFineTuneProvider,
     PollPolicy,
 )
+from raftkit.students import audit_student
 
 __all__ = ["STATE_FILE", "add_parser", "add_parsers", "run"]
 
@@ -127,6 +130,13 @@ def _add_validate(commands: argparse._SubParsersAction[argparse.ArgumentParser])
     p.add_argument("file", type=Path)
     p.add_argument("--model", default="gpt-4o-mini")
     p.add_argument("--epochs", type=int)
+    p.add_argument(
+        "--student",
+        metavar="BASE",
+        help="audit FILE with this open-weight student's tokenizer and chat template instead "
+        "(a model folder, a model id in the local HF cache, or a .gguf file)",
+    )
+    p.add_argument("--max-seq-length", type=int, help="with --student: the length rows must fit")
     p.set_defaults(handler=run)
 
 
@@ -175,6 +185,12 @@ async def _export(args: argparse.Namespace) -> int:
 async def _validate(args: argparse.Namespace) -> int:
     if not args.file.is_file():
         raise UsageError(f"{args.file} does not exist")
+    if args.student:
+        audit = await anyio.to_thread.run_sync(
+            lambda: audit_student(args.file, args.student, max_seq_length=args.max_seq_length)
+        )
+        print(audit.render())
+        return 0 if audit.ok else 1
     report = await anyio.to_thread.run_sync(
         lambda: validate_chat_jsonl(args.file, model=args.model, epochs=args.epochs or "auto")
     )

@@ -5,6 +5,9 @@
   document), deterministic for a seed whatever the input order.
 - :mod:`~raftkit.dataset.export` — the :class:`Exporter` plug-in point and its formats (chat,
   completion, the RAFT reference format, eval, Hugging Face), registered by name.
+- :mod:`~raftkit.dataset.open_formats` — ``messages``, ``prompt-completion``, ``sharegpt`` and
+  ``alpaca`` for the open trainers, a provenance sidecar and LLaMA-Factory's
+  ``dataset_info.json``.
 - :mod:`~raftkit.dataset.validate` — check a chat JSONL file as the service would.
 - :mod:`~raftkit.dataset.cost` and :mod:`~raftkit.dataset.preflight` — billed tokens, epochs
   and dollars before anything is uploaded.
@@ -40,6 +43,16 @@ from raftkit.dataset.export import (
     to_hf_dataset,
 )
 from raftkit.dataset.io import iter_examples, read_examples, write_examples, write_jsonl
+from raftkit.dataset.open_formats import (
+    OPEN_FORMATS,
+    AlpacaExporter,
+    MessagesExporter,
+    PromptCompletionExporter,
+    ShareGPTExporter,
+    dataset_info,
+    write_open_format_extras,
+    write_provenance,
+)
 from raftkit.dataset.preflight import PreflightReport, chat_token_counts, preflight
 from raftkit.dataset.prepare import PreparedDataset, prepare_dataset
 from raftkit.dataset.split import (
@@ -67,6 +80,8 @@ __all__ = [
     "DEFAULT_MAX_TOKENS_PER_EXAMPLE",
     "DEFAULT_RATIOS",
     "MAX_TOKENS_PER_EXAMPLE",
+    "OPEN_FORMATS",
+    "AlpacaExporter",
     "ChatExporter",
     "CompletionExporter",
     "Epochs",
@@ -77,11 +92,14 @@ __all__ = [
     "Issue",
     "IssueKind",
     "JsonlExporter",
+    "MessagesExporter",
     "MissingExtraError",
     "PreflightReport",
     "PreparedDataset",
+    "PromptCompletionExporter",
     "RaftReferenceExporter",
     "Ratios",
+    "ShareGPTExporter",
     "Split",
     "SplitName",
     "SplitReport",
@@ -92,6 +110,7 @@ __all__ = [
     "billed_tokens",
     "chat_token_counts",
     "check_chat_example",
+    "dataset_info",
     "default_epochs",
     "estimate_training_cost",
     "export_split",
@@ -113,4 +132,6 @@ __all__ = [
     "validate_chat_jsonl",
     "write_examples",
     "write_jsonl",
+    "write_open_format_extras",
+    "write_provenance",
 ]

@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict
 from raftkit.dataset.cost import Epochs
 from raftkit.dataset.export import ChatExporter, Exporter, export_split, get_exporter
 from raftkit.dataset.io import read_examples
+from raftkit.dataset.open_formats import OPEN_FORMATS, write_open_format_extras
 from raftkit.dataset.preflight import PreflightReport, preflight
 from raftkit.dataset.split import DEFAULT_RATIOS, GroupBy, Ratios, SplitName, SplitReport
 from raftkit.dataset.split import split_examples as _split_examples
@@ -72,7 +73,7 @@ async def prepare_dataset(
         raise UsageError("formats must name at least one export format")
     exporters = {
         name: get_exporter(name, system_prompt=system_prompt)
-        if name == "chat"
+        if name == "chat" or name in OPEN_FORMATS
         else get_exporter(name)
         for name in formats
     }
@@ -126,6 +127,8 @@ def _prepare(
                         epochs=epochs,
                         price_per_million=price_per_million,
                     )
+    if any(name in OPEN_FORMATS for name in exporters):
+        write_open_format_extras(split, directory, files)
     return PreparedDataset(
         directory=str(directory),
         files=files,

@@ -4,6 +4,7 @@
   upload files, create / list / cancel jobs, follow events, wait, read metrics, deploy.
 - :class:`OpenAIFineTuneProvider` and :class:`AzureFineTuneProvider` — OpenAI and Azure
   OpenAI; Azure deployments go through :class:`AzureManagementClient` (ARM).
+- :class:`LocalLoRAProvider` — LoRA on this machine for open-weight students (``train`` extra).
 - :class:`BatchRunner` — chat requests through the Batch API at half price, merged into the
   run's journal under the keys online calls use.
 """
@@ -45,6 +46,7 @@ from raftkit.finetune.deploy import (
     AzureAccount,
     AzureManagementClient,
 )
+from raftkit.finetune.local import LocalLoRAProvider
 from raftkit.finetune.metrics import parse_result_csv
 from raftkit.finetune.openai import OpenAIFineTuneProvider
 
@@ -74,6 +76,7 @@ __all__ = [
     "Hyperparameters",
     "JobError",
     "JobEvent",
+    "LocalLoRAProvider",
     "OpenAIFineTuneProvider",
     "PollPolicy",
     "StepMetrics",
