@@ -29,6 +29,7 @@ from typing import Any
 
 import torch
 
+from raftkit.errors import UsageError
 from raftkit.students.config import LocalTrainingConfig
 from raftkit.students.jobdir import EventWriter, JobDir, LocalJobStatus, write_json_atomically
 from raftkit.students.template import IGNORE_INDEX, RenderedRow
@@ -246,7 +247,27 @@ class TrainingLoop:
 
     # ------------------------------------------------------------------ the loop
 
+    @torch.no_grad()
+    def check_packing(self) -> None:
+        """Refuse to pack where this transformers version would let packed rows attend to
+        each other (it isolates them only for position ids that restart and no cache)."""
+        ids = torch.arange(5, 13, device=self.device).unsqueeze(0)
+        positions = torch.tensor([[0, 1, 2, 3, 0, 1, 2, 3]], device=self.device)
+        self.model.eval()
+        packed = self.model(input_ids=ids, position_ids=positions, use_cache=False).logits
+        alone = self.model(
+            input_ids=ids[:, 4:], position_ids=positions[:, 4:], use_cache=False
+        ).logits
+        self.model.train()
+        if not torch.allclose(packed[0, 4:].float(), alone[0].float(), rtol=1e-2, atol=1e-2):
+            raise UsageError(
+                "packing is not safe with this model and transformers version (packed rows "
+                "would attend to each other); train with packing=False"
+            )
+
     def run(self) -> LoopResult:
+        if self.config.packing:
+            self.check_packing()
         start = self._resume()
         if start == 0:
             self.events.emit(f"training started: {self.total_steps} steps")
