@@ -246,6 +246,71 @@ def test_cancel_stops_the_trainer(trained: Trained) -> None:
     assert events[0].message == "training cancelled"  # the trainer's own last word
 
 
+@pytest.mark.slow
+def test_rows_that_would_be_truncated_fail_the_job_before_training(trained: Trained) -> None:
+    config = TINY.model_copy(update={"max_seq_length": 64})
+
+    async def attempt() -> FineTuneJob:
+        async with LocalLoRAProvider(trained.out, config=config) as provider:
+            job = await provider.create_job(
+                model=str(smollm_gguf()), training_file=trained.train_id
+            )
+            return await provider.wait(job.id, raise_on_failure=False)
+
+    failed = anyio.run(attempt)
+    assert failed.status == "failed"
+    assert failed.error is not None
+    assert failed.error.code == "invalid_training_file"
+    assert "more than max_seq_length 64" in failed.error.message
+    assert "\n" not in failed.error.message
+    assert failed.fine_tuned_model is None
+    assert not (Path(str(failed.raw["job_dir"])) / "adapter").exists()
+
+
+def test_packing_checkpointing_and_merge_on_a_folder_base(trained: Trained) -> None:
+    """A Hugging Face folder as BASE (a tiny random Llama with SmolLM2's tokenizer), packed
+    rows, gradient checkpointing, and a merged model written beside the adapter."""
+    import torch
+    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+
+    folder = trained.out.parent / "tiny-llama"
+    tokenizer = AutoTokenizer.from_pretrained(next((trained.out / "bases").iterdir()))
+    torch.manual_seed(0)
+    shape = LlamaConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=2048,
+    )
+    LlamaForCausalLM(shape).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    config = LocalTrainingConfig(
+        max_steps=2,
+        packing=True,
+        max_seq_length=1024,
+        gradient_checkpointing=True,
+        merge=True,
+        gradient_accumulation_steps=1,
+        save_every=1,
+    )
+
+    async def run() -> tuple[FineTuneJob, list[JobEvent]]:
+        async with LocalLoRAProvider(trained.out, config=config) as provider:
+            job = await provider.create_job(model=str(folder), training_file=trained.train_id)
+            done = await provider.wait(job.id, raise_on_failure=False)
+            return done, [e async for e in provider.events(job.id)]
+
+    done, events = anyio.run(run)
+    assert done.status == "succeeded", done.error
+    assert [e.data["step"] for e in events[::-1] if e.type == "metrics"] == [1, 2]
+    merged = Path(str(done.raw["job_dir"])) / "merged"
+    assert (merged / "config.json").is_file()
+    assert LlamaForCausalLM.from_pretrained(merged).config.hidden_size == 32
+
+
 # ---------------------------------------------------------------------------- serving
 
 

@@ -24,6 +24,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from raftkit.dataset.export import MissingExtraError
 from raftkit.errors import DatasetError, InputError, UsageError
 from raftkit.students.jobdir import EventWriter, JobDir, LocalJobSpec, write_json_atomically
 
@@ -132,8 +133,13 @@ class _Trainer:
                 f"out of memory: {estimate}lower batch_size or max_seq_length, turn on "
                 "gradient_checkpointing, or use a smaller base",
             )
+        except MissingExtraError as e:
+            return self._fail("missing_extra", str(e).splitlines()[0])
         except UsageError as e:
-            return self._fail("invalid_base", str(e).splitlines()[0])
+            first = str(e).splitlines()[0]
+            return self._fail(
+                "invalid_base" if first.startswith("BASE ") else "invalid_settings", first
+            )
         except InputError as e:
             return self._fail("invalid_training_file", str(e).splitlines()[0])
         except Exception as e:
