@@ -421,11 +421,21 @@ def test_exported_file_is_utf8_jsonl(tmp_path: Path) -> None:
 
 
 def test_registry_by_format_name() -> None:
-    assert exporter_names() == ["chat", "completion", "eval", "hf", "raft"]
+    assert exporter_names() == [
+        "alpaca",
+        "chat",
+        "completion",
+        "eval",
+        "hf",
+        "messages",
+        "prompt-completion",
+        "raft",
+        "sharegpt",
+    ]
     chat = get_exporter("chat", system_prompt="S")
     assert isinstance(chat, ChatExporter)
     assert chat.system_prompt == "S"
-    with pytest.raises(UsageError, match="known: chat, completion"):
+    with pytest.raises(UsageError, match="known: alpaca, chat, completion"):
         get_exporter("parquet")
     with pytest.raises(UsageError, match="bad options"):
         get_exporter("eval", system_prompt="S")
@@ -533,7 +543,16 @@ def test_public_names_are_exported() -> None:
 
     import raftkit.dataset as package
 
-    for module_name in ("cost", "export", "io", "preflight", "prepare", "split", "validate"):
+    for module_name in (
+        "cost",
+        "export",
+        "io",
+        "open_formats",
+        "preflight",
+        "prepare",
+        "split",
+        "validate",
+    ):
         module = importlib.import_module(f"raftkit.dataset.{module_name}")
         for name in module.__all__:
             assert hasattr(module, name), f"{module_name}.{name}"

@@ -69,6 +69,11 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
         "add_parser",
         "fine-tune and evaluate the retriever (embeddings, adapters, reranker)",
     ),
+    "serve": (
+        "raftkit.cli.serve",
+        "add_parser",
+        "serve a local open-weight model (and LoRA adapters) as an OpenAI-compatible API",
+    ),
     "simulator": (
         "raftkit.cli.simulator",
         "add_parser",
@@ -147,6 +152,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             code: int = anyio.run(args.handler, args)
             sys.stdout.flush()
         except BaseException as error:
+            if args.command == "serve" and isinstance(error, KeyboardInterrupt):
+                return 0  # Ctrl-C is how a server is meant to stop
             return _fail(error, command, verbose)
     return code
 

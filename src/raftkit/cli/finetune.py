@@ -2,7 +2,9 @@
 
 - ``raftkit export RUN_DIR`` — split ``RUN_DIR/examples.jsonl`` and write the upload-ready
   files under ``RUN_DIR/dataset/<format>/`` (``prepare_dataset``).
-- ``raftkit validate FILE`` — check a chat JSONL file the way the service will.
+- ``raftkit validate FILE`` — check a chat JSONL file the way the service will; with
+  ``--student BASE [--max-seq-length N]``, audit it against an open-weight student's chat
+  template instead (``raftkit.students.audit``).
 - ``raftkit finetune RUN_DIR --model gpt-4o-mini --epochs 3 [--wait]`` — upload the chat
   files (identical files are not uploaded twice), start a job, and with ``--wait`` print its
   events live and the final metrics. The job id is kept in ``RUN_DIR/finetune.json``: running
@@ -46,6 +48,7 @@ from raftkit.finetune_run import FineTuneRun
 from raftkit.llm import AzureAccount, AzureManagementClient, PollPolicy
 from raftkit.llm.azure_management import MANAGEMENT_SCOPE
 from raftkit.run_dir import RunDir
+from raftkit.students import audit_student
 
 __all__ = ["add_export", "add_jobs", "add_parser", "add_validate", "run"]
 
@@ -138,6 +141,13 @@ def add_validate(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
         help="a validation file is not held to the training minimum and has no cost "
         "(auto: validation when the file name says so, e.g. validation.jsonl)",
     )
+    p.add_argument(
+        "--student",
+        metavar="BASE",
+        help="audit FILE with this open-weight student's tokenizer and chat template instead "
+        "(a model folder, a model id in the local HF cache, or a .gguf file)",
+    )
+    p.add_argument("--max-seq-length", type=int, help="with --student: the length rows must fit")
     p.set_defaults(handler=run)
 
 
@@ -205,6 +215,12 @@ async def _export(args: argparse.Namespace) -> int:
 async def _validate(args: argparse.Namespace) -> int:
     if not args.file.is_file():
         raise UsageError(f"{args.file} does not exist")
+    if args.student:
+        audit = await anyio.to_thread.run_sync(
+            lambda: audit_student(args.file, args.student, max_seq_length=args.max_seq_length)
+        )
+        print(audit.render())
+        return 0 if audit.ok else 1
     purpose: Purpose = (
         args.purpose
         if args.purpose != "auto"

@@ -7,6 +7,9 @@
   completion, the RAFT reference format, eval, Hugging Face), registered by name.
 - :mod:`~raftkit.dataset.manifest` — ``export.json``: the system prompt and formats an export
   used, so evaluation asks the student as it was trained.
+- :mod:`~raftkit.dataset.open_formats` — ``messages``, ``prompt-completion``, ``sharegpt`` and
+  ``alpaca`` for the open trainers, a provenance sidecar and LLaMA-Factory's
+  ``dataset_info.json``.
 - :mod:`~raftkit.dataset.validate` — check a chat JSONL file as the service would.
 - :mod:`~raftkit.dataset.cost` and :mod:`~raftkit.dataset.preflight` — billed tokens, epochs
   and dollars before anything is uploaded.
@@ -45,6 +48,16 @@ from raftkit.dataset.export import (
 )
 from raftkit.dataset.io import iter_examples, read_examples, write_examples, write_jsonl
 from raftkit.dataset.manifest import ExportManifest, read_export_manifest
+from raftkit.dataset.open_formats import (
+    OPEN_FORMATS,
+    AlpacaExporter,
+    MessagesExporter,
+    PromptCompletionExporter,
+    ShareGPTExporter,
+    dataset_info,
+    write_open_format_extras,
+    write_provenance,
+)
 from raftkit.dataset.preflight import PreflightReport, chat_token_counts, preflight
 from raftkit.dataset.prepare import PreparedDataset, prepare_dataset
 from raftkit.dataset.split import (
@@ -72,6 +85,8 @@ __all__ = [
     "DEFAULT_MAX_TOKENS_PER_EXAMPLE",
     "DEFAULT_RATIOS",
     "MAX_TOKENS_PER_EXAMPLE",
+    "OPEN_FORMATS",
+    "AlpacaExporter",
     "ChatExporter",
     "CompletionExporter",
     "Epochs",
@@ -83,11 +98,14 @@ __all__ = [
     "Issue",
     "IssueKind",
     "JsonlExporter",
+    "MessagesExporter",
     "MissingExtraError",
     "PreflightReport",
     "PreparedDataset",
+    "PromptCompletionExporter",
     "RaftReferenceExporter",
     "Ratios",
+    "ShareGPTExporter",
     "Split",
     "SplitExporter",
     "SplitName",
@@ -99,6 +117,7 @@ __all__ = [
     "billed_tokens",
     "chat_token_counts",
     "check_chat_example",
+    "dataset_info",
     "default_epochs",
     "estimate_training_cost",
     "export_split",
@@ -122,4 +141,6 @@ __all__ = [
     "validate_chat_jsonl",
     "write_examples",
     "write_jsonl",
+    "write_open_format_extras",
+    "write_provenance",
 ]

@@ -18,6 +18,7 @@ from raftkit.dataset.cost import Epochs
 from raftkit.dataset.export import ChatExporter, Exporter, export_split, get_exporter
 from raftkit.dataset.io import read_examples
 from raftkit.dataset.manifest import EXPORT_MANIFEST_NAME, ExportManifest
+from raftkit.dataset.open_formats import OPEN_FORMATS, write_open_format_extras
 from raftkit.dataset.preflight import PreflightReport, preflight
 from raftkit.dataset.split import DEFAULT_RATIOS, GroupBy, Ratios, SplitName, SplitReport
 from raftkit.dataset.split import split_examples as _split_examples
@@ -75,7 +76,7 @@ async def prepare_dataset(
         raise UsageError("formats must name at least one export format")
     exporters = {
         name: get_exporter(name, system_prompt=system_prompt)
-        if name == "chat"
+        if name == "chat" or name in OPEN_FORMATS
         else get_exporter(name)
         for name in formats
     }
@@ -136,6 +137,8 @@ def _prepare(
                         price_per_million=price_per_million,
                         purpose="training" if part == "train" else "validation",
                     )
+    if any(name in OPEN_FORMATS for name in exporters):
+        write_open_format_extras(split, directory, files)
     return PreparedDataset(
         directory=str(directory),
         files=files,

@@ -4,6 +4,7 @@
   upload files, create / list / cancel jobs, follow events, wait, read metrics, deploy.
 - :class:`OpenAIFineTuneProvider` and :class:`AzureFineTuneProvider` — OpenAI and Azure
   OpenAI; Azure deployments go through :class:`~raftkit.llm.AzureManagementClient` (ARM).
+- :class:`LocalLoRAProvider` — LoRA on this machine for open-weight students (``train`` extra).
 
 The whole resumable workflow of a run directory (export, validate, upload, start or resume the
 job, wait, deploy) is :class:`raftkit.finetune_run.FineTuneRun`. Teacher calls through the
@@ -41,6 +42,7 @@ from raftkit.finetune._models import (
     normalise_status,
 )
 from raftkit.finetune.azure import AzureFineTuneProvider
+from raftkit.finetune.local import LocalLoRAProvider
 from raftkit.finetune.metrics import parse_result_csv
 from raftkit.finetune.openai import OpenAIFineTuneProvider
 from raftkit.finetune.report import summary_markdown, training_curve_csv, training_curve_svg
@@ -75,6 +77,7 @@ __all__ = [
     "JobCallback",
     "JobError",
     "JobEvent",
+    "LocalLoRAProvider",
     "OpenAIFineTuneProvider",
     "PollPolicy",
     "StepMetrics",
