@@ -23,6 +23,7 @@ from raftkit.errors import (
     QuotaExceededError,
     RateLimitError,
 )
+from raftkit.llm._base import WaitReason
 from raftkit.llm._retry import RetryPolicy
 from raftkit.llm._transport import Call, Transport, usage_from_body
 from raftkit.llm.limiter import LimiterRegistry
@@ -67,7 +68,7 @@ class FakeAdmission:
     def __init__(self, events: Events) -> None:
         self.events = events
 
-    def settle(self, used_tokens: int) -> None:
+    def settle(self, used_tokens: int, *, completion_tokens: int | None = None) -> None:
         self.events.log.append(("admission.settle", used_tokens))
 
 
@@ -88,6 +89,9 @@ class FakeLimiter:
 
     def congested(self, retry_after: float | None, headers: Mapping[str, str]) -> None:
         self.events.log.append(("congested", retry_after))
+
+    def waiting_on(self) -> tuple[WaitReason | None, float | None]:
+        return "tpm", None
 
 
 class FakeRegistry:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from collections.abc import Sequence
 
@@ -47,6 +48,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         else logging.DEBUG
     )
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+    from raftkit.llm import install_log_redaction
+
+    # httpx logs full URLs at -v: keys in a base URL or the environment never reach the log
+    install_log_redaction(
+        [os.environ.get(k, "") for k in ("OPENAI_API_KEY", "AZURE_OPENAI_API_KEY")]
+    )
     try:
         code: int = anyio.run(args.handler, args)
     except (UsageError, InputError) as e:

@@ -2,6 +2,10 @@
 
 The subclasses only say where things are (URLs, headers, credentials); every request goes
 through one :class:`~raftkit.llm._transport.Transport`.
+
+Structured output falls back when a server refuses it: ``json_schema`` → ``json_object`` →
+``prompt``, learned once per model on the first refusal and remembered by the client (and
+every client sharing its connection), unless the caller chose the mode.
 """
 
 from __future__ import annotations
@@ -9,13 +13,15 @@ from __future__ import annotations
 import base64
 import copy
 import hashlib
+import json
+import logging
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Literal, Self, Unpack, cast
 
 import anyio
 import httpx
 
-from raftkit.errors import APIError, UsageError
+from raftkit.errors import APIError, APIStatusError, UsageError
 from raftkit.llm._api_errors import request_id_of
 from raftkit.llm._base import (
     ChatMessage,
@@ -24,12 +30,14 @@ from raftkit.llm._base import (
     ChatResponse,
     LLMClient,
     OutputT,
+    RequestActivity,
     RequestOptions,
     StructuredMode,
     StructuredParams,
     StructuredResponse,
 )
-from raftkit.llm._retry import RetryPolicy
+from raftkit.llm._retry import STRUCTURED_OUTPUT, RetryPolicy, unsupported_feature
+from raftkit.llm._secrets import redact_url
 from raftkit.llm._store import DeferringStore, ResponseStore, request_key
 from raftkit.llm._structured import (
     DEFAULT_STRUCTURED_ATTEMPTS,
@@ -65,6 +73,16 @@ EMBEDDING_MAX_TOKENS = 300_000
 
 MaxTokensField = Literal["max_tokens", "max_completion_tokens"]
 EmbeddingFormat = Literal["float", "base64"]
+
+logger = logging.getLogger("raftkit.llm")
+
+#: The order structured modes are tried in when the client chooses.
+STRUCTURED_ORDER: tuple[StructuredMode, ...] = ("json_schema", "json_object", "prompt")
+_SUGGEST: dict[StructuredMode, str] = {
+    "json_schema": "structured_mode='json_object' (raftkit --structured-mode json_object)",
+    "json_object": "structured_mode='prompt' (raftkit --structured-mode prompt)",
+    "prompt": "another server",
+}
 
 
 def credential_fingerprint(secret: str | None) -> str:
@@ -118,7 +136,7 @@ class OpenAIShapedClient(LLMClient):
         self,
         *,
         transport: Transport,
-        structured_mode: StructuredMode = "json_schema",
+        structured_mode: StructuredMode | None = None,
         default_max_tokens: int = 1024,
         max_structured_attempts: int = DEFAULT_STRUCTURED_ATTEMPTS,
         max_tokens_field: MaxTokensField = "max_completion_tokens",
@@ -132,7 +150,10 @@ class OpenAIShapedClient(LLMClient):
         self._transport = transport
         self._owns_transport = True
         self._store: ResponseStore | None = None
-        self.structured_mode: StructuredMode = structured_mode
+        #: None: the client chooses, falling back when the server refuses; else as given
+        self.structured_mode: StructuredMode | None = structured_mode
+        # per model, the structured mode that works; shared with clones (with_store)
+        self._modes: dict[str, StructuredMode] = {}
         self.default_max_tokens = default_max_tokens
         self.max_structured_attempts = max_structured_attempts
         self.max_tokens_field: MaxTokensField = max_tokens_field
@@ -152,7 +173,8 @@ class OpenAIShapedClient(LLMClient):
 
     @property
     def base_url(self) -> str:
-        return self._transport.base_url
+        """The API root, with any credentials in it shown as ``***``."""
+        return redact_url(self._transport.base_url)
 
     @property
     def retry(self) -> RetryPolicy:
@@ -171,6 +193,15 @@ class OpenAIShapedClient(LLMClient):
     @property
     def store(self) -> ResponseStore | None:
         return self._store
+
+    def activity(self) -> RequestActivity:
+        """What this client's requests (and its clones') are doing now: sent and unanswered,
+        waiting for rate-limit admission, and why."""
+        return self._transport.activity()
+
+    def structured_modes(self) -> dict[str, StructuredMode]:
+        """The structured-output mode each model was asked in, after any fallback."""
+        return dict(self._modes)
 
     def with_store(self, store: ResponseStore) -> Self:
         """A client that shares this one's connection, limiters and ledger and journals through
@@ -255,6 +286,7 @@ class OpenAIShapedClient(LLMClient):
             kind="chat",
             prompt_tokens=count_message_tokens(messages),
             max_completion_tokens=max_tokens or self.default_max_tokens,
+            max_tokens=max_tokens,
         )
         reply = await self._transport.send(call)
         payload = _json_body(reply)
@@ -274,17 +306,77 @@ class OpenAIShapedClient(LLMClient):
         **params: Unpack[StructuredParams],
     ) -> StructuredResponse[Any]:
         spec = OutputSpec.of(output)
-        chosen: StructuredMode = params.get("mode") or self.structured_mode
+        chosen = params.get("mode") or self.structured_mode
         attempts = params.get("max_attempts") or self.max_structured_attempts
         if attempts < 1:
             raise UsageError("max_attempts must be at least 1")
+        mode: StructuredMode = chosen or self._modes.get(model, STRUCTURED_ORDER[0])
+        while True:
+            try:
+                result = await self._structured(
+                    messages,
+                    spec,
+                    mode,
+                    model=model,
+                    sample=sample,
+                    params=params,
+                    attempts=attempts,
+                )
+            except APIStatusError as refused:
+                if mode == "prompt" or _refused_feature(refused) != STRUCTURED_OUTPUT:
+                    raise
+                if chosen is not None:
+                    raise UsageError(
+                        f"{self.base_url} refuses structured output as {mode} for model "
+                        f"{model!r} ({refused.status_code}: {_first_line(refused.message)}); "
+                        f"use {_SUGGEST[mode]}"
+                    ) from refused
+                mode = self._fall_back(model, mode, refused)
+                continue
+            if chosen is None:
+                self._modes.setdefault(model, mode)
+            return result
+
+    def _fall_back(
+        self, model: str, refused_mode: StructuredMode, refused: APIStatusError
+    ) -> StructuredMode:
+        """The next structured mode for ``model`` after ``refused_mode`` was refused; the
+        first of concurrent calls to learn it says so in the log."""
+        known = self._modes.get(model, STRUCTURED_ORDER[0])
+        following = STRUCTURED_ORDER[STRUCTURED_ORDER.index(refused_mode) + 1]
+        if STRUCTURED_ORDER.index(following) <= STRUCTURED_ORDER.index(known):
+            return known  # another call learned it already
+        self._modes[model] = following
+        logger.warning(
+            "%s refuses structured output as %s for model %r (%s: %s); asking in %s mode "
+            "from now on",
+            self.base_url,
+            refused_mode,
+            model,
+            refused.status_code,
+            _first_line(refused.message),
+            following,
+        )
+        return following
+
+    async def _structured(
+        self,
+        messages: Sequence[ChatMessage],
+        spec: OutputSpec,
+        mode: StructuredMode,
+        *,
+        model: str,
+        sample: int,
+        params: StructuredParams,
+        attempts: int,
+    ) -> StructuredResponse[Any]:
         conversation = [dict(m) for m in messages]
         extra: dict[str, Any] = {}
-        if chosen == "json_schema":
+        if mode == "json_schema":
             extra["response_format"] = spec.response_format()
         else:
             conversation.insert(0, {"role": "system", "content": instruction(spec.strict)})
-            if chosen == "json_object":
+            if mode == "json_object":
                 extra["response_format"] = {"type": "json_object"}
 
         chat = ChatParams(
@@ -297,7 +389,9 @@ class OpenAIShapedClient(LLMClient):
         async def ask(so_far: list[dict[str, Any]], index: int) -> tuple[ChatResponse, str | None]:
             return await self._chat(so_far, model=model, sample=index, params=chat)
 
-        return await ask_until_valid(ask, conversation, spec, attempts=attempts, sample=sample)
+        return await ask_until_valid(
+            ask, conversation, spec, attempts=attempts, sample=sample, mode=mode
+        )
 
     # ------------------------------------------------------------------ embeddings
 
@@ -386,6 +480,18 @@ class OpenAIShapedClient(LLMClient):
             raise UsageError("request() takes a path relative to the API root, not a URL")
         reply = await self._transport.send(Call(method, path.lstrip("/"), **options))
         return reply.response
+
+
+def _refused_feature(error: APIStatusError) -> str | None:
+    """What an error says the server does not support, read from the body it sent."""
+    body = error.body
+    text = body if isinstance(body, str) else json.dumps(body, ensure_ascii=False, default=str)
+    return unsupported_feature(error.status_code, text if body is not None else error.message)
+
+
+def _first_line(text: str, limit: int = 200) -> str:
+    line = text.strip().splitlines()[0] if text.strip() else ""
+    return line if len(line) <= limit else line[:limit] + "..."
 
 
 def _json_body(reply: Reply) -> dict[str, Any]:

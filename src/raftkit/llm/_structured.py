@@ -18,7 +18,7 @@ from typing import Any
 from pydantic import TypeAdapter, ValidationError
 
 from raftkit.errors import StructuredOutputError, UsageError
-from raftkit.llm._base import ChatResponse, StructuredResponse
+from raftkit.llm._base import ChatResponse, StructuredMode, StructuredResponse
 
 __all__ = [
     "DEFAULT_STRUCTURED_ATTEMPTS",
@@ -204,13 +204,15 @@ async def ask_until_valid(
     *,
     attempts: int | None = None,
     sample: int = 0,
+    mode: StructuredMode | None = None,
 ) -> StructuredResponse[Any]:
     """Ask, parse against ``spec``, and re-ask with feedback until valid or out of attempts
     (``attempts`` calls in all, :data:`DEFAULT_STRUCTURED_ATTEMPTS` unless given).
 
     This is the loop raftkit's clients run for ``chat_structured``; a client of your own can
     run it too, with ``ask`` making one call. Each attempt uses its own sample index
-    (``sample + attempt``), so a journal keeps every paid attempt apart. Raises
+    (``sample + attempt``), so a journal keeps every paid attempt apart. ``mode`` is
+    recorded on the result (how ``ask`` asks for JSON). Raises
     :class:`~raftkit.errors.StructuredOutputError` after ``attempts``.
     """
     attempts = attempts or DEFAULT_STRUCTURED_ATTEMPTS
@@ -228,7 +230,9 @@ async def ask_until_valid(
                 if response.finish_reason == "length":
                     last_error = "the answer was cut off (finish_reason=length); " + last_error
             else:
-                return StructuredResponse(output=value, response=response, attempts=attempt + 1)
+                return StructuredResponse(
+                    output=value, response=response, attempts=attempt + 1, mode=mode
+                )
         conversation = [
             *conversation,
             {"role": "assistant", "content": response.text or refusal or ""},
