@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import logging
+from pathlib import Path
 from typing import Any
 
 import anyio
@@ -15,6 +16,8 @@ from pydantic import BaseModel
 
 from raftkit.errors import InternalServerError, UsageError
 from raftkit.llm import OpenAIClient, RetryPolicy, StructuredMode
+from raftkit.pipeline import RaftConfig, RaftPipeline
+from raftkit.testing import Fault, Simulator
 
 pytestmark = pytest.mark.anyio
 
@@ -191,3 +194,31 @@ class MemoryStore:
 
     async def put(self, key: str, request: dict[str, Any], response: dict[str, Any]) -> None:
         self.items[key] = response
+
+
+async def test_a_generation_run_reports_the_mode_it_fell_back_to(tmp_path: Path) -> None:
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "bats.txt").write_text(
+        "Bats are the only mammals capable of true and sustained flight. " * 30, encoding="utf-8"
+    )
+    async with Simulator() as sim:
+        # the first structured request meets a llama.cpp-style refusal of json_schema
+        sim.add_fault(Fault.error(500, message=LLAMA_CPP_PYTHON["error"]["message"]), times=1)
+        async with OpenAIClient(base_url=sim.base_url, api_key=sim.api_key, retry=FAST) as c:
+            config = RaftConfig(questions_per_chunk=1, chunk_size=256, concurrency=1)
+            report = await RaftPipeline(c, config).run(docs, tmp_path / "run")
+        formats = [
+            (r.json or {}).get("response_format", {}).get("type")
+            for r in sim.requests
+            if r.path.endswith("/chat/completions")
+        ]
+    assert report.status == "completed"
+    assert report.examples > 0
+    assert report.structured_modes == {"gpt-4o": "json_object"}
+    assert formats[0] == "json_schema"
+    assert {f for f in formats[1:] if f is not None} == {"json_object"}  # answers ask no JSON
+    markdown = (tmp_path / "run" / "report.md").read_text(encoding="utf-8")
+    assert "| structured output | gpt-4o: json_object |" in markdown
+    saved = json.loads((tmp_path / "run" / "report.json").read_text(encoding="utf-8"))
+    assert saved["structured_modes"] == {"gpt-4o": "json_object"}

@@ -3,9 +3,12 @@
 The subclasses only say where things are (URLs, headers, credentials); every request goes
 through one :class:`~raftkit.llm._transport.Transport`.
 
-Structured output falls back when a server refuses it: ``json_schema`` → ``json_object`` →
-``prompt``, learned once per model on the first refusal and remembered by the client (and
-every client sharing its connection), unless the caller chose the mode.
+Structured output falls back when a server refuses it (``json_schema`` → ``json_object`` →
+``prompt``, :class:`~raftkit.llm._structured.StructuredModes`), remembered by the client and
+every client sharing its connection, unless the caller chose the mode.
+
+A little over 400 lines: the surface both clients share (chat, structured output, embeddings,
+any other request) stays in one class, with the logic it uses in the modules beside it.
 """
 
 from __future__ import annotations
@@ -13,8 +16,6 @@ from __future__ import annotations
 import base64
 import copy
 import hashlib
-import json
-import logging
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Literal, Self, Unpack, cast
 
@@ -36,12 +37,13 @@ from raftkit.llm._base import (
     StructuredParams,
     StructuredResponse,
 )
-from raftkit.llm._retry import STRUCTURED_OUTPUT, RetryPolicy, unsupported_feature
+from raftkit.llm._retry import RetryPolicy
 from raftkit.llm._secrets import redact_url
 from raftkit.llm._store import DeferringStore, ResponseStore, request_key
 from raftkit.llm._structured import (
     DEFAULT_STRUCTURED_ATTEMPTS,
     OutputSpec,
+    StructuredModes,
     ask_until_valid,
     instruction,
 )
@@ -73,16 +75,6 @@ EMBEDDING_MAX_TOKENS = 300_000
 
 MaxTokensField = Literal["max_tokens", "max_completion_tokens"]
 EmbeddingFormat = Literal["float", "base64"]
-
-logger = logging.getLogger("raftkit.llm")
-
-#: The order structured modes are tried in when the client chooses.
-STRUCTURED_ORDER: tuple[StructuredMode, ...] = ("json_schema", "json_object", "prompt")
-_SUGGEST: dict[StructuredMode, str] = {
-    "json_schema": "structured_mode='json_object' (raftkit --structured-mode json_object)",
-    "json_object": "structured_mode='prompt' (raftkit --structured-mode prompt)",
-    "prompt": "another server",
-}
 
 
 def credential_fingerprint(secret: str | None) -> str:
@@ -153,7 +145,7 @@ class OpenAIShapedClient(LLMClient):
         #: None: the client chooses, falling back when the server refuses; else as given
         self.structured_mode: StructuredMode | None = structured_mode
         # per model, the structured mode that works; shared with clones (with_store)
-        self._modes: dict[str, StructuredMode] = {}
+        self._modes = StructuredModes()
         self.default_max_tokens = default_max_tokens
         self.max_structured_attempts = max_structured_attempts
         self.max_tokens_field: MaxTokensField = max_tokens_field
@@ -201,7 +193,7 @@ class OpenAIShapedClient(LLMClient):
 
     def structured_modes(self) -> dict[str, StructuredMode]:
         """The structured-output mode each model was asked in, after any fallback."""
-        return dict(self._modes)
+        return self._modes.known()
 
     def with_store(self, store: ResponseStore) -> Self:
         """A client that shares this one's connection, limiters and ledger and journals through
@@ -310,7 +302,7 @@ class OpenAIShapedClient(LLMClient):
         attempts = params.get("max_attempts") or self.max_structured_attempts
         if attempts < 1:
             raise UsageError("max_attempts must be at least 1")
-        mode: StructuredMode = chosen or self._modes.get(model, STRUCTURED_ORDER[0])
+        mode = self._modes.first(model, chosen)
         while True:
             try:
                 result = await self._structured(
@@ -323,41 +315,12 @@ class OpenAIShapedClient(LLMClient):
                     attempts=attempts,
                 )
             except APIStatusError as refused:
-                if mode == "prompt" or _refused_feature(refused) != STRUCTURED_OUTPUT:
-                    raise
-                if chosen is not None:
-                    raise UsageError(
-                        f"{self.base_url} refuses structured output as {mode} for model "
-                        f"{model!r} ({refused.status_code}: {_first_line(refused.message)}); "
-                        f"use {_SUGGEST[mode]}"
-                    ) from refused
-                mode = self._fall_back(model, mode, refused)
+                mode = self._modes.after_refusal(
+                    model, mode, refused, chosen=chosen, endpoint=self.base_url
+                )
                 continue
-            if chosen is None:
-                self._modes.setdefault(model, mode)
+            self._modes.worked(model, mode, chosen=chosen)
             return result
-
-    def _fall_back(
-        self, model: str, refused_mode: StructuredMode, refused: APIStatusError
-    ) -> StructuredMode:
-        """The next structured mode for ``model`` after ``refused_mode`` was refused; the
-        first of concurrent calls to learn it says so in the log."""
-        known = self._modes.get(model, STRUCTURED_ORDER[0])
-        following = STRUCTURED_ORDER[STRUCTURED_ORDER.index(refused_mode) + 1]
-        if STRUCTURED_ORDER.index(following) <= STRUCTURED_ORDER.index(known):
-            return known  # another call learned it already
-        self._modes[model] = following
-        logger.warning(
-            "%s refuses structured output as %s for model %r (%s: %s); asking in %s mode "
-            "from now on",
-            self.base_url,
-            refused_mode,
-            model,
-            refused.status_code,
-            _first_line(refused.message),
-            following,
-        )
-        return following
 
     async def _structured(
         self,
@@ -480,18 +443,6 @@ class OpenAIShapedClient(LLMClient):
             raise UsageError("request() takes a path relative to the API root, not a URL")
         reply = await self._transport.send(Call(method, path.lstrip("/"), **options))
         return reply.response
-
-
-def _refused_feature(error: APIStatusError) -> str | None:
-    """What an error says the server does not support, read from the body it sent."""
-    body = error.body
-    text = body if isinstance(body, str) else json.dumps(body, ensure_ascii=False, default=str)
-    return unsupported_feature(error.status_code, text if body is not None else error.message)
-
-
-def _first_line(text: str, limit: int = 200) -> str:
-    line = text.strip().splitlines()[0] if text.strip() else ""
-    return line if len(line) <= limit else line[:limit] + "..."
 
 
 def _json_body(reply: Reply) -> dict[str, Any]:

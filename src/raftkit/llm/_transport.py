@@ -11,6 +11,9 @@ attempt like a dropped connection, retried by the same loop.
 
 Each attempt's timeout starts when it is sent, after admission: time queued in the limiter
 never counts. :meth:`Transport.activity` says what the requests are doing right now.
+
+The module is longer than most on purpose: it is the request sequence, read top to bottom in
+one place; the decisions it takes are pure functions elsewhere (``_retry``, ``_api_errors``).
 """
 
 from __future__ import annotations

@@ -30,6 +30,10 @@ more requests in flight bring more answers per second and backs off when they on
 longer latency, so the server's queue stays short and no request times out in it.
 
 The clock and the sleep function are injectable so tests run on a fake clock.
+
+The module is long because admission, the buckets, learning from headers and the reaction to
+429s act on one shared state (one FIFO queue and its wake-ups); the concurrency control
+without limits, which needs none of it, is the pure :mod:`raftkit.llm._concurrency`.
 """
 
 from __future__ import annotations
