@@ -6,8 +6,9 @@ tokens, fixed by the request's text). Like a local server it publishes no rate l
 ``x-ratelimit-*`` headers, no 429s, only a queue that makes every request beyond the slots
 wait. It records the longest queue it saw and whether a client hung up on a request.
 
-Used by the tests (``with SlotServer(slots=1, seconds=0.05) as server: ...``) and as a
-process by ``benchmarks/local_servers.py``::
+Run it as a process (``with slot_server_process(slots=1, seconds=0.05) as server: ...``, or
+by hand, as ``benchmarks/local_servers.py`` does), so it shares no interpreter lock with the
+client it serves; ``GET /stats`` says what it saw::
 
     python tests/slot_server.py --slots 8 --seconds 0.5    # prints "base_url=http://..."
 """
@@ -15,22 +16,27 @@ process by ``benchmarks/local_servers.py``::
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
 import json
 import socket
+import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import anyio
+import httpx
 import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-__all__ = ["SlotServer"]
+__all__ = ["RemoteSlotServer", "SlotServer", "slot_server_process"]
 
 
 class SlotServer:
@@ -97,8 +103,24 @@ class SlotServer:
         }
         return JSONResponse(answer)
 
+    def stats(self) -> dict[str, int]:
+        return {
+            "served": self.served,
+            "hung_up": self.hung_up,
+            "max_queued": self.max_queued,
+            "max_busy": self.max_busy,
+        }
+
+    async def _stats(self, request: Request) -> JSONResponse:
+        return JSONResponse(self.stats())
+
     def start(self) -> None:
-        app = Starlette(routes=[Route("/v1/chat/completions", self._chat, methods=["POST"])])
+        app = Starlette(
+            routes=[
+                Route("/v1/chat/completions", self._chat, methods=["POST"]),
+                Route("/stats", self._stats, methods=["GET"]),
+            ]
+        )
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind(("127.0.0.1", 0))
@@ -136,6 +158,36 @@ class SlotServer:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+class RemoteSlotServer:
+    """A :class:`SlotServer` running in a process of its own."""
+
+    def __init__(self, base_url: str) -> None:
+        self.base_url = base_url
+
+    def stats(self) -> dict[str, int]:
+        root = self.base_url.removesuffix("/v1")
+        stats: dict[str, int] = httpx.get(f"{root}/stats", timeout=10).json()
+        return stats
+
+
+@contextlib.contextmanager
+def slot_server_process(
+    *, slots: int, seconds: float, per_token: float = 0.0
+) -> Iterator[RemoteSlotServer]:
+    command = [sys.executable, str(Path(__file__).resolve()), "--slots", str(slots)]
+    command += ["--seconds", str(seconds), "--per-token", str(per_token)]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
+    try:
+        assert process.stdout is not None
+        line = process.stdout.readline()
+        if "base_url=" not in line:
+            raise RuntimeError(f"the slot server did not start: {line!r}")
+        yield RemoteSlotServer(line.split("base_url=", 1)[1].strip())
+    finally:
+        process.terminate()
+        process.wait(10)
 
 
 def main() -> None:

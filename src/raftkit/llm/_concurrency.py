@@ -38,7 +38,13 @@ __all__ = ["AdaptiveConcurrency", "Measurement"]
 
 #: Efficiency from which a larger limit is worth it ...
 _GROW = 0.5
-#: ... and below which a smaller one costs nothing. Lower: too low a limit costs throughput,
+#: ... except for doublings from this many requests in flight, where a batching server (vLLM)
+#: slows each request as it fills yet serves more in all: the bar is lower there. Below it a
+#: server with room doubles its throughput, and a gain of less than half is what the time an
+#: answer spends travelling back (an idle slot, hidden by a queued request) is worth.
+_BATCHING_FROM = 16
+_GROW_BATCHING = 0.25
+#: ... and below which a probe downwards is kept. Lower: too low a limit costs throughput,
 #: too high one only some latency, so noisy measurements must not walk the limit down.
 _SHRINK = 0.25
 #: Samples per epoch, per request of the limit (and at least ``min_samples``).
@@ -151,7 +157,10 @@ class AdaptiveConcurrency:
         self._samples += 1
         self._latency_sum += max(latency, 1e-6)
         self._work_sum += 1.0 if work is None else 1.0 + max(0.0, work)
-        enough = max(self.min_samples, _SAMPLES_PER_SLOT * self.limit)
+        if self.phase == "startup":  # doubling gives a strong signal: one round trip will do
+            enough = max(self.min_samples, self.limit)
+        else:
+            enough = max(self.min_samples, _SAMPLES_PER_SLOT * self.limit)
         if self._samples >= enough and now > self._settled_at:
             self._finish(now)
 
@@ -208,7 +217,8 @@ class AdaptiveConcurrency:
                 self._set(self.limit, now)  # the caller sent fewer: nothing to learn yet
                 return
             gain = None if reference is None else efficiency(reference, measured)
-            if reference is None or gain is None or gain >= _GROW:
+            bar = _GROW if reference is None or reference.limit < _BATCHING_FROM else _GROW_BATCHING
+            if reference is None or gain is None or gain >= bar:
                 self._doubted = False
                 self.reference = measured
                 self._set(self.limit * 2, now)
