@@ -6,20 +6,23 @@ slots only waits longer, until it times out. :class:`AdaptiveConcurrency` finds 
 requests in flight that gets the most out of the server without queueing in it.
 
 It measures in *epochs*. During one, the limit is constant; the mean number of requests in
-flight ``N`` is integrated over time and the mean latency ``L`` taken over the requests
-admitted during the epoch. Little's law gives the throughput ``X = N / L``. Raising ``N`` by a
-factor ``k`` raises ``X`` by ``k`` while the server has free slots (the latency stays), and
-not at all once it is saturated (the latency grows by ``k``: the extra requests only queue).
-So a change is judged by its *efficiency* ``e = (X'/X - 1) / (k - 1)``: near 1 while there is
-room, near 0 beyond the server's capacity, whatever the absolute latency (a large model, a long
-prompt) and whatever a batching server does to per-request latency as it fills up.
+flight ``N`` is integrated over time and the latency ``L`` taken over the requests admitted
+during the epoch, per completion token where the server reports usage (so answers of
+different lengths compare fairly; per request otherwise). Little's law gives the throughput
+``X = N / L``. Raising ``N`` by a factor ``k`` raises ``X`` by ``k`` while the server has free
+slots (the latency stays), and not at all once it is saturated (the latency grows by ``k``:
+the extra requests only queue). So a change is judged by its *efficiency*
+``e = (X'/X - 1) / (k - 1)``: near 1 while there is room, near 0 beyond the server's capacity,
+whatever the absolute latency (a large model, a long prompt).
 
-- **Startup**: from ``initial``, the limit doubles every epoch while ``e >= 1/2``; the first
-  doubling that does not pay returns to the limit before it.
-- **Steady**: every few epochs the limit is probed, alternately up (x1.25, at least +1) and
-  down (x0.8, at least -1). An upward probe is kept when ``e >= 1/2``; a downward one is kept
-  when what it lost is less than half of what it would lose with free slots (it did not cost
-  throughput, so the higher limit was only queueing).
+- **Startup**: from ``initial`` (2), the limit doubles every epoch while ``e >= 1/2`` (``1/4``
+  for doublings from 16: a batching server such as vLLM slows each request as it fills, yet
+  serves more in all). A doubling that does not pay is measured once more, then undone.
+- **Steady**: every ``probe_every`` epochs the limit is probed, alternately down (x0.8, at
+  least -1) and up (x1.25, at least +1). A downward probe is kept when it lost less than a
+  quarter of what it would with free slots (the higher limit was only queueing); an upward
+  one when ``e >= 1/2``, and then doubling resumes (the server has grown, or startup stopped
+  on noise).
 - **Congestion** (a 429 from such a server): the limit is multiplied by 0.7 at once.
 
 An epoch in which the limit did not hold requests back (the caller sent fewer) says nothing
