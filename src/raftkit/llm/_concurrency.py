@@ -26,7 +26,8 @@ whatever the absolute latency (a large model, a long prompt).
 - **Congestion** (a 429 from such a server): the limit is multiplied by 0.7 at once.
 
 An epoch in which the limit did not hold requests back (the caller sent fewer) says nothing
-about higher limits and changes nothing. After the limit falls, measuring waits until the
+about higher limits: it grows nothing, though a doubling the caller half filled is still
+judged by what it brought. After the limit falls, measuring waits until the
 requests in flight have drained to the new limit. The clock is the caller's: every method
 takes ``now``.
 """
@@ -216,15 +217,15 @@ class AdaptiveConcurrency:
         reference, probe = self.reference, self._probe
         self._probe = None
         if self.phase == "startup":
-            if not measured.held:
-                self._set(self.limit, now)  # the caller sent fewer: nothing to learn yet
-                return
             gain = None if reference is None else efficiency(reference, measured)
             bar = _GROW if reference is None or reference.limit < _BATCHING_FROM else _GROW_BATCHING
-            if reference is None or gain is None or gain >= bar:
+            if gain is None and not measured.held:
+                self._set(self.limit, now)  # the caller sent fewer: nothing to learn yet
+            elif reference is None or gain is None or gain >= bar:
                 self._doubted = False
                 self.reference = measured
-                self._set(self.limit * 2, now)
+                # doubling again is pointless while the caller does not fill this limit
+                self._set(self.limit * 2 if measured.held else self.limit, now)
             elif not self._doubted:
                 self._doubted = True  # one bad epoch may be noise: measure it once more
                 self._set(self.limit, now)
