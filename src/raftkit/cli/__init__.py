@@ -51,7 +51,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from raftkit.llm import install_log_redaction
 
     # httpx logs full URLs at -v: keys in a base URL or the environment never reach the log
-    install_log_redaction(
+    redaction = install_log_redaction(
         [os.environ.get(k, "") for k in ("OPENAI_API_KEY", "AZURE_OPENAI_API_KEY")]
     )
     try:
@@ -65,4 +65,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"raftkit {args.command}: interrupted; run it again to resume", file=sys.stderr)
         return 130
+    finally:
+        redaction.remove()
     return code

@@ -215,7 +215,8 @@ class RedactingFilter(logging.Filter):
         places: list[logging.Handler | logging.Logger] = [*target.handlers]
         places.append(logging.getLogger("httpx"))
         for where in places:
-            if not any(isinstance(f, RedactingFilter) for f in where.filters):
+            if self not in where.filters:
+                # beside any other RedactingFilter: each hides its own secrets
                 where.addFilter(self)
                 self._installed.append(where)
         return self
