@@ -365,10 +365,11 @@ async def test_additive_increase_after_congestion() -> None:
     assert limiter.stats().factor == pytest.approx(1.0)  # never above the known limit
 
 
-async def test_unknown_limits_drive_a_concurrency_window() -> None:
+async def test_unknown_rates_under_a_given_concurrency_drive_a_window() -> None:
     clock = ManualClock()
-    limiter = make(clock)
+    limiter = make(clock, RateLimits(max_concurrency=64))
     assert limiter.stats().concurrency == 4
+    assert not limiter.stats().adaptive
     release = anyio.Event()
 
     async def hold() -> None:

@@ -8,13 +8,17 @@ import httpx
 import pytest
 
 from raftkit.llm._retry import (
+    MAX_READ_TIMEOUT,
+    STRUCTURED_OUTPUT,
     RetryPolicy,
+    attempt_timeout,
     backoff_wait,
     classify_exception,
     classify_status,
     compute_wait,
     is_request_too_large,
     parse_retry_after,
+    unsupported_feature,
 )
 
 POLICY = RetryPolicy()
@@ -211,3 +215,96 @@ def test_classify_exception(exc: Exception, retry: bool) -> None:
 def test_policy_rejects_nonsense(kwargs: dict[str, float]) -> None:
     with pytest.raises(ValueError, match="must"):
         RetryPolicy(**kwargs)  # type: ignore[arg-type]
+
+
+# What servers answer when they cannot do what was asked: (status, message) -> feature.
+LLAMA_CPP = 'response_format type must be one of "text" or "json_object", but got: json_schema'
+LLAMA_CPP_PYTHON = (
+    "[{'type': 'literal_error', 'loc': ('body', 'response_format', 'type'), "
+    "'msg': \"Input should be 'text' or 'json_object'\", 'input': 'json_schema'}]"
+)
+REFUSALS: list[tuple[str, int, str, str | None]] = [
+    ("llama.cpp server 500", 500, LLAMA_CPP, STRUCTURED_OUTPUT),
+    ("llama-cpp-python 500", 500, LLAMA_CPP_PYTHON, STRUCTURED_OUTPUT),
+    (
+        "vLLM 400 (pydantic)",
+        400,
+        "1 validation error: response_format.type Input should be 'text' or 'json_object'",
+        STRUCTURED_OUTPUT,
+    ),
+    (
+        "TGI 422 (serde)",
+        422,
+        "Failed to deserialize the JSON body into the target type: response_format: unknown "
+        "variant `json_schema`, expected `json` or `regex`",
+        STRUCTURED_OUTPUT,
+    ),
+    (
+        "LM Studio 400",
+        400,
+        "'response_format.type' must be 'json_schema' or 'text'",
+        "response_format",
+    ),
+    (
+        "Groq 400",
+        400,
+        "response_format` json_schema is not supported with this model",
+        "response_format",
+    ),
+    ("a 501", 501, "guided_json is not implemented", STRUCTURED_OUTPUT),
+    ("plain 500", 500, "Internal server error", None),
+    ("overloaded 503", 503, "The engine is overloaded, try again", None),
+    ("500 naming but not refusing", 500, "error while generating json_object output", None),
+    ("llama.cpp grammar failure", 500, "output does not match the expected peg format", None),
+    ("429 never a shape refusal", 429, "response_format is not supported", None),
+    ("401 never a shape refusal", 401, "invalid api key for response_format", None),
+    ("2xx is no refusal", 200, "response_format must be", None),
+    ("no message", 500, "", None),
+]
+
+
+@pytest.mark.parametrize(
+    ("status", "message", "feature"), [pytest.param(*c[1:], id=c[0]) for c in REFUSALS]
+)
+def test_unsupported_feature_is_recognised(status: int, message: str, feature: str | None) -> None:
+    assert unsupported_feature(status, message) == feature
+    verdict = classify_status(status, {}, policy=POLICY, message=message)
+    if feature is not None:
+        assert not verdict.retry  # never retried, not even a 5xx
+        assert feature in verdict.reason
+    elif status >= 500:
+        assert verdict.retry
+
+
+def test_a_refused_field_of_the_request_is_named() -> None:
+    fields = ["model", "messages", "seed", "stop", "max_completion_tokens"]
+    assert unsupported_feature(500, "Unsupported parameter: 'seed'", fields) == "seed"
+    assert unsupported_feature(500, "seed is not supported by this backend", fields) == "seed"
+    # words that merely contain a field name, and the generic fields, do not count
+    assert unsupported_feature(500, "invalid state: the seedling stopped", fields) is None
+    assert unsupported_feature(500, "invalid model weights file", fields) is None
+    assert unsupported_feature(500, "seed is not supported", ["model"]) is None
+    verdict = classify_status(
+        500, {"x-should-retry": "true"}, policy=POLICY, message="'stop' is not supported",
+        sent_fields=fields,
+    )  # fmt: skip
+    assert not verdict.retry
+    assert "stop" in verdict.reason
+
+
+@pytest.mark.parametrize(
+    ("max_tokens", "prompt", "read"),
+    [
+        (None, 0, MAX_READ_TIMEOUT),  # unbounded completion: the longest wait
+        (None, 50_000, MAX_READ_TIMEOUT),
+        (0, 0, 60.0),  # the floor
+        (400, 2_000, 60.0 + 4.0 + 80.0),
+        (1024, 0, 60.0 + 204.8),
+        (100_000, 0, MAX_READ_TIMEOUT),  # never more than the old fixed timeout
+    ],
+)
+def test_attempt_timeout_is_proportionate(max_tokens: int | None, prompt: int, read: float) -> None:
+    timeout = attempt_timeout(max_tokens, prompt)
+    assert timeout.read == pytest.approx(read)
+    assert timeout.connect == 10.0
+    assert timeout.write is not None

@@ -13,6 +13,7 @@ import pytest
 
 from raftkit.errors import (
     APIConnectionError,
+    APIError,
     APIStatusError,
     APITimeoutError,
     AuthenticationError,
@@ -23,9 +24,10 @@ from raftkit.errors import (
     QuotaExceededError,
     RateLimitError,
 )
+from raftkit.llm._base import RequestActivity, WaitReason
 from raftkit.llm._retry import RetryPolicy
-from raftkit.llm._transport import Call, Transport, usage_from_body
-from raftkit.llm.limiter import LimiterRegistry
+from raftkit.llm._transport import DEFAULT_TIMEOUT, Call, Transport, usage_from_body
+from raftkit.llm.limiter import LimiterRegistry, RateLimits
 from raftkit.llm.usage import UsageLedger
 from raftkit.types import Usage
 
@@ -67,7 +69,7 @@ class FakeAdmission:
     def __init__(self, events: Events) -> None:
         self.events = events
 
-    def settle(self, used_tokens: int) -> None:
+    def settle(self, used_tokens: int, *, completion_tokens: int | None = None) -> None:
         self.events.log.append(("admission.settle", used_tokens))
 
 
@@ -88,6 +90,9 @@ class FakeLimiter:
 
     def congested(self, retry_after: float | None, headers: Mapping[str, str]) -> None:
         self.events.log.append(("congested", retry_after))
+
+    def waiting_on(self) -> tuple[WaitReason | None, float | None]:
+        return "tpm", None
 
 
 class FakeRegistry:
@@ -446,3 +451,183 @@ def test_usage_from_body() -> None:
     )
     assert usage_from_body({"usage": None}) is None
     assert usage_from_body([]) is None
+
+
+# ---------------------------------------------------------------- bodies cut short (issue 11)
+
+TRUNCATED = b'{"id": "chatcmpl-1", "object": "chat.completion", "choices": [{"index": 0, "mess'
+
+
+def truncated() -> httpx.Response:
+    return httpx.Response(200, content=TRUNCATED, headers={"content-type": "application/json"})
+
+
+async def test_a_truncated_body_is_retried_and_counted() -> None:
+    ledger = UsageLedger()
+    h = Harness(sequence(truncated(), httpx.Response(200, json=CHAT_OK)), ledger=ledger)
+    reply = await h.transport.send(chat_call())
+    assert reply.attempts == 2
+    assert reply.usage == Usage(prompt_tokens=11, completion_tokens=3, cached_tokens=5)
+    assert len(h.requests) == 2
+    assert len({r.headers["idempotency-key"] for r in h.requests}) == 1
+    # the cut-short attempt's admission was not settled: its tokens went back
+    assert h.events.names().count("admission.settle") == 1
+    usage = ledger.model_usage("gpt-4o-mini")
+    assert usage.retries == 1
+    assert usage.calls == 1
+    assert ledger.reserved_usd == 0
+
+
+async def test_a_body_that_is_json_but_not_an_object_is_retried() -> None:
+    h = Harness(sequence(httpx.Response(200, json=[1, 2]), httpx.Response(200, json=CHAT_OK)))
+    reply = await h.transport.send(chat_call())
+    assert reply.attempts == 2
+
+
+async def test_bodies_cut_short_every_time_end_in_an_api_error() -> None:
+    h = Harness(sequence(truncated()))
+    with pytest.raises(APIError) as caught:
+        await h.transport.send(chat_call())
+    assert not isinstance(caught.value, APIStatusError)
+    assert len(h.requests) == 6
+    assert "not valid JSON" in caught.value.message
+    assert caught.value.method == "POST"
+    assert caught.value.url == "https://api.example.test/v1/chat/completions"
+    assert h.events.names().count("record_retry") == 5
+    assert "reservation.release" in h.events.names()
+
+
+async def test_a_truncated_body_is_not_resent_when_the_call_must_not_be() -> None:
+    h = Harness(sequence(truncated(), httpx.Response(200, json=CHAT_OK)))
+    with pytest.raises(APIError, match="not valid JSON"):
+        await h.transport.send(chat_call(idempotent=False))
+    assert len(h.requests) == 1
+
+
+async def test_calls_that_are_not_billed_leave_the_body_to_the_caller() -> None:
+    h = Harness(sequence(httpx.Response(200, content=b"{", headers={"x-request-id": "r"})))
+    reply = await h.transport.send(Call("GET", "files"))
+    assert reply.response.content == b"{"
+    assert reply.body is None
+
+
+# ---------------------------------------------------------------- requests of an unsupported shape
+
+
+async def test_a_refused_request_shape_is_never_retried() -> None:
+    refusal = error(
+        500,
+        message='response_format type must be one of "text" or "json_object", but got: json_schema',
+    )
+    h = Harness(sequence(refusal, httpx.Response(200, json=CHAT_OK)))
+    body = {
+        "model": "m",
+        "messages": [{"role": "user", "content": "hi"}],
+        "response_format": {"type": "json_schema", "json_schema": {"name": "x", "schema": {}}},
+    }
+    with pytest.raises(InternalServerError) as caught:
+        await h.transport.send(chat_call(json=body))
+    assert len(h.requests) == 1
+    assert h.sleeps == []
+    assert "not retried" in caught.value.message
+    assert "response_format" in caught.value.message
+
+
+# ---------------------------------------------------------------- activity and timeouts
+
+
+async def test_activity_reports_requests_in_flight_and_waiting() -> None:
+    release = anyio.Event()
+    arrived: list[float] = []
+
+    async def slow(request: httpx.Request) -> httpx.Response:
+        arrived.append(anyio.current_time())
+        await release.wait()
+        return httpx.Response(200, json=CHAT_OK)
+
+    registry = LimiterRegistry(RateLimits(max_concurrency=2))
+    h = Harness(slow, limiters=registry, ledger=UsageLedger())
+    assert h.transport.activity() == RequestActivity()
+    async with anyio.create_task_group() as tg:
+        for _ in range(3):
+            tg.start_soon(h.transport.send, chat_call())
+        await anyio.wait_all_tasks_blocked()
+        assert len(arrived) == 2
+        await anyio.sleep(0.05)
+        now = h.transport.activity()
+        assert now.in_flight == 2
+        assert now.oldest_in_flight_s is not None
+        assert now.oldest_in_flight_s >= 0.04
+        assert now.waiting == 1
+        assert now.waiting_on == "concurrency"
+        assert now.paused_for_s is None
+        release.set()
+    assert h.transport.activity() == RequestActivity()
+
+
+async def test_activity_asks_the_limiter_why_a_request_waits() -> None:
+    release = anyio.Event()
+
+    async def slow(request: httpx.Request) -> httpx.Response:
+        await release.wait()
+        return httpx.Response(200, json=CHAT_OK)
+
+    class Gate(FakeLimiter):
+        def __init__(self, events: Events) -> None:
+            super().__init__(events)
+            self.lock = anyio.Lock()
+
+        @contextlib.asynccontextmanager
+        async def admit(self, tokens: int) -> AsyncIterator[FakeAdmission]:
+            async with self.lock:
+                yield FakeAdmission(self.events)
+
+    registry = FakeRegistry(Events())
+    registry.limiter = Gate(registry.limiter.events)
+    h = Harness(slow, limiters=registry)
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(h.transport.send, chat_call())
+        tg.start_soon(h.transport.send, chat_call())
+        await anyio.wait_all_tasks_blocked()
+        activity = h.transport.activity()
+        assert (activity.in_flight, activity.waiting, activity.waiting_on) == (1, 1, "tpm")
+        release.set()
+
+
+async def test_the_default_timeout_is_sized_by_max_tokens() -> None:
+    async def auth() -> Mapping[str, str]:
+        return {}
+
+    own = Transport(base_url="http://127.0.0.1:9", auth=auth, scope="s")
+    try:
+        sized = own.timeout_for(chat_call(max_tokens=400, prompt_tokens=2_000))
+        assert sized is not None
+        assert sized.read == pytest.approx(60 + 4 + 80)
+        assert sized.connect == 10.0
+        unbounded = own.timeout_for(chat_call())  # no max_tokens sent: the longest wait
+        assert unbounded is not None
+        assert unbounded.read == 600.0
+        assert own.timeout_for(Call("GET", "files")) == DEFAULT_TIMEOUT
+    finally:
+        await own.aclose()
+    fixed = Transport(base_url="http://127.0.0.1:9", auth=auth, scope="s", timeout=5.0)
+    try:
+        assert fixed.timeout_for(chat_call(max_tokens=400)) == httpx.Timeout(5.0)
+    finally:
+        await fixed.aclose()
+    # an injected client keeps its own timeouts unless one is given
+    h = Harness(sequence(httpx.Response(200, json=CHAT_OK)))
+    assert h.transport.timeout_for(chat_call(max_tokens=400)) is None
+    h = Harness(sequence(httpx.Response(200, json=CHAT_OK)), timeout=7.5)
+    await h.transport.send(chat_call(max_tokens=400))
+    assert h.requests[0].extensions["timeout"]["read"] == 7.5
+
+
+async def test_a_read_timeout_says_so_in_the_log(caplog: pytest.LogCaptureFixture) -> None:
+    h = Harness(
+        sequence(httpx.ReadTimeout("no answer"), httpx.Response(200, json=CHAT_OK)), timeout=3.0
+    )
+    with caplog.at_level("WARNING", logger="raftkit.llm"):
+        reply = await h.transport.send(chat_call(max_tokens=10))
+    assert reply.attempts == 2
+    assert any("sent no answer within 3 s" in r.getMessage() for r in caplog.records)

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import logging
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 from pydantic import BaseModel
 
+from raftkit.cli import main
 from raftkit.errors import (
     APIConnectionError,
     APIError,
@@ -22,7 +25,14 @@ from raftkit.errors import (
     RateLimitError,
     StructuredOutputError,
 )
-from raftkit.llm import AzureOpenAIClient, OpenAIClient, RetryPolicy, Secret
+from raftkit.llm import (
+    AzureOpenAIClient,
+    OpenAIClient,
+    RedactingFilter,
+    RetryPolicy,
+    Secret,
+    install_log_redaction,
+)
 from raftkit.llm._secrets import redact, redact_url
 from raftkit.testing import Fault, Simulator
 
@@ -256,3 +266,147 @@ def test_text_redaction_catches_key_shapes() -> None:
     assert redact("my-token-value is here", ["my-token-value"]) == "*** is here"
     assert isinstance(RaftkitError("x"), Exception)
     logging.getLogger("raftkit.llm").debug("redaction checked")
+
+
+# ---------------------------------------------------------------- credentials in base URLs
+
+
+def answering(seen: list[httpx.Request]) -> Callable[[httpx.Request], httpx.Response]:
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        body = {
+            "id": "c",
+            "object": "chat.completion",
+            "created": 0,
+            "model": "m",
+            "choices": [
+                {
+                    "index": 0,
+                    "message": {"role": "assistant", "content": "ok"},
+                    "finish_reason": "stop",
+                }
+            ],
+        }
+        if request.url.path.endswith("/missing/chat/completions"):
+            return httpx.Response(404, json={"error": {"message": f"no route {request.url}"}})
+        return httpx.Response(200, json=body)
+
+    return handler
+
+
+@pytest.mark.parametrize(
+    "base_url",
+    [
+        f"https://user:{CANARY}@gateway.test/v1",
+        f"https://{CANARY}@gateway.test/v1",
+        f"https://gateway.test/v1?api-key={CANARY}",
+        f"https://gateway.test/v1?foo=bar&api-key={CANARY}",
+    ],
+)
+async def test_a_key_in_the_base_url_stays_out_of_logs_errors_and_reprs(
+    base_url: str, debug_logs: pytest.LogCaptureFixture
+) -> None:
+    redaction = install_log_redaction()
+    seen: list[httpx.Request] = []
+    try:
+        async with OpenAIClient(
+            base_url=base_url,
+            http_client=httpx.AsyncClient(transport=httpx.MockTransport(answering(seen))),
+            retry=FAST,
+        ) as client:
+            await client.chat(MESSAGES, model="m")
+            assert_clean(client, vars(client), client.base_url)
+            assert client.limiters is not None
+            limiters = client.limiters.limiters()
+            assert_clean(*limiters, *limiters.values(), *(x.stats() for x in limiters.values()))
+            broken = client.with_store(MemoryStore())
+            broken._transport.base_url += "missing/"
+            with pytest.raises(APIStatusError) as caught:
+                await broken.chat(MESSAGES, model="m")
+            logging.getLogger("raftkit.llm").warning("a failure: %s", caught.value)
+        assert_clean(caught.value)
+    finally:
+        redaction.remove()
+    # the key still went where the gateway wants it: a Basic credential or the query
+    sent = seen[0]
+    assert sent.url.path == "/v1/chat/completions"
+    if "?" in base_url:
+        assert sent.url.params["api-key"] == CANARY
+    else:
+        assert CANARY in base64.b64decode(sent.headers["authorization"][6:]).decode()
+    # httpx did log the request line, and the filter cleaned it
+    lines = [r.getMessage() for r in debug_logs.records if r.name == "httpx"]
+    assert any("HTTP Request: POST https://" in line and "***" in line for line in lines)
+
+
+def test_the_log_filter_cleans_messages_arguments_and_tracebacks(
+    debug_logs: pytest.LogCaptureFixture,
+) -> None:
+    redaction = install_log_redaction(lambda: ["my-rotating-token-42"])
+    log = logging.getLogger("somewhere.else")
+    try:
+        log.info("calling %s with %s", f"https://u:{CANARY}@h/v1", "my-rotating-token-42")
+        try:
+            raise RuntimeError(f"failed at https://h/v1?key={AZURE_CANARY}")
+        except RuntimeError:
+            log.exception("boom")
+        log.info("nothing secret here: %d", 42)
+    finally:
+        redaction.remove()
+    records = [r for r in debug_logs.records if r.name == "somewhere.else"]
+    assert "***" in records[0].getMessage()
+    assert "my-rotating-token-42" not in records[0].getMessage()
+    assert records[1].exc_text is not None
+    assert "RuntimeError" in records[1].exc_text
+    assert AZURE_CANARY not in records[1].exc_text
+    assert records[2].getMessage() == "nothing secret here: 42"
+    assert records[2].args == (42,)  # untouched when there is nothing to hide
+    # removed: a later record is no longer rewritten
+    log.info("after %s", "my-rotating-token-42")
+    assert debug_logs.records[-1].getMessage() == "after my-rotating-token-42"
+
+
+@pytest.mark.raftkit_simulator
+def test_the_command_line_keeps_a_base_url_key_out_of_its_verbose_log(
+    raftkit_simulator: Simulator,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    debug_logs: pytest.LogCaptureFixture,
+) -> None:
+    sim = raftkit_simulator
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "bats.txt").write_text(
+        "Bats are the only mammals capable of true and sustained flight. " * 20, encoding="utf-8"
+    )
+    for name in ("AZURE_OPENAI_ENDPOINT", "OPENAI_BASE_URL"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("OPENAI_API_KEY", sim.api_key)
+    run = tmp_path / "run"
+    argv = ["-vv", "generate", str(docs), "--out", str(run), "--questions", "1"]
+    argv += ["--base-url", f"{sim.base_url}?api-key={CANARY}"]
+    assert main(argv) == 0
+    # the command took its filter off again
+    for where in (*logging.getLogger().handlers, logging.getLogger("httpx")):
+        assert not any(isinstance(f, RedactingFilter) for f in where.filters)
+    captured = capsys.readouterr()
+    assert CANARY not in captured.out + captured.err
+    for path in run.rglob("*"):
+        if path.is_file():
+            assert CANARY.encode() not in path.read_bytes(), path
+    lines = [r.getMessage() for r in debug_logs.records if r.name == "httpx"]
+    assert any("api-key=***" in line for line in lines)
+    # the key did reach the server, where it belongs
+    assert any(r.query.get("api-key") == CANARY for r in sim.requests)
+
+
+class MemoryStore:
+    def __init__(self) -> None:
+        self.items: dict[str, dict[str, Any]] = {}
+
+    async def get(self, key: str) -> dict[str, Any] | None:
+        return self.items.get(key)
+
+    async def put(self, key: str, request: dict[str, Any], response: dict[str, Any]) -> None:
+        self.items[key] = response

@@ -120,11 +120,33 @@ def test_exact_counts_where_a_vocabulary_is_installed() -> None:
     assert count_tokens(EN) == estimate_tokens(EN)
 
 
+@pytest.mark.parametrize("model", ["gpt-4o", "gpt-4"])
+def test_special_token_text_is_counted_as_ordinary_text(model: str) -> None:
+    # user content that spells a special token is billed as the ordinary text it is
+    text = "The end of a GPT-2 document is marked <|endoftext|>; FIM uses <|fim_prefix|>."
+    counted = count_tokens(text, model)
+    spelled_out = count_tokens(text.replace("<|", "< |"), model)
+    assert 15 < counted <= spelled_out + 2
+    assert count_tokens("<|endoftext|>", model) > 1  # not the one special token
+    messages = [{"role": "user", "content": f"{EN} <|endoftext|> {ZH}"}]
+    assert count_message_tokens(messages, model) > count_tokens(EN, model)
+
+
+def test_texts_longer_than_the_tokenizer_takes_at_once_are_counted() -> None:
+    # bpe-openai refuses one input of a million characters or 200k tokens
+    text = "word " * 250_000 + "终" * 10
+    if importlib.util.find_spec("bpe_openai") is None:
+        assert count_tokens(text, "gpt-4o") == estimate_tokens(text, "gpt-4o")
+        return
+    assert count_tokens(text, "gpt-4o") == 250_000 + count_tokens("终" * 10, "gpt-4o") + 1
+    assert count_tokens(EN * 3000, "gpt-4o") == pytest.approx(3000 * 224, rel=0.01)
+
+
 def test_exact_counter_prefers_the_offline_vocabulary(monkeypatch: pytest.MonkeyPatch) -> None:
     asked: list[str] = []
 
     class FakeEncoding:
-        def encode(self, text: str) -> list[int]:
+        def encode_ordinary(self, text: str) -> list[int]:
             return list(range(len(text.split())))
 
     def get_encoding(name: str) -> FakeEncoding:

@@ -85,6 +85,9 @@ class RunReport(BaseModel):
     wall_seconds: float = 0.0
     batch_rounds: int = Field(0, description="Batch API rounds (batch mode only)")
     usage_by_model: dict[str, Any] = Field(default_factory=dict)
+    structured_modes: dict[str, str] = Field(
+        default_factory=dict, description="per model, how structured output was asked for"
+    )
 
     @property
     def examples_per_minute(self) -> float:
@@ -122,6 +125,9 @@ class RunReport(BaseModel):
             f"| wall time | {self.wall_seconds:,.1f} s |",
             f"| examples per minute | {self.examples_per_minute:,.1f} |",
         ]
+        if self.structured_modes:
+            modes = ", ".join(f"{m}: {mode}" for m, mode in sorted(self.structured_modes.items()))
+            lines.append(f"| structured output | {modes} |")
         if self.rejections:
             lines += ["", "## Rejections by reason", "", "| reason | questions |", "|---|---|"]
             lines += [f"| {k} | {v} |" for k, v in sorted(self.rejections.items())]

@@ -146,6 +146,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     verbose: int = args.verbose or 0
     level = logging.WARNING if verbose == 0 else logging.INFO if verbose == 1 else logging.DEBUG
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+    from raftkit.llm import install_log_redaction
+
+    # httpx logs full URLs at -v: keys in a base URL or the environment never reach the log
+    redaction = install_log_redaction(
+        [os.environ.get(k, "") for k in ("OPENAI_API_KEY", "AZURE_OPENAI_API_KEY")]
+    )
     command = _command_name(args)
     with _terminate_as_interrupt():
         try:
@@ -155,6 +161,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             if args.command == "serve" and isinstance(error, KeyboardInterrupt):
                 return 0  # Ctrl-C is how a server is meant to stop
             return _fail(error, command, verbose)
+        finally:
+            redaction.remove()
     return code
 
 

@@ -92,8 +92,16 @@ def add_client_arguments(parser: argparse.ArgumentParser, *, role: str = "teache
     group.add_argument(
         "--structured-mode",
         choices=["json_schema", "json_object", "prompt"],
-        default="json_schema",
-        help="how structured output is requested (json_object for servers without json_schema)",
+        default=None,
+        help="how structured output is requested (default: json_schema, falling back to "
+        "json_object, then prompt, when the server refuses it)",
+    )
+    group.add_argument(
+        "--request-timeout",
+        type=float,
+        metavar="SECONDS",
+        help="seconds one attempt may wait for its answer (default: 60 + 1 per 5 max_tokens, "
+        "at most 600)",
     )
 
 
@@ -125,6 +133,7 @@ async def open_client(
         "limiters": limiters,
         "ledger": ledger,
         "structured_mode": args.structured_mode,
+        "timeout": args.request_timeout,
     }
     if provider == "simulator":
         from raftkit.testing import Simulator  # the server stack only when it is used

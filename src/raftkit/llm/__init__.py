@@ -26,13 +26,14 @@ from raftkit.llm._base import (
     StructuredMode,
     StructuredParams,
     StructuredResponse,
+    WaitReason,
 )
 from raftkit.llm.tokens import count_message_tokens, count_tokens, estimate_tokens
 
 if TYPE_CHECKING:
     from raftkit.llm._api_errors import json_of
     from raftkit.llm._retry import RetryPolicy
-    from raftkit.llm._secrets import Secret
+    from raftkit.llm._secrets import RedactingFilter, Secret, install_log_redaction
     from raftkit.llm._store import Deferred, DeferringStore, ResponseStore, request_key
     from raftkit.llm._structured import OutputSpec, ask_until_valid
     from raftkit.llm._transport import usage_from_body
@@ -64,6 +65,7 @@ __all__ = [
     "PriceTable",
     "RateLimiter",
     "RateLimits",
+    "RedactingFilter",
     "RequestActivity",
     "RequestOptions",
     "ResponseStore",
@@ -76,10 +78,12 @@ __all__ = [
     "UploadedFile",
     "UsageLedger",
     "UsageReport",
+    "WaitReason",
     "ask_until_valid",
     "count_message_tokens",
     "count_tokens",
     "estimate_tokens",
+    "install_log_redaction",
     "json_of",
     "poll_until",
     "request_key",
@@ -102,6 +106,8 @@ _LAZY = {
     "OpenAIClient": "raftkit.llm.openai",
     "RetryPolicy": "raftkit.llm._retry",
     "Secret": "raftkit.llm._secrets",
+    "RedactingFilter": "raftkit.llm._secrets",
+    "install_log_redaction": "raftkit.llm._secrets",
     "Deferred": "raftkit.llm._store",
     "DeferringStore": "raftkit.llm._store",
     "ResponseStore": "raftkit.llm._store",

@@ -47,6 +47,7 @@ __all__ = [
     "StructuredMode",
     "StructuredParams",
     "StructuredResponse",
+    "WaitReason",
 ]
 
 OutputT = TypeVar("OutputT")
@@ -55,6 +56,10 @@ OutputT = TypeVar("OutputT")
 #: schema, OpenAI and Azure), ``json_object`` (JSON mode plus the schema in the prompt, most
 #: OpenAI-compatible servers) or ``prompt`` (the schema in the prompt, plain text back).
 StructuredMode = Literal["json_schema", "json_object", "prompt"]
+
+#: What holds back a request waiting for admission: requests per minute, tokens per minute,
+#: the concurrency limit, or the pause after a 429.
+WaitReason = Literal["rpm", "tpm", "concurrency", "paused"]
 
 
 class RequestActivity(BaseModel):
@@ -71,7 +76,7 @@ class RequestActivity(BaseModel):
     in_flight: int = 0
     oldest_in_flight_s: float | None = None
     waiting: int = 0
-    waiting_on: Literal["rpm", "tpm", "concurrency", "paused"] | None = None
+    waiting_on: WaitReason | None = None
     paused_for_s: float | None = None
 
 
@@ -159,6 +164,9 @@ class StructuredResponse(BaseModel, Generic[OutputT]):
     output: OutputT
     response: ChatResponse
     attempts: int = Field(default=1, description="calls it took to get valid output")
+    mode: StructuredMode | None = Field(
+        default=None, description="how structured output was asked for (None: not known)"
+    )
 
 
 class LLMClient(AsyncResource):
@@ -177,6 +185,11 @@ class LLMClient(AsyncResource):
     def activity(self) -> RequestActivity | None:
         """What this client's requests are doing now; ``None`` for clients that do not know."""
         return None
+
+    def structured_modes(self) -> dict[str, StructuredMode]:
+        """Per model, how :meth:`chat_structured` asked for structured output (after any
+        fallback from a mode the server refused); empty for clients that do not say."""
+        return {}
 
     def with_store(self, store: ResponseStore) -> Self:
         """A client that shares this one's connection, limits and ledger, and looks up and

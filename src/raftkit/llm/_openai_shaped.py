@@ -2,6 +2,13 @@
 
 The subclasses only say where things are (URLs, headers, credentials); every request goes
 through one :class:`~raftkit.llm._transport.Transport`.
+
+Structured output falls back when a server refuses it (``json_schema`` → ``json_object`` →
+``prompt``, :class:`~raftkit.llm._structured.StructuredModes`), remembered by the client and
+every client sharing its connection, unless the caller chose the mode.
+
+A little over 400 lines: the surface both clients share (chat, structured output, embeddings,
+any other request) stays in one class, with the logic it uses in the modules beside it.
 """
 
 from __future__ import annotations
@@ -15,7 +22,7 @@ from typing import TYPE_CHECKING, Any, Literal, Self, Unpack, cast
 import anyio
 import httpx
 
-from raftkit.errors import APIError, UsageError
+from raftkit.errors import APIError, APIStatusError, UsageError
 from raftkit.llm._api_errors import request_id_of
 from raftkit.llm._base import (
     ChatMessage,
@@ -24,16 +31,19 @@ from raftkit.llm._base import (
     ChatResponse,
     LLMClient,
     OutputT,
+    RequestActivity,
     RequestOptions,
     StructuredMode,
     StructuredParams,
     StructuredResponse,
 )
 from raftkit.llm._retry import RetryPolicy
+from raftkit.llm._secrets import redact_url
 from raftkit.llm._store import DeferringStore, ResponseStore, request_key
 from raftkit.llm._structured import (
     DEFAULT_STRUCTURED_ATTEMPTS,
     OutputSpec,
+    StructuredModes,
     ask_until_valid,
     instruction,
 )
@@ -118,7 +128,7 @@ class OpenAIShapedClient(LLMClient):
         self,
         *,
         transport: Transport,
-        structured_mode: StructuredMode = "json_schema",
+        structured_mode: StructuredMode | None = None,
         default_max_tokens: int = 1024,
         max_structured_attempts: int = DEFAULT_STRUCTURED_ATTEMPTS,
         max_tokens_field: MaxTokensField = "max_completion_tokens",
@@ -132,7 +142,10 @@ class OpenAIShapedClient(LLMClient):
         self._transport = transport
         self._owns_transport = True
         self._store: ResponseStore | None = None
-        self.structured_mode: StructuredMode = structured_mode
+        #: None: the client chooses, falling back when the server refuses; else as given
+        self.structured_mode: StructuredMode | None = structured_mode
+        # per model, the structured mode that works; shared with clones (with_store)
+        self._modes = StructuredModes()
         self.default_max_tokens = default_max_tokens
         self.max_structured_attempts = max_structured_attempts
         self.max_tokens_field: MaxTokensField = max_tokens_field
@@ -152,7 +165,8 @@ class OpenAIShapedClient(LLMClient):
 
     @property
     def base_url(self) -> str:
-        return self._transport.base_url
+        """The API root, with any credentials in it shown as ``***``."""
+        return redact_url(self._transport.base_url)
 
     @property
     def retry(self) -> RetryPolicy:
@@ -171,6 +185,15 @@ class OpenAIShapedClient(LLMClient):
     @property
     def store(self) -> ResponseStore | None:
         return self._store
+
+    def activity(self) -> RequestActivity:
+        """What this client's requests (and its clones') are doing now: sent and unanswered,
+        waiting for rate-limit admission, and why."""
+        return self._transport.activity()
+
+    def structured_modes(self) -> dict[str, StructuredMode]:
+        """The structured-output mode each model was asked in, after any fallback."""
+        return self._modes.known()
 
     def with_store(self, store: ResponseStore) -> Self:
         """A client that shares this one's connection, limiters and ledger and journals through
@@ -255,6 +278,7 @@ class OpenAIShapedClient(LLMClient):
             kind="chat",
             prompt_tokens=count_message_tokens(messages),
             max_completion_tokens=max_tokens or self.default_max_tokens,
+            max_tokens=max_tokens,
         )
         reply = await self._transport.send(call)
         payload = _json_body(reply)
@@ -274,17 +298,48 @@ class OpenAIShapedClient(LLMClient):
         **params: Unpack[StructuredParams],
     ) -> StructuredResponse[Any]:
         spec = OutputSpec.of(output)
-        chosen: StructuredMode = params.get("mode") or self.structured_mode
+        chosen = params.get("mode") or self.structured_mode
         attempts = params.get("max_attempts") or self.max_structured_attempts
         if attempts < 1:
             raise UsageError("max_attempts must be at least 1")
+        mode = self._modes.first(model, chosen)
+        while True:
+            try:
+                result = await self._structured(
+                    messages,
+                    spec,
+                    mode,
+                    model=model,
+                    sample=sample,
+                    params=params,
+                    attempts=attempts,
+                )
+            except APIStatusError as refused:
+                mode = self._modes.after_refusal(
+                    model, mode, refused, chosen=chosen, endpoint=self.base_url
+                )
+                continue
+            self._modes.worked(model, mode, chosen=chosen)
+            return result
+
+    async def _structured(
+        self,
+        messages: Sequence[ChatMessage],
+        spec: OutputSpec,
+        mode: StructuredMode,
+        *,
+        model: str,
+        sample: int,
+        params: StructuredParams,
+        attempts: int,
+    ) -> StructuredResponse[Any]:
         conversation = [dict(m) for m in messages]
         extra: dict[str, Any] = {}
-        if chosen == "json_schema":
+        if mode == "json_schema":
             extra["response_format"] = spec.response_format()
         else:
             conversation.insert(0, {"role": "system", "content": instruction(spec.strict)})
-            if chosen == "json_object":
+            if mode == "json_object":
                 extra["response_format"] = {"type": "json_object"}
 
         chat = ChatParams(
@@ -297,7 +352,9 @@ class OpenAIShapedClient(LLMClient):
         async def ask(so_far: list[dict[str, Any]], index: int) -> tuple[ChatResponse, str | None]:
             return await self._chat(so_far, model=model, sample=index, params=chat)
 
-        return await ask_until_valid(ask, conversation, spec, attempts=attempts, sample=sample)
+        return await ask_until_valid(
+            ask, conversation, spec, attempts=attempts, sample=sample, mode=mode
+        )
 
     # ------------------------------------------------------------------ embeddings
 

@@ -1,15 +1,21 @@
-"""Structured output: strict JSON schemas for the API, and parsing answers back.
+"""Structured output: strict JSON schemas for the API, parsing answers back, and falling back
+when a server cannot do a mode.
 
 OpenAI's strict ``json_schema`` mode accepts a subset of JSON Schema: every object must say
 ``additionalProperties: false`` and list all of its properties as ``required``, and a
 ``$ref`` may not have sibling keywords. :func:`strict_schema` rewrites a schema (pydantic's
 included) into that subset, the way openai-python's ``to_strict_json_schema`` does.
+
+Most local servers cannot do ``json_schema`` (llama.cpp answers it with a 500), some not
+``json_object`` either (LM Studio). :class:`StructuredModes` recognises the refusal on the
+first reply and moves that model on to the next mode, once for all calls.
 """
 
 from __future__ import annotations
 
 import copy
 import json
+import logging
 import re
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
@@ -17,13 +23,16 @@ from typing import Any
 
 from pydantic import TypeAdapter, ValidationError
 
-from raftkit.errors import StructuredOutputError, UsageError
-from raftkit.llm._base import ChatResponse, StructuredResponse
+from raftkit.errors import APIStatusError, StructuredOutputError, UsageError
+from raftkit.llm._base import ChatResponse, StructuredMode, StructuredResponse
+from raftkit.llm._retry import STRUCTURED_OUTPUT, unsupported_feature
 
 __all__ = [
     "DEFAULT_STRUCTURED_ATTEMPTS",
+    "STRUCTURED_ORDER",
     "Ask",
     "OutputSpec",
+    "StructuredModes",
     "ask_until_valid",
     "extract_json",
     "feedback_message",
@@ -37,6 +46,16 @@ DEFAULT_STRUCTURED_ATTEMPTS = 3
 _NAME_OK = re.compile(r"[^A-Za-z0-9_-]")
 _FENCE = re.compile(r"^\s*```(?:json|JSON)?\s*\n?(.*?)\n?\s*```\s*$", re.DOTALL)
 _MAX_FEEDBACK = 1500
+
+logger = logging.getLogger("raftkit.llm")
+
+#: The order structured modes are tried in when the client chooses.
+STRUCTURED_ORDER: tuple[StructuredMode, ...] = ("json_schema", "json_object", "prompt")
+_SUGGEST: dict[StructuredMode, str] = {
+    "json_schema": "structured_mode='json_object' (raftkit --structured-mode json_object)",
+    "json_object": "structured_mode='prompt' (raftkit --structured-mode prompt)",
+    "prompt": "another server",
+}
 
 
 def _resolve(root: Mapping[str, Any], ref: str) -> Any:
@@ -204,13 +223,15 @@ async def ask_until_valid(
     *,
     attempts: int | None = None,
     sample: int = 0,
+    mode: StructuredMode | None = None,
 ) -> StructuredResponse[Any]:
     """Ask, parse against ``spec``, and re-ask with feedback until valid or out of attempts
     (``attempts`` calls in all, :data:`DEFAULT_STRUCTURED_ATTEMPTS` unless given).
 
     This is the loop raftkit's clients run for ``chat_structured``; a client of your own can
     run it too, with ``ask`` making one call. Each attempt uses its own sample index
-    (``sample + attempt``), so a journal keeps every paid attempt apart. Raises
+    (``sample + attempt``), so a journal keeps every paid attempt apart. ``mode`` is
+    recorded on the result (how ``ask`` asks for JSON). Raises
     :class:`~raftkit.errors.StructuredOutputError` after ``attempts``.
     """
     attempts = attempts or DEFAULT_STRUCTURED_ATTEMPTS
@@ -228,7 +249,9 @@ async def ask_until_valid(
                 if response.finish_reason == "length":
                     last_error = "the answer was cut off (finish_reason=length); " + last_error
             else:
-                return StructuredResponse(output=value, response=response, attempts=attempt + 1)
+                return StructuredResponse(
+                    output=value, response=response, attempts=attempt + 1, mode=mode
+                )
         conversation = [
             *conversation,
             {"role": "assistant", "content": response.text or refusal or ""},
@@ -239,3 +262,80 @@ async def ask_until_valid(
         attempts=attempts,
         last_output=last_text,
     )
+
+
+class StructuredModes:
+    """Per model, the structured-output mode a server takes, learned from its refusals.
+
+    A client asks :meth:`first` which mode to use, :meth:`after_refusal` when a call failed
+    with an API error (the next mode, or the error raised again), and tells :meth:`worked`
+    when a call succeeded. A mode the caller chose (``chosen``) is never changed: a refusal
+    of it raises a one-line :class:`~raftkit.errors.UsageError` that names the mode to use.
+    """
+
+    def __init__(self) -> None:
+        self._modes: dict[str, StructuredMode] = {}
+
+    def known(self) -> dict[str, StructuredMode]:
+        """The mode each model was asked in so far."""
+        return dict(self._modes)
+
+    def first(self, model: str, chosen: StructuredMode | None) -> StructuredMode:
+        return chosen or self._modes.get(model, STRUCTURED_ORDER[0])
+
+    def worked(self, model: str, mode: StructuredMode, *, chosen: StructuredMode | None) -> None:
+        if chosen is None:
+            self._modes.setdefault(model, mode)
+
+    def after_refusal(
+        self,
+        model: str,
+        mode: StructuredMode,
+        error: APIStatusError,
+        *,
+        chosen: StructuredMode | None,
+        endpoint: str,
+    ) -> StructuredMode:
+        """The mode to ask ``model`` in next after ``error``; raises when there is none.
+
+        Only a refusal of structured output moves on (:func:`unsupported_feature` on the
+        body the server sent); any other error is raised again as it is. The first of
+        concurrent calls to learn the next mode says so in the log, once.
+        """
+        if mode == "prompt" or _refused_feature(error) != STRUCTURED_OUTPUT:
+            raise error
+        reason = f"{error.status_code}: {_first_line(error.message)}"
+        if chosen is not None:
+            raise UsageError(
+                f"{endpoint} refuses structured output as {mode} for model {model!r} "
+                f"({reason}); use {_SUGGEST[mode]}"
+            ) from error
+        known = self._modes.get(model, STRUCTURED_ORDER[0])
+        following = STRUCTURED_ORDER[STRUCTURED_ORDER.index(mode) + 1]
+        if STRUCTURED_ORDER.index(following) <= STRUCTURED_ORDER.index(known):
+            return known  # another call learned it already
+        self._modes[model] = following
+        logger.warning(
+            "%s refuses structured output as %s for model %r (%s); asking in %s mode from now on",
+            endpoint,
+            mode,
+            model,
+            reason,
+            following,
+        )
+        return following
+
+
+def _refused_feature(error: APIStatusError) -> str | None:
+    """What an error says the server does not support, read from the body it sent."""
+    body = error.body
+    if body is None:
+        return unsupported_feature(error.status_code, error.message)
+    text = body if isinstance(body, str) else json.dumps(body, ensure_ascii=False, default=str)
+    return unsupported_feature(error.status_code, text)
+
+
+def _first_line(text: str, limit: int = 200) -> str:
+    text = text.split(" [not retried:")[0].strip()  # the server's words, not our note
+    line = text.splitlines()[0] if text else ""
+    return line if len(line) <= limit else line[:limit] + "..."

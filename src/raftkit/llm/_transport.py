@@ -5,14 +5,24 @@ Per request, in order: budget check (``ledger.reserve``) → rate-limit admissio
 record usage and cost. There is exactly one retry loop (tenacity, sleeping with
 ``anyio.sleep`` so it runs under trio too), bounded by ``RetryPolicy.max_attempts`` and an
 overall deadline. A rate-limited attempt goes back through admission, so the limiter's pause
-(``congested``) applies to the retry as to every other request of the scope.
+(``congested``) applies to the retry as to every other request of the scope. A 2xx whose
+body is not the JSON object a chat or embedding call expects (a body cut short) is a failed
+attempt like a dropped connection, retried by the same loop.
+
+Each attempt's timeout starts when it is sent, after admission: time queued in the limiter
+never counts. :meth:`Transport.activity` says what the requests are doing right now.
+
+The module is longer than most on purpose: it is the request sequence, read top to bottom in
+one place; the decisions it takes are pure functions elsewhere (``_retry``, ``_api_errors``).
 """
 
 from __future__ import annotations
 
 import contextlib
+import itertools
 import logging
 import random
+import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from contextlib import AbstractAsyncContextManager
@@ -31,9 +41,13 @@ from tenacity import (
 from tenacity.stop import stop_base
 
 from raftkit.errors import APIError, APITimeoutError
-from raftkit.llm._api_errors import connection_error, error_details, status_error
+from raftkit.llm._api_errors import connection_error, error_details, request_id_of, status_error
+from raftkit.llm._base import RequestActivity, WaitReason
 from raftkit.llm._retry import (
+    CONNECT_TIMEOUT,
+    MAX_READ_TIMEOUT,
     RetryPolicy,
+    attempt_timeout,
     classify_exception,
     classify_status,
     compute_wait,
@@ -54,8 +68,9 @@ __all__ = [
 
 logger = logging.getLogger("raftkit.llm")
 
-#: Generous read timeout: long generations and reasoning models take minutes.
-DEFAULT_TIMEOUT = httpx.Timeout(600.0, connect=10.0)
+#: The timeout of calls that are not chat completions (embeddings, files, jobs), and of chat
+#: calls without ``max_tokens``; chat calls with one get :func:`attempt_timeout`.
+DEFAULT_TIMEOUT = httpx.Timeout(MAX_READ_TIMEOUT, connect=CONNECT_TIMEOUT)
 DEFAULT_LIMITS = httpx.Limits(max_connections=1000, max_keepalive_connections=100)
 _USER_AGENT = "raftkit/0.1"
 
@@ -70,6 +85,7 @@ class _Limiter(Protocol):
     def admit(self, tokens: int) -> AbstractAsyncContextManager[Any]: ...
     def observe(self, headers: Mapping[str, str]) -> None: ...
     def congested(self, retry_after: float | None, headers: Mapping[str, str]) -> None: ...
+    def waiting_on(self) -> tuple[WaitReason | None, float | None]: ...
 
 
 class _Limiters(Protocol):
@@ -95,7 +111,7 @@ class _Ledger(Protocol):
 
 
 class _FreeAdmission:
-    def settle(self, used_tokens: int) -> None:
+    def settle(self, used_tokens: int, *, completion_tokens: int | None = None) -> None:
         return None
 
 
@@ -127,6 +143,9 @@ class Call:
     #: None: GET/HEAD/PUT/DELETE are idempotent and POST is made so by the Idempotency-Key;
     #: False: never resend once the request may have reached the server
     idempotent: bool | None = None
+    #: the ``max_tokens`` a chat request sends (None: it sends none, the completion is
+    #: unbounded); sizes the default per-attempt read timeout (:func:`attempt_timeout`)
+    max_tokens: int | None = None
 
 
 @dataclass(frozen=True)
@@ -175,6 +194,14 @@ def _redacted_copy(exc: httpx.TransportError, secrets: tuple[str, ...]) -> httpx
     return copy
 
 
+def _sent_fields(body: Any) -> tuple[str, ...]:
+    return tuple(str(k) for k in body) if isinstance(body, Mapping) else ()
+
+
+def _read_seconds(timeout: httpx.Timeout | None) -> float | None:
+    return None if timeout is None else timeout.read
+
+
 def _may_have_reached_server(exc: BaseException | None, status: int | None) -> bool:
     if status is not None:
         return status != 429
@@ -212,18 +239,27 @@ class Transport:
         self._client = http_client or httpx.AsyncClient(
             timeout=DEFAULT_TIMEOUT, limits=limits or DEFAULT_LIMITS, follow_redirects=True
         )
-        if timeout is None:
-            self._timeout: httpx.Timeout | None = None if http_client else DEFAULT_TIMEOUT
-        else:
+        # None: chat attempts get a timeout sized by their max_tokens, other calls the
+        # default; an injected client keeps its own configuration unless told otherwise
+        self._timeout: httpx.Timeout | None = None
+        if timeout is not None:
             self._timeout = (
-                timeout if isinstance(timeout, httpx.Timeout) else httpx.Timeout(timeout)
+                timeout
+                if isinstance(timeout, httpx.Timeout)
+                else httpx.Timeout(timeout, connect=min(timeout, CONNECT_TIMEOUT))
             )
+        self._proportionate = timeout is None and http_client is None
         self._default_headers = {"User-Agent": _USER_AGENT, **(default_headers or {})}
         self._default_params = dict(default_params or {})
         self._secrets = secrets
         self._sleep = sleep
         self._rng = rng
         self._closed = False
+        # live state for activity(): attempts sent and not answered (their send time on the
+        # monotonic clock), and attempts waiting for admission (their limiter)
+        self._tickets = itertools.count()
+        self._sent: dict[int, float] = {}
+        self._queued: dict[int, _Limiter | None] = {}
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -245,6 +281,35 @@ class Transport:
         if path.startswith(("http://", "https://")):
             return path
         return self.base_url + path.lstrip("/")
+
+    def activity(self) -> RequestActivity:
+        """What this transport's requests are doing now: sent and unanswered (and the oldest
+        one's age), waiting for admission, and what holds the first waiter back."""
+        now = time.monotonic()
+        oldest = min(self._sent.values(), default=None)
+        reason: WaitReason | None = None
+        paused_for: float | None = None
+        if self._queued:
+            first = self._queued[min(self._queued)]
+            if first is not None:
+                reason, paused_for = first.waiting_on()
+        return RequestActivity(
+            in_flight=len(self._sent),
+            oldest_in_flight_s=None if oldest is None else max(0.0, now - oldest),
+            waiting=len(self._queued),
+            waiting_on=reason,
+            paused_for_s=paused_for,
+        )
+
+    def timeout_for(self, call: Call) -> httpx.Timeout | None:
+        """The timeout of one attempt of ``call``; ``None``: the injected client's own."""
+        if self._timeout is not None:
+            return self._timeout
+        if not self._proportionate:
+            return None
+        if call.kind == "chat" and call.max_tokens is not None:
+            return attempt_timeout(call.max_tokens, call.prompt_tokens)
+        return DEFAULT_TIMEOUT
 
     async def send(self, call: Call) -> Reply:
         """Send ``call`` with admission, retries and accounting; raise raftkit errors."""
@@ -338,6 +403,7 @@ class Transport:
         if call.headers:
             headers.update(call.headers)
         params = {**self._default_params, **(call.params or {})}
+        timeout = self.timeout_for(call)
         return self._client.build_request(
             call.method.upper(),
             self.url_for(call.path),
@@ -347,52 +413,104 @@ class Transport:
             data=call.data,
             content=call.content,
             headers=headers,
-            timeout=self._timeout if self._timeout is not None else httpx.USE_CLIENT_DEFAULT,
+            timeout=timeout if timeout is not None else httpx.USE_CLIENT_DEFAULT,
         )
 
     async def _attempt(self, call: Call, key: str | None, number: int) -> Reply:
         if self._closed:
             raise RuntimeError("this client is closed")
         limiter = self._limiter(call)
-        async with self._admit(call) as admission:
-            request = await self._build(call, key)
-            broken: httpx.TransportError | None = None
-            try:
-                response = await self._client.send(request)
-            except httpx.TransportError as exc:
-                broken = exc
-            if broken is not None:
-                # raised outside the except block, so the original (which may quote a
-                # credential) is not kept as __context__; the cause is a redacted copy
-                secrets = tuple(self._secrets())
-                cause = _redacted_copy(broken, secrets)
-                error = connection_error(
-                    cause, method=request.method, url=str(request.url), secrets=secrets
-                )
-                verdict = classify_exception(broken)
-                if verdict.retry and (
-                    call.idempotent is not False or not _may_have_reached_server(broken, None)
-                ):
-                    raise _Retryable(error) from cause
-                raise error from cause
-            if limiter is not None:
-                limiter.observe(response.headers)
-            if response.is_success:
-                body, usage = self._read_usage(call, response)
-                # a server that reports no usage is charged its whole reservation
-                reserved = call.prompt_tokens + call.max_completion_tokens
-                admission.settle(usage.total_tokens if usage is not None else reserved)
-                return Reply(response, body, usage, number)
-            raise self._failure(call, response, limiter)
+        ticket = next(self._tickets)
+        self._queued[ticket] = limiter
+        try:
+            async with self._admit(call) as admission:
+                del self._queued[ticket]
+                request = await self._build(call, key)
+                broken: httpx.TransportError | None = None
+                self._sent[ticket] = time.monotonic()
+                try:
+                    response = await self._client.send(request)
+                except httpx.TransportError as exc:
+                    broken = exc
+                finally:
+                    del self._sent[ticket]
+                if broken is not None:
+                    failure, cause = self._broken(call, request, broken)
+                    raise failure from cause
+                if limiter is not None:
+                    limiter.observe(response.headers)
+                if response.is_success:
+                    body, usage = self._read_body(call, response)
+                    # a server that reports no usage is charged its whole reservation
+                    reserved = call.prompt_tokens + call.max_completion_tokens
+                    if usage is None:
+                        admission.settle(reserved)
+                    else:
+                        admission.settle(
+                            usage.total_tokens, completion_tokens=usage.completion_tokens
+                        )
+                    return Reply(response, body, usage, number)
+                raise self._failure(call, response, limiter)
+        finally:
+            self._queued.pop(ticket, None)
 
-    def _read_usage(self, call: Call, response: httpx.Response) -> tuple[Any, Usage | None]:
+    def _broken(
+        self, call: Call, request: httpx.Request, broken: httpx.TransportError
+    ) -> tuple[Exception, httpx.TransportError]:
+        """The exception for an attempt that got no response (retryable or final), and the
+        cause to raise it from: a redacted copy of the transport error."""
+        # raised outside the except block, so the original (which may quote a credential) is
+        # not kept as __context__
+        secrets = tuple(self._secrets())
+        cause = _redacted_copy(broken, secrets)
+        error = connection_error(
+            cause, method=request.method, url=str(request.url), secrets=secrets
+        )
+        if isinstance(broken, httpx.ReadTimeout):
+            read = _read_seconds(self.timeout_for(call))
+            logger.warning(
+                "%s %s sent no answer within %s; the request is sent again while retries last "
+                "(the per-attempt timeout: timeout= / --request-timeout)",
+                request.method,
+                redact_url(str(request.url)),
+                f"{read:.0f} s" if read is not None else "the read timeout",
+            )
+        verdict = classify_exception(broken)
+        if verdict.retry and (
+            call.idempotent is not False or not _may_have_reached_server(broken, None)
+        ):
+            return _Retryable(error), cause
+        return error, cause
+
+    def _read_body(self, call: Call, response: httpx.Response) -> tuple[Any, Usage | None]:
+        """The JSON body and usage of a chat or embedding reply (other calls: not read).
+
+        A body that is not a JSON object (cut short in transit, or a proxy's page) is a failed
+        attempt, retried like a dropped connection: the server did answer, but nothing usable
+        arrived.
+        """
         if call.kind is None:
             return None, None
+        problem = ""
         try:
             body = response.json()
-        except ValueError:
-            return None, None
-        return body, usage_from_body(body)
+        except ValueError as exc:  # JSONDecodeError and UnicodeDecodeError
+            problem = f"is not valid JSON ({len(response.content)} bytes; {exc})"
+        else:
+            if isinstance(body, dict):
+                return body, usage_from_body(body)
+            problem = f"is JSON but not an object ({type(body).__name__})"
+        url = redact_url(str(response.request.url))
+        error = APIError(
+            f"{response.request.method} {url} answered {response.status_code} with a body "
+            f"that {problem}",
+            request_id=request_id_of(response.headers),
+            method=response.request.method,
+            url=url,
+        )
+        if call.idempotent is False:
+            raise error
+        raise _Retryable(error)
 
     def _failure(self, call: Call, response: httpx.Response, limiter: _Limiter | None) -> Exception:
         details = error_details(response)
@@ -403,6 +521,7 @@ class Transport:
             error_code=details.code,
             error_type=details.error_type,
             message=details.message,
+            sent_fields=_sent_fields(call.json),
         )
         # no settle(): leaving the admission unsettled hands the token reservation back
         quota = "insufficient_quota" in (details.code, details.error_type)

@@ -20,7 +20,7 @@ from raftkit.llm._openai_shaped import (
     resolve_retry,
 )
 from raftkit.llm._retry import RetryPolicy
-from raftkit.llm._secrets import Secret
+from raftkit.llm._secrets import Secret, redact_url, url_secrets
 from raftkit.llm._transport import Transport
 from raftkit.llm.limiter import LimiterRegistry
 from raftkit.llm.usage import UsageLedger
@@ -61,7 +61,7 @@ class AzureOpenAIClient(OpenAIShapedClient):
         max_retries: int | None = None,
         timeout: float | httpx.Timeout | None = None,
         limits: httpx.Limits | None = None,
-        structured_mode: StructuredMode = "json_schema",
+        structured_mode: StructuredMode | None = None,
         max_structured_attempts: int = DEFAULT_STRUCTURED_ATTEMPTS,
         default_max_tokens: int = 1024,
         max_tokens_field: MaxTokensField = "max_completion_tokens",
@@ -93,6 +93,7 @@ class AzureOpenAIClient(OpenAIShapedClient):
                 "no Azure OpenAI API version: pass api_version=... or set OPENAI_API_VERSION "
                 "(e.g. 2024-10-21), or use v1=True for the /openai/v1/ API"
             )
+        self._url_secrets = tuple(Secret(v) for v in url_secrets(endpoint))
         self.endpoint = endpoint.rstrip("/")
         root = self.endpoint
         for suffix in ("/openai/v1", "/openai"):
@@ -105,7 +106,7 @@ class AzureOpenAIClient(OpenAIShapedClient):
         transport = Transport(
             base_url=base_url,
             auth=self._auth_headers,
-            scope=f"{root}#{fingerprint}",
+            scope=f"{redact_url(root)}#{fingerprint}",
             http_client=http_client,
             timeout=timeout,
             limits=limits,
@@ -144,6 +145,9 @@ class AzureOpenAIClient(OpenAIShapedClient):
 
     def _known_secrets(self) -> tuple[str, ...]:
         if self._api_key is not None:
-            return (self._api_key.get_secret_value(),)
+            return (self._api_key.get_secret_value(), *self._in_url())
         assert self._bearer is not None
-        return self._bearer.secrets()
+        return (*self._bearer.secrets(), *self._in_url())
+
+    def _in_url(self) -> tuple[str, ...]:
+        return tuple(v.get_secret_value() for v in self._url_secrets)

@@ -22,7 +22,18 @@ the buckets (no burst after the pause) and lowers the rate once per congestion e
 rate at which the last 429 happened and slowly beyond it. With no limits known and no headers,
 the same rule drives a concurrency window instead, like TCP congestion control.
 
+A server that publishes no limits at all (a local vLLM, llama.cpp or Ollama: no headers, no
+429s, a few slots and a queue) gets no rates and no 429s to learn from, and given nothing by
+the caller either (no ``max_concurrency``), its concurrency limit is learned from latency and
+throughput instead (:class:`~raftkit.llm._concurrency.AdaptiveConcurrency`): it grows while
+more requests in flight bring more answers per second and backs off when they only bring
+longer latency, so the server's queue stays short and no request times out in it.
+
 The clock and the sleep function are injectable so tests run on a fake clock.
+
+The module is long because admission, the buckets, learning from headers and the reaction to
+429s act on one shared state (one FIFO queue and its wake-ups); the concurrency control
+without limits, which needs none of it, is the pure :mod:`raftkit.llm._concurrency`.
 """
 
 from __future__ import annotations
@@ -39,6 +50,8 @@ from types import TracebackType
 import anyio
 
 from raftkit.errors import UsageError
+from raftkit.llm._base import WaitReason
+from raftkit.llm._concurrency import AdaptiveConcurrency
 from raftkit.llm._ratelimit_headers import RateLimitHeaders, parse_rate_limit_headers
 
 __all__ = [
@@ -112,6 +125,12 @@ class LimiterStats:
     """429s reported through :meth:`RateLimiter.congested`."""
     decreases: int
     """Congestion episodes: each lowered the rate once."""
+    waiting_on: WaitReason | None = None
+    """What holds the first waiting request back, if one waits."""
+    paused_for_s: float | None = None
+    """Seconds left of the pause after a 429."""
+    adaptive: bool = False
+    """Whether ``concurrency`` is learned from latency (no limits known or given)."""
 
 
 class _Bucket:
@@ -184,22 +203,27 @@ class Admission:
     def settled(self) -> bool:
         return self._settled
 
-    def settle(self, used_tokens: int) -> None:
-        """Reconcile the reservation with the response's ``usage.total_tokens``; idempotent."""
+    def settle(self, used_tokens: int, *, completion_tokens: int | None = None) -> None:
+        """Reconcile the reservation with the response's ``usage.total_tokens``; idempotent.
+
+        ``completion_tokens`` (where the response says) lets a limiter that learns its
+        concurrency from latency weigh each answer by its length.
+        """
         if self._settled:
             return
         self._settled = True
-        self._limiter._settle(self, max(0, used_tokens))
+        self._limiter._settle(self, max(0, used_tokens), completion_tokens)
 
     def __repr__(self) -> str:
         return f"Admission(serial={self.serial}, tokens={self.tokens}, settled={self._settled})"
 
 
 class _Ticket:
-    __slots__ = ("turn",)
+    __slots__ = ("tokens", "turn")
 
-    def __init__(self) -> None:
+    def __init__(self, tokens: int) -> None:
         self.turn = anyio.Event()
+        self.tokens = tokens
 
 
 class _AdmitContext(AbstractAsyncContextManager[Admission]):
@@ -284,6 +308,8 @@ class RateLimiter:
         self._window = _INITIAL_WINDOW
         self._ssthresh = math.inf
         self._in_flight = 0
+        # without limits from anyone, concurrency is learned from latency and throughput
+        self._adaptive = AdaptiveConcurrency() if self.limits.max_concurrency is None else None
 
         self._queue: deque[_Ticket] = deque()
         self._sleepers: set[anyio.CancelScope] = set()
@@ -352,17 +378,38 @@ class RateLimiter:
         else:
             new_episode = now >= self._episode_until
         if new_episode:
-            self._decrease()
+            self._decrease(now)
             self._episode_serial = self._serial
             self._episode_until = self._paused_until + 2 * self._latency
             self._apply_rates(now)
         self._last_increase = self._paused_until
         self._notify()
 
+    def waiting_on(self) -> tuple[WaitReason | None, float | None]:
+        """What holds the first waiting request back (``None`` if none waits), and the
+        seconds left of a pause after a 429."""
+        if not self._queue:
+            return None, None
+        now = self._clock()
+        if now < self._paused_until:
+            return "paused", self._paused_until - now
+        if self._in_flight >= self._concurrency_cap():
+            return "concurrency", None
+        if self._requests is not None:
+            self._requests.refill(now)
+            if self._requests.wait_time(1, now) > 0:
+                return "rpm", None
+        if self._tokens is not None:
+            self._tokens.refill(now)
+            if self._tokens.wait_time(self._queue[0].tokens, now) > 0:
+                return "tpm", None
+        return None, None
+
     def stats(self) -> LimiterStats:
         """The limiter's current state."""
         rpm, tpm = self._target_rates()
         cap = self._concurrency_cap()
+        reason, paused_for = self.waiting_on()
         return LimiterStats(
             name=self.name,
             rpm=rpm,
@@ -374,6 +421,9 @@ class RateLimiter:
             admitted=self._serial,
             rate_limited=self._rate_limited,
             decreases=self._decreases,
+            waiting_on=reason,
+            paused_for_s=paused_for,
+            adaptive=self._learning_concurrency(),
         )
 
     def __repr__(self) -> str:
@@ -382,8 +432,9 @@ class RateLimiter:
     # ------------------------------------------------------------------ admission
 
     async def _acquire(self, tokens: int) -> Admission:
-        ticket = _Ticket()
+        ticket = _Ticket(tokens)
         self._queue.append(ticket)
+        self._track()
         try:
             if self._queue[0] is not ticket:
                 await ticket.turn.wait()
@@ -396,6 +447,7 @@ class RateLimiter:
         finally:
             was_head = self._queue[0] is ticket
             self._queue.remove(ticket)
+            self._track()
             if was_head and self._queue:
                 self._queue[0].turn.set()
 
@@ -424,6 +476,7 @@ class RateLimiter:
         self._serial += 1
         self._tokens_admitted += tokens
         self._in_flight += 1
+        # _acquire tracks the change once the ticket has left the queue
         return admission
 
     async def _wait(self, delay: float) -> None:
@@ -443,7 +496,7 @@ class RateLimiter:
             scope.cancel()
         self._sleepers.clear()
 
-    def _settle(self, admission: Admission, used: int) -> None:
+    def _settle(self, admission: Admission, used: int, completion: int | None = None) -> None:
         now = self._clock()
         if self._tokens is not None:
             self._tokens.refill(now)
@@ -454,7 +507,10 @@ class RateLimiter:
                 # only a response larger than the reservation costs more than was reserved.
                 correction = min(0, admission.charged - used)
             self._tokens.level = min(self._tokens.capacity, self._tokens.level + correction)
-        self._latency = 0.8 * self._latency + 0.2 * max(0.0, now - admission.admitted_at)
+        latency = max(0.0, now - admission.admitted_at)
+        self._latency = 0.8 * self._latency + 0.2 * latency
+        if self._adaptive is not None:
+            self._adaptive.sample(now, latency, admission.admitted_at, completion)
         self._on_success(now)
         self._notify()
 
@@ -463,7 +519,13 @@ class RateLimiter:
         if not admission.settled and self._tokens is not None and admission.charged:
             # Failed, rate-limited or cancelled: the tokens were not spent (or cannot be known).
             self._tokens.level = min(self._tokens.capacity, self._tokens.level + admission.charged)
+        self._track()
         self._notify()
+
+    def _track(self) -> None:
+        """Tell the adaptive concurrency limit what is in flight and waiting now."""
+        if self._adaptive is not None:
+            self._adaptive.update(self._clock(), self._in_flight, len(self._queue))
 
     # ------------------------------------------------------------------ learning
 
@@ -519,17 +581,24 @@ class RateLimiter:
     def _rates_known(self) -> bool:
         return self._requests is not None or self._tokens is not None
 
+    def _learning_concurrency(self) -> bool:
+        return self._adaptive is not None and not self._rates_known()
+
     def _concurrency_cap(self) -> float:
         cap = float(self.limits.max_concurrency or math.inf)
-        if not self._rates_known():
-            cap = min(cap, math.floor(self._window))
-        return cap
+        if self._rates_known():
+            return cap
+        if self._adaptive is not None:
+            return min(cap, self._adaptive.limit)
+        return min(cap, math.floor(self._window))
 
-    def _decrease(self) -> None:
+    def _decrease(self, now: float) -> None:
         self._decreases += 1
         if self._rates_known():
             self._ceiling = self._factor
             self._factor = max(_MIN_FACTOR, self._factor * _DECREASE)
+        elif self._adaptive is not None:
+            self._adaptive.congested(now)
         else:
             self._ssthresh = max(1.0, self._window * _DECREASE)
             self._window = self._ssthresh
@@ -548,7 +617,7 @@ class RateLimiter:
             step = (_FAST_INCREASE_PER_S if fast else _SLOW_INCREASE_PER_S) * elapsed
             self._factor = min(1.0, self._factor + step)
             self._apply_rates(now)
-        elif self._in_flight + 1 >= math.floor(self._window):
+        elif self._adaptive is None and self._in_flight + 1 >= math.floor(self._window):
             # grow only while the window is what holds traffic back
             step = 1.0 if self._window < self._ssthresh else 1.0 / self._window
             cap = float(self.limits.max_concurrency or _MAX_WINDOW)

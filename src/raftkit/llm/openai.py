@@ -18,7 +18,7 @@ from raftkit.llm._openai_shaped import (
     resolve_retry,
 )
 from raftkit.llm._retry import RetryPolicy
-from raftkit.llm._secrets import Secret
+from raftkit.llm._secrets import Secret, redact_url, split_query, url_secrets
 from raftkit.llm._transport import Transport
 from raftkit.llm.limiter import LimiterRegistry
 from raftkit.llm.usage import UsageLedger
@@ -40,17 +40,27 @@ class OpenAIClient(OpenAIShapedClient):
     - ``organization`` / ``OPENAI_ORG_ID`` and ``project`` / ``OPENAI_PROJECT_ID``: the
       optional ``OpenAI-Organization`` and ``OpenAI-Project`` headers.
 
+    A base URL may carry credentials a gateway wants (``https://user:KEY@host/v1``, sent as
+    HTTP Basic auth by httpx, or ``https://host/v1?api-key=KEY``, whose query is sent with
+    every request); they are redacted from logs, errors and reprs like the API key.
+
     ``http_client`` is used as given and never closed by this client. ``limiters`` and
     ``ledger`` are shared with other clients to pool rate limits and spending; by default
     the client gets its own (limits learned from the response headers, no cost limit).
-    ``retry`` (or just ``max_retries``, the retries after the first call), ``timeout``
-    (seconds per attempt or an ``httpx.Timeout``) and ``limits`` (connection pool limits of
-    the ``httpx.AsyncClient`` the client creates) shape the request path.
+    ``retry`` (or just ``max_retries``, the retries after the first call), ``timeout`` and
+    ``limits`` (connection pool limits of the ``httpx.AsyncClient`` the client creates)
+    shape the request path. ``timeout`` is seconds per attempt (or an ``httpx.Timeout``);
+    by default a chat attempt that sets ``max_tokens`` may take 60 s plus 5 s per 25
+    tokens asked for (at most 600 s), other calls 600 s, counted from sending, never from
+    queueing in the rate limiter.
 
-    Servers without strict structured output want ``structured_mode="json_object"`` (JSON
-    mode plus the schema in the prompt) or ``"prompt"``. ``max_tokens_field`` is the body
-    field ``max_tokens`` is sent as: ``max_completion_tokens`` for OpenAI, ``max_tokens``
-    for other servers unless set. ``default_max_tokens`` is the completion size assumed for
+    ``structured_mode`` is how ``chat_structured`` asks for JSON. Left ``None``, it starts
+    with ``json_schema`` and, when the server refuses that (most local servers do), falls
+    back to ``json_object`` (JSON mode plus the schema in the prompt), then ``prompt``,
+    remembering per model what works. Set, it is used as given and a refusal raises
+    :class:`~raftkit.errors.UsageError`. ``max_tokens_field`` is the body field
+    ``max_tokens`` is sent as: ``max_completion_tokens`` for OpenAI, ``max_tokens`` for
+    other servers unless set. ``default_max_tokens`` is the completion size assumed for
     rate-limit and budget reservations when a call does not set ``max_tokens``.
     """
 
@@ -68,7 +78,7 @@ class OpenAIClient(OpenAIShapedClient):
         max_retries: int | None = None,
         timeout: float | httpx.Timeout | None = None,
         limits: httpx.Limits | None = None,
-        structured_mode: StructuredMode = "json_schema",
+        structured_mode: StructuredMode | None = None,
         max_structured_attempts: int = DEFAULT_STRUCTURED_ATTEMPTS,
         default_max_tokens: int = 1024,
         max_tokens_field: MaxTokensField | None = None,
@@ -76,8 +86,12 @@ class OpenAIClient(OpenAIShapedClient):
         embedding_concurrency: int = 4,
         default_headers: Mapping[str, str] | None = None,
     ) -> None:
-        url = base_url or os.environ.get("OPENAI_BASE_URL") or DEFAULT_BASE_URL
+        url, query = split_query(base_url or os.environ.get("OPENAI_BASE_URL") or DEFAULT_BASE_URL)
         official = url.rstrip("/") == DEFAULT_BASE_URL
+        # held as Secrets: vars(client) must not show them
+        self._url_secrets = tuple(
+            Secret(v) for v in url_secrets(base_url or os.environ.get("OPENAI_BASE_URL") or "")
+        )
         if api_key is None:
             env_key = os.environ.get("OPENAI_API_KEY")
             api_key = env_key or None
@@ -95,7 +109,9 @@ class OpenAIClient(OpenAIShapedClient):
         if self.project:
             headers["OpenAI-Project"] = self.project
         key_value = self._api_key.get_secret_value() if self._api_key is not None else None
-        scope_parts = [url.rstrip("/"), credential_fingerprint(key_value)]
+        in_url = [v.get_secret_value() for v in self._url_secrets]
+        credentials = "|".join(filter(None, (key_value, *in_url)))
+        scope_parts = [redact_url(url.rstrip("/")), credential_fingerprint(credentials)]
         if self.organization or self.project:
             scope_parts.append(f"{self.organization or ''}/{self.project or ''}")
         transport = Transport(
@@ -109,6 +125,7 @@ class OpenAIClient(OpenAIShapedClient):
             limiters=limiters if limiters is not None else LimiterRegistry(),
             ledger=ledger if ledger is not None else UsageLedger(),
             default_headers=headers,
+            default_params=query,
             secrets=self._known_secrets,
         )
         super().__init__(
@@ -128,4 +145,5 @@ class OpenAIClient(OpenAIShapedClient):
         return {"Authorization": f"Bearer {self._api_key.get_secret_value()}"}
 
     def _known_secrets(self) -> tuple[str, ...]:
-        return () if self._api_key is None else (self._api_key.get_secret_value(),)
+        key = () if self._api_key is None else (self._api_key.get_secret_value(),)
+        return (*key, *(v.get_secret_value() for v in self._url_secrets))

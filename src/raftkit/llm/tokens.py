@@ -81,6 +81,8 @@ _RATES: dict[Encoding, _Rates] = {
 # Per-message framing the chat format adds (role markers and separators).
 _MESSAGE_OVERHEAD = 4
 _REPLY_PRIMING = 3
+# Longest piece handed to the tokenizer at once (see _bpe_openai_counter).
+_PIECE_CHARS = 100_000
 
 
 class TokenCounter(Protocol):
@@ -128,6 +130,24 @@ def estimate_tokens(text: str, model: str | None = None) -> int:
     return max(1, math.ceil(total))
 
 
+def _pieces(text: str, size: int = _PIECE_CHARS) -> list[str]:
+    """``text`` cut into pieces of at most ``size`` characters, each cut made before a
+    whitespace character where there is one near the end, so words stay whole."""
+    if len(text) <= size:
+        return [text]
+    pieces: list[str] = []
+    start = 0
+    while len(text) - start > size:
+        end = start + size
+        space = max(text.rfind(" ", end - 1000, end), text.rfind("\n", end - 1000, end))
+        if space > start:
+            end = space
+        pieces.append(text[start:end])
+        start = end
+    pieces.append(text[start:])
+    return pieces
+
+
 @lru_cache(maxsize=8)
 def _bpe_openai_counter(encoding: Encoding) -> TokenCounter | None:
     with warnings.catch_warnings():
@@ -137,12 +157,15 @@ def _bpe_openai_counter(encoding: Encoding) -> TokenCounter | None:
             # imported by name: the package ships no type information
             bpe_openai = importlib.import_module("bpe_openai")
             enc = bpe_openai.get_encoding(encoding)
-            enc.encode("warm up")  # the vocabulary loads lazily, on first use
+            enc.encode_ordinary("warm up")  # the vocabulary loads lazily, on first use
         except Exception:  # not installed, or a broken install: fall back
             return None
 
     def count(text: str) -> int:
-        return len(enc.encode(text))
+        # encode_ordinary: text that spells a special token ("<|endoftext|>") is user content
+        # and billed as ordinary text; encode() would refuse it. bpe-openai also refuses one
+        # input of a million characters or 200k tokens, so long texts are counted in pieces.
+        return sum(len(enc.encode_ordinary(piece)) for piece in _pieces(text))
 
     return count
 
@@ -159,7 +182,8 @@ def _tiktoken_counter(encoding: Encoding) -> TokenCounter | None:
         return None
 
     def count(text: str) -> int:
-        return len(enc.encode(text, disallowed_special=()))
+        # special-token text in user content is counted as the ordinary text it is billed as
+        return len(enc.encode_ordinary(text))
 
     return count
 

@@ -172,6 +172,7 @@ class RaftPipeline:
             report.teacher_calls_replayed = journal.replayed
             if ledger is not None:
                 add_usage(report, ledger, before)
+            report.structured_modes = dict(self.client.structured_modes())
             write_report(run, report)
         return report
 
