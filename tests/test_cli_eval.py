@@ -16,7 +16,7 @@ from raftkit.dataset import split_examples, write_examples
 from raftkit.llm.openai import OpenAIClient
 from raftkit.retrieval import Adapter
 from raftkit.run_dir import RunDir
-from raftkit.testing import Simulator, SimulatorConfig
+from raftkit.testing import ModelBehaviour, Simulator, SimulatorConfig
 from raftkit.types import Chunk, ContextDocument, RaftExample
 
 _SYSTEM = "Answer from the documents; end with <ANSWER>:."
@@ -74,13 +74,14 @@ def _write_run(root: Path) -> RunDir:
 
 @pytest.fixture
 def sims() -> Iterator[tuple[Simulator, Simulator]]:
-    """A base model that never writes the <ANSWER>: line, and a tuned one that does; both
-    answer to any model name, as a local server serving one model does."""
+    """A base model that never writes the <ANSWER>: line, and a tuned one that learned the
+    format; both answer to any model name, as a local server serving one model does."""
     careless = SimulatorConfig(misbehaviour={"missing_answer": 1.0}, accept_unknown_models=True)
-    with (
-        Simulator(careless) as base,
-        Simulator(SimulatorConfig(accept_unknown_models=True)) as tuned,
-    ):
+    learned = SimulatorConfig(
+        accept_unknown_models=True,
+        model_behaviour={"student": ModelBehaviour(learned_format=1.0)},
+    )
+    with Simulator(careless) as base, Simulator(learned) as tuned:
         yield base, tuned
 
 

@@ -133,6 +133,7 @@ def test_finetuned_model_comes_from_finetune_json(run: RunDir) -> None:
 
 def test_training_curve_links_only_what_exists(run: RunDir) -> None:
     assert training_curve_links(run, run.eval) == {}
+    run.training_curve_svg.parent.mkdir(parents=True)
     run.training_curve_svg.write_text("<svg/>", encoding="utf-8")
     links = training_curve_links(run, run.eval)
     assert list(links) == ["training curve (plot)"]

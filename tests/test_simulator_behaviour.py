@@ -112,7 +112,7 @@ async def test_a_student_that_always_or_never_refuses(raftkit_simulator_factory:
     fact, question = FACTS[1]
     prompt = raft_prompt(question, [fact])
     refused = await answer(sim, "always", prompt)
-    assert refused.splitlines()[-1] == "<ANSWER>: I cannot answer this from the documents."
+    assert refused.splitlines()[-1] == "<ANSWER>: I cannot answer this from the given documents."
     assert not QUOTE.findall(refused)
     assert follows_format(await answer(sim, "never", prompt), fact)
     assert (await answer(sim, "custom", prompt)).endswith("<ANSWER>: NO ANSWER")
@@ -121,7 +121,7 @@ async def test_a_student_that_always_or_never_refuses(raftkit_simulator_factory:
     )
     assert chinese.endswith("<ANSWER>: 无法根据文档回答这个问题。")
     prose = await answer(sim, "always", raft_prompt(question, [fact], instructed=False))
-    assert prose == "I cannot answer this from the documents."
+    assert prose == "I cannot answer this from the given documents."
 
 
 async def test_a_student_that_refuses_when_retrieval_failed(raftkit_simulator_factory: Any) -> None:
@@ -133,7 +133,7 @@ async def test_a_student_that_refuses_when_retrieval_failed(raftkit_simulator_fa
     with_oracle = await answer(sim, "careful", raft_prompt(question, [DISTRACTOR, fact]))
     without = await answer(sim, "careful", raft_prompt(question, [DISTRACTOR]))
     assert follows_format(with_oracle, fact)
-    assert without.endswith("<ANSWER>: I cannot answer this from the documents.")
+    assert without.endswith("<ANSWER>: I cannot answer this from the given documents.")
 
 
 async def questions(sim: Simulator, model: str, chunk: str) -> list[str]:

@@ -73,7 +73,7 @@ class ModelBehaviour:
     """Also decline when no document shares at least two content words with the question (a
     student that abstains when retrieval failed)."""
     refusal_text: str | None = None
-    """The final answer of a refusal; ``None``: "I cannot answer this from the documents."
+    """The final answer of a refusal; ``None``: "I cannot answer this from the given documents."
     (in Chinese for a Chinese question)."""
 
     def __post_init__(self) -> None:

@@ -23,13 +23,14 @@ from raftkit.testing._teacher import (
     raft_answer,
 )
 from raftkit.testing._text import is_cjk
+from raftkit.types import DEFAULT_REFUSAL_ANSWER
 
 __all__ = ["format_requested", "model_answer"]
 
 _FORMAT_MARKERS = ("<ANSWER>", "##begin_quote##")
 _MIN_EVIDENCE = 2
 _REFUSAL = {
-    "en": "I cannot answer this from the documents.",
+    "en": DEFAULT_REFUSAL_ANSWER,
     "zh": "无法根据文档回答这个问题。",
 }
 _REFUSAL_REASONING = {
