@@ -421,7 +421,9 @@ def test_exported_file_is_utf8_jsonl(tmp_path: Path) -> None:
 
 
 def test_registry_by_format_name() -> None:
-    assert exporter_names() == ["chat", "completion", "eval", "hf", "raft"]
+    names = exporter_names()
+    assert names == sorted(names)
+    assert {"chat", "completion", "dpo", "dpo-trl", "eval", "hf", "raft"} <= set(names)
     chat = get_exporter("chat", system_prompt="S")
     assert isinstance(chat, ChatExporter)
     assert chat.system_prompt == "S"

@@ -17,13 +17,14 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
+from raftkit.cli._reference import add_reference_arguments, price_table
 from raftkit.llm import LLMClient
 from raftkit.llm.azure import AzureOpenAIClient
 from raftkit.llm.limiter import LimiterRegistry, RateLimits
 from raftkit.llm.openai import OpenAIClient
 from raftkit.llm.usage import UsageLedger
 
-__all__ = ["OpenedClient", "add_client_arguments", "open_client"]
+__all__ = ["OpenedClient", "add_client_arguments", "chosen_provider", "open_client"]
 
 SIMULATOR_NOTICE = (
     "raftkit: no credentials found (OPENAI_API_KEY, AZURE_OPENAI_ENDPOINT, OPENAI_BASE_URL), "
@@ -60,6 +61,7 @@ def add_client_arguments(parser: argparse.ArgumentParser) -> None:
         default="json_schema",
         help="how structured output is requested (json_object for servers without json_schema)",
     )
+    add_reference_arguments(parser)
 
 
 def _provider(args: argparse.Namespace) -> str:
@@ -73,13 +75,18 @@ def _provider(args: argparse.Namespace) -> str:
     return "simulator"
 
 
+def chosen_provider(args: argparse.Namespace) -> str:
+    """The provider ``open_client`` would open (``openai``, ``azure`` or ``simulator``)."""
+    return _provider(args)
+
+
 @asynccontextmanager
 async def open_client(args: argparse.Namespace) -> AsyncIterator[OpenedClient]:
     """The client the command's arguments and environment ask for, opened and closed."""
     provider = _provider(args)
     limits = RateLimits(rpm=args.rpm, tpm=args.tpm, max_concurrency=args.max_concurrency)
     limiters = LimiterRegistry(default=limits)
-    ledger = UsageLedger(max_cost_usd=args.max_cost_usd)
+    ledger = UsageLedger(price_table(args), max_cost_usd=args.max_cost_usd)
     common = {
         "limiters": limiters,
         "ledger": ledger,

@@ -3,6 +3,8 @@
 The held-out split is recomputed from ``RUN_DIR/examples.jsonl`` with the same function and
 seed as ``raftkit export``, so it is exactly the set the student never trained on. Every answer
 is journaled in ``RUN_DIR/eval/``: an evaluation killed half-way resumes without paying again.
+Every model is checked against its lifecycle dates first: one that has shut down is refused,
+one that shuts down soon is a warning with its days left.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import sys
 from pathlib import Path
 
 from raftkit.cli._clients import add_client_arguments, open_client
+from raftkit.cli._reference import report_lifecycle
 from raftkit.dataset import read_examples, split_examples
 from raftkit.errors import UsageError
 from raftkit.evaluate import (
@@ -97,6 +100,11 @@ async def run(args: argparse.Namespace) -> int:
 
     out = run.eval
     async with open_client(args) as opened:
+        # a model that no longer serves is refused before the first paid answer
+        for name in [*models, *([args.judge_model] if args.judge_model else [])]:
+            await report_lifecycle(
+                args, opened.client, name, provider=opened.provider, purpose="inference"
+            )
         with Journal(out).open() as journal:
             client = opened.client.with_store(journal)
             metrics: list[Metric] = list(BUILTIN_METRICS)

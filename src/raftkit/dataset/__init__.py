@@ -5,6 +5,8 @@
   document), deterministic for a seed whatever the input order.
 - :mod:`~raftkit.dataset.export` — the :class:`Exporter` plug-in point and its formats (chat,
   completion, the RAFT reference format, eval, Hugging Face), registered by name.
+- :mod:`~raftkit.dataset.preference` — preference pairs and their ``dpo`` (OpenAI/Azure) and
+  ``dpo-trl`` (TRL) formats, and a check of ``dpo`` files.
 - :mod:`~raftkit.dataset.validate` — check a chat JSONL file as the service would.
 - :mod:`~raftkit.dataset.cost` and :mod:`~raftkit.dataset.preflight` — billed tokens, epochs
   and dollars before anything is uploaded.
@@ -40,6 +42,13 @@ from raftkit.dataset.export import (
     to_hf_dataset,
 )
 from raftkit.dataset.io import iter_examples, read_examples, write_examples, write_jsonl
+from raftkit.dataset.preference import (
+    DpoExporter,
+    PreferencePair,
+    PreferenceReport,
+    TrlDpoExporter,
+    validate_preference_jsonl,
+)
 from raftkit.dataset.preflight import PreflightReport, chat_token_counts, preflight
 from raftkit.dataset.prepare import PreparedDataset, prepare_dataset
 from raftkit.dataset.split import (
@@ -69,6 +78,7 @@ __all__ = [
     "MAX_TOKENS_PER_EXAMPLE",
     "ChatExporter",
     "CompletionExporter",
+    "DpoExporter",
     "Epochs",
     "EvalExporter",
     "Exporter",
@@ -78,6 +88,8 @@ __all__ = [
     "IssueKind",
     "JsonlExporter",
     "MissingExtraError",
+    "PreferencePair",
+    "PreferenceReport",
     "PreflightReport",
     "PreparedDataset",
     "RaftReferenceExporter",
@@ -87,6 +99,7 @@ __all__ = [
     "SplitReport",
     "TokenStats",
     "TrainingCost",
+    "TrlDpoExporter",
     "ValidationReport",
     "assign_groups",
     "billed_tokens",
@@ -111,6 +124,11 @@ __all__ = [
     "to_hf_dataset",
     "training_price_per_million",
     "validate_chat_jsonl",
+    "validate_preference_jsonl",
     "write_examples",
     "write_jsonl",
 ]
+
+# the preference formats live in their own module, which imports the registry's
+register_exporter(DpoExporter.name, DpoExporter)
+register_exporter(TrlDpoExporter.name, TrlDpoExporter)
