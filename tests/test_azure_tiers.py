@@ -168,6 +168,8 @@ def test_an_azure_job_carries_the_chosen_tier_and_the_estimate_reflects_it(
     validate_azure("FineTuningJobCreation", body, spec=AZURE_2025)
     state = json.loads((directory / "finetune.json").read_text())
     assert state["training_type"] == "developerTier"
+    assert raftkit.cli.main(["jobs", "show", state["job_id"], "--provider", "azure"]) == 0
+    assert "method: supervised  training tier: developerTier" in capsys.readouterr().out
     assert "deployment type: DeveloperTier, no hosting fee, removed by Azure 24 hours" in out
     assert "candidate is a DeveloperTier deployment: Azure removes it 24 hours after" in out
     puts = [r for r in sim.requests if r.method == "PUT" and r.path.endswith("/candidate")]

@@ -7,6 +7,7 @@ from __future__ import annotations
 from datetime import date
 from pathlib import Path
 
+import httpx
 import pytest
 
 import raftkit.cli
@@ -129,6 +130,47 @@ async def test_azure_two_phase_dates_come_from_its_models_listing(
         # a chat model on Azure is a deployment name, which the listing never holds
         deployment = await check_model(client, "my-teacher", provider="azure", purpose="inference")
         assert deployment.findings == []
+
+
+def _server(models: dict[str, int]) -> httpx.AsyncClient:
+    """An OpenAI-compatible server that lists ``models`` (name → status of ``GET models/{id}``)."""
+    date_header = {"date": "Thu, 07 Jan 2027 10:00:00 GMT"}
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        error = {"error": {"message": "no", "type": "invalid_request_error", "code": None}}
+        if request.url.path == "/v1/models":
+            data = [{"id": m, "object": "model", "created": 0, "owned_by": "me"} for m in models]
+            return httpx.Response(200, json={"object": "list", "data": data}, headers=date_header)
+        name = request.url.path.rsplit("/", 1)[-1]
+        return httpx.Response(models.get(name, 404), json=error, headers=date_header)
+
+    return httpx.AsyncClient(transport=httpx.MockTransport(answer))
+
+
+async def test_servers_that_list_models_without_serving_each_or_withhold_them() -> None:
+    async with (
+        _server({"served-model": 404, "gpt-4o-mini": 403}) as http,
+        OpenAIClient(base_url="http://local/v1", api_key="k", http_client=http) as client,
+    ):
+        served = await retrieve_model(client, "served-model")
+        assert served.model is not None
+        assert served.server_time is not None
+        assert served.server_time.date() == date(2027, 1, 7)
+        report = await check_model(client, "served-model", provider="openai", purpose="inference")
+        assert (report.listed, report.findings, report.today) == (True, [], date(2027, 1, 7))
+        withheld = await retrieve_model(client, "gpt-4o-mini")
+        assert withheld.withheld == "no"
+        # a key that may not read models: raftkit's table (and the local date) decide
+        student = await check_model(
+            client, "gpt-4o-mini", provider="openai", purpose="finetune", today=date(2027, 1, 7)
+        )
+        assert student.listed is None
+        assert student.refused
+        missing = await check_model(client, "typo-model", provider="openai", purpose="inference")
+        assert missing.listed is False
+        assert missing.warnings == [
+            "the service does not list typo-model (no); raftkit's table decides"
+        ]
 
 
 def _run_dir(tmp_path: Path) -> Path:

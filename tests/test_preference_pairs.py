@@ -256,6 +256,8 @@ def test_export_dpo_and_finetune_dpo_end_to_end(
     assert job_body["method"] == {"type": "dpo", "dpo": {"hyperparameters": {"beta": 0.2}}}
     state = json.loads((run / "finetune.json").read_text())
     assert (state["method"], state["status"]) == ("dpo", "succeeded")
+    assert raftkit.cli.main(["jobs", "show", state["job_id"], *base]) == 0
+    assert "method: dpo" in capsys.readouterr().out
 
     # Azure takes the same files and the same method, on a training tier
     monkeypatch.setenv("AZURE_OPENAI_ENDPOINT", sim.azure_endpoint)

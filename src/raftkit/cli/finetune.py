@@ -513,6 +513,11 @@ def _show(job: FineTuneJob) -> None:
     print(f"  model: {job.model}")
     print(f"  fine-tuned model: {job.fine_tuned_model or '-'}")
     print(f"  training file: {job.training_file}  validation file: {job.validation_file or '-'}")
+    method = job.raw.get("method")
+    kind = method.get("type") if isinstance(method, dict) else None
+    tier = job.raw.get("trainingType")
+    if kind or tier:
+        print(f"  method: {kind or 'supervised'}" + (f"  training tier: {tier}" if tier else ""))
     if job.hyperparameters:
         values = ", ".join(f"{k}={v}" for k, v in sorted(job.hyperparameters.items()))
         print(f"  hyperparameters: {values}")

@@ -194,7 +194,7 @@ def assess(
     fine_tunable: bool | None = None
     listed: bool | None = None
     findings: list[LifecycleFinding] = []
-    if lookup is not None:
+    if lookup is not None and lookup.withheld is None:
         listed = lookup.model is not None
         info = lookup.model
         if info is not None:
@@ -207,7 +207,8 @@ def assess(
             findings.append(
                 LifecycleFinding(
                     level="warning",
-                    message=f"{name} does not list {model}: {lookup.not_found or 'not found'}",
+                    message=f"the service does not list {model} "
+                    f"({lookup.not_found or 'not found'}); raftkit's table decides",
                 )
             )
     provider_cutoff = dates.provider_cutoff(provider) if purpose == "finetune" else None

@@ -19,7 +19,7 @@ from urllib.parse import quote
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from raftkit.errors import NotFoundError
+from raftkit.errors import NotFoundError, PermissionDeniedError
 from raftkit.llm._api_errors import json_of
 
 if TYPE_CHECKING:
@@ -83,13 +83,14 @@ class ModelInfo(BaseModel):
 
 class ModelLookup(BaseModel):
     """The answer to ``GET models/{id}``: the model, or ``None`` when the service says it does
-    not exist (``not_found`` then holds the service's message)."""
+    not exist (``not_found`` then holds the service's message) or would not say (``withheld``)."""
 
     model_config = ConfigDict(frozen=True)
 
     name: str
     model: ModelInfo | None
     not_found: str | None = None
+    withheld: str | None = Field(None, description="the service refused to say (403)")
     server_time: datetime | None = Field(None, description="the response's Date header")
 
 
@@ -142,17 +143,24 @@ async def list_models(client: LLMClient) -> ModelListing:
 async def retrieve_model(client: LLMClient, name: str) -> ModelLookup:
     """What the service says of ``name`` (a free call); a 404 is an answer, not an error.
 
-    On a 404 the listing is read too, for the service's date (a 404 body carries none).
+    On a 404 the listing is read too: for the service's date (a 404 body carries none), and
+    because some OpenAI-compatible servers list models without serving ``GET models/{id}``.
+    A key not allowed to read models (403) gets ``withheld``: the service did not say.
     """
     try:
         response = await client.request("GET", f"models/{quote(name, safe='')}")
+    except PermissionDeniedError as e:
+        return ModelLookup(name=name, model=None, withheld=e.message)
     except NotFoundError as e:
         try:
             listing = await list_models(client)
-        except NotFoundError:
+        except (NotFoundError, PermissionDeniedError):
             return ModelLookup(name=name, model=None, not_found=e.message)
         return ModelLookup(
-            name=name, model=None, not_found=e.message, server_time=listing.server_time
+            name=name,
+            model=listing.get(name),
+            not_found=None if listing.get(name) else e.message,
+            server_time=listing.server_time,
         )
     return ModelLookup(
         name=name, model=ModelInfo.from_api(json_of(response)), server_time=server_time(response)
