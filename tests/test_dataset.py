@@ -421,17 +421,14 @@ def test_exported_file_is_utf8_jsonl(tmp_path: Path) -> None:
 
 
 def test_registry_by_format_name() -> None:
-    assert exporter_names() == [
-        "alpaca",
-        "chat",
-        "completion",
-        "eval",
-        "hf",
+    names = exporter_names()
+    assert names == sorted(names)
+    assert {"alpaca", "chat", "completion", "dpo", "dpo-trl", "eval", "hf"} | {
         "messages",
         "prompt-completion",
         "raft",
         "sharegpt",
-    ]
+    } <= set(names)
     chat = get_exporter("chat", system_prompt="S")
     assert isinstance(chat, ChatExporter)
     assert chat.system_prompt == "S"

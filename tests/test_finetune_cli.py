@@ -135,6 +135,7 @@ def test_finetune_on_azure_deploys_the_model(
     monkeypatch.setenv("AZURE_MANAGEMENT_TOKEN", "arm-token")
     directory = run_dir(tmp_path)
     argv = ["finetune", str(directory), "--provider", "azure", "--epochs", "1", "--wait"]
+    argv += ["--model", "gpt-4o-mini"]
     arm = ["--deployment", "raft-student", "--subscription", "sub-1", "--resource-group", "rg"]
     arm += ["--account", "acct", "--management-url", sim.management_endpoint]
     code = raftkit.cli.main([*argv, "--poll-interval", "0.02", *arm])

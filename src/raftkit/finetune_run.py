@@ -32,8 +32,13 @@ from typing import Any
 
 import anyio
 
-from raftkit.dataset import ValidationReport, prepare_dataset, validate_chat_jsonl
-from raftkit.dataset.cost import Epochs
+from raftkit.dataset import (
+    ValidationReport,
+    prepare_dataset,
+    validate_chat_jsonl,
+    validate_preference_jsonl,
+)
+from raftkit.dataset.cost import Epochs, default_epochs, training_price_per_million
 from raftkit.dataset.validate import Purpose
 from raftkit.errors import APIConnectionError, InternalServerError, NotFoundError, UsageError
 from raftkit.finetune import (
@@ -41,8 +46,10 @@ from raftkit.finetune import (
     Deployment,
     EventCallback,
     FineTuneJob,
+    FineTuneMethod,
     FineTuneProvider,
     Hyperparameters,
+    LifecycleReport,
     TrainingMetrics,
     summary_markdown,
     training_curve_csv,
@@ -51,7 +58,7 @@ from raftkit.finetune import (
 from raftkit.llm import AzureAccount, AzureManagementClient
 from raftkit.run_dir import RunDir
 
-__all__ = ["RESUMABLE_STATUSES", "TAG_KEY", "FineTuneRun", "FineTuneSummary"]
+__all__ = ["RESUMABLE_STATUSES", "TAG_KEY", "FineTuneRun", "FineTuneSummary", "LifecycleHook"]
 
 logger = logging.getLogger("raftkit.finetune")
 
@@ -78,6 +85,11 @@ class FineTuneSummary:
     metrics: TrainingMetrics | None
 
 
+#: Asked about the base model before anything is uploaded (see
+#: :func:`raftkit.finetune.check_model`); a refusal raises, warnings are passed on.
+LifecycleHook = Callable[[str], Awaitable[LifecycleReport]]
+
+
 class FineTuneRun:
     """The fine-tuning of one run directory through ``provider`` (which the caller owns).
 
@@ -85,6 +97,12 @@ class FineTuneRun:
     resumed through the service that runs it. Progress lines go to ``say`` and warnings to
     ``warn`` (both: the ``raftkit.finetune`` logger unless given). ``simulated`` marks the
     summary as made on the simulator.
+
+    ``method="dpo"`` trains on the preference pairs of ``dataset/dpo/`` (``raftkit export
+    --formats dpo``) with ``beta``. ``lifecycle`` is awaited with the base model before any
+    upload: a model (or provider) past its date is refused before anything is paid.
+    ``price_per_million`` (and its ``price_note``) is the training price of the cost estimate
+    printed before the job starts (default: the price table's for the model).
     """
 
     def __init__(
@@ -100,6 +118,11 @@ class FineTuneRun:
         say: Say | None = None,
         warn: Say | None = None,
         simulated: bool = False,
+        method: FineTuneMethod = "supervised",
+        beta: float | None = None,
+        lifecycle: LifecycleHook | None = None,
+        price_per_million: float | None = None,
+        price_note: str = "",
     ) -> None:
         self.run = RunDir(run_dir)
         self.provider = provider
@@ -112,6 +135,13 @@ class FineTuneRun:
         self.summary: FineTuneSummary | None = None
         self._say: Say = say or logger.info
         self._warn: Say = warn or logger.warning
+        if beta is not None and method != "dpo":
+            raise UsageError("beta is a DPO hyperparameter: use it with method='dpo'")
+        self.method: FineTuneMethod = method
+        self.beta = beta
+        self.lifecycle = lifecycle
+        self.price_per_million = price_per_million
+        self.price_note = price_note
 
     @property
     def epochs(self) -> Epochs:
@@ -164,7 +194,10 @@ class FineTuneRun:
     async def recorded_job(self) -> FineTuneJob | None:
         """The job ``finetune.json`` names for this provider, if it is in a resumable state."""
         state = await self.read_state()
-        recorded = state.get("job_id") if state.get("provider") == self.provider_name else None
+        same = state.get("provider") == self.provider_name
+        if state.get("method", "supervised") != self.method:
+            same = False  # a supervised job is not resumed by a DPO run, nor the other way
+        recorded = state.get("job_id") if same else None
         if not isinstance(recorded, str):
             return None
         try:
@@ -210,6 +243,8 @@ class FineTuneRun:
         if not report.ok:
             self._say(report.render())
             raise UsageError(f"{train} would be rejected by the service; see above")
+        if report.cost is not None:
+            self._estimate(report.cost.tokens_per_epoch, report.examples)
         validation = self.run.dataset_file("chat", "validation")
         if not validation.is_file():
             return train, None
@@ -226,9 +261,62 @@ class FineTuneRun:
             lambda: validate_chat_jsonl(path, model=self.model, epochs=self.epochs, purpose=purpose)
         )
 
+    async def check_lifecycle(self) -> None:
+        """Ask ``lifecycle`` about the model: warnings are passed on, a refusal raises."""
+        if self.lifecycle is None:
+            return
+        report = await self.lifecycle(self.model)
+        for message in report.warnings:
+            self._warn(f"warning: {message}")
+        report.raise_if_refused()
+
+    async def preference_files(self) -> tuple[Path, Path | None]:
+        """The DPO training (and, if usable, validation) files, checked as the service will."""
+        train = self.run.dataset_file("dpo", "train")
+        if not train.is_file():
+            raise UsageError(
+                f"{train} does not exist: write the preference pairs first with "
+                f"`raftkit export {self.run.root} --formats dpo`"
+            )
+        report = await anyio.to_thread.run_sync(lambda: validate_preference_jsonl(train))
+        if not report.ok:
+            self._say(report.render())
+            raise UsageError(f"{train} would be rejected by the service; see above")
+        self._estimate(report.billed_tokens_per_epoch, report.rows)
+        validation = self.run.dataset_file("dpo", "validation")
+        if not validation.is_file():
+            return train, None
+        checked = await anyio.to_thread.run_sync(lambda: validate_preference_jsonl(validation))
+        if not checked.ok:
+            self._warn(f"{validation} would be rejected, training without it:")
+            self._warn(checked.render())
+            return train, None
+        return train, validation
+
+    def _estimate(self, tokens_per_epoch: int, rows: int) -> None:
+        """Say what training should cost, at this run's price (the tier's, on Azure)."""
+        epochs = self.hyperparameters.n_epochs or default_epochs(max(rows, 1))
+        price = (
+            self.price_per_million
+            if self.price_per_million is not None
+            else training_price_per_million(self.model)
+        )
+        tokens = tokens_per_epoch * epochs
+        money = "no training price known" if price is None else f"${tokens * price / 1e6:,.2f}"
+        rate = "" if price is None else f" at ${price:g}/1M tokens"
+        note = f" ({self.price_note})" if self.price_note else ""
+        self._say(
+            f"estimated training cost: {tokens_per_epoch:,} tokens x {epochs} epochs = "
+            f"{tokens:,} tokens; {money}{rate}{note}"
+        )
+
     async def start(self) -> FineTuneJob:
-        """Upload the chat files, start a job and record it in ``finetune.json``."""
-        train, validation = await self.chat_files()
+        """Upload the training files, start a job and record it in ``finetune.json``."""
+        await self.check_lifecycle()
+        if self.method == "dpo":
+            train, validation = await self.preference_files()
+        else:
+            train, validation = await self.chat_files()
         uploaded = await self.provider.upload_file(train)
         self._say(f"training file: {uploaded.id} ({'reused' if uploaded.reused else 'uploaded'})")
         validation_id = None
@@ -258,6 +346,8 @@ class FineTuneRun:
                 suffix=suffix,
                 seed=self.seed,
                 hyperparameters=self.hyperparameters,
+                method=self.method,
+                beta=self.beta,
                 metadata=None if self._tags_by_suffix else {TAG_KEY: tag},
             )
         except (APIConnectionError, InternalServerError):
@@ -268,14 +358,22 @@ class FineTuneRun:
             self._say(f"the reply was lost, but job {found.id} was created; resuming it")
             job = found
         await self._record(job, pending)
-        self._say(f"started fine-tuning job {job.id} on {self.model}")
+        kind = " (dpo)" if self.method == "dpo" else ""
+        self._say(f"started fine-tuning job {job.id} on {self.model}{kind}")
         return job
 
     async def _record(self, job: FineTuneJob, pending: dict[str, Any]) -> None:
+        training_type = (
+            self.provider.training_type
+            if isinstance(self.provider, AzureFineTuneProvider)
+            else None
+        )
         await self._write_state(
             {
                 "provider": self.provider_name,
                 "job_id": job.id,
+                "method": self.method,
+                **({"training_type": training_type} if training_type else {}),
                 "model": self.model,
                 "training_file": pending.get("training_file"),
                 "validation_file": pending.get("validation_file"),

@@ -8,6 +8,7 @@ A run directory is where one corpus's work accumulates, command after command::
       chunks.jsonl                  the corpus's chunks, in corpus order
       examples.jsonl                verified RAFT examples, in corpus order
       rejections.jsonl              questions whose answers failed verification, and why
+      preferences.jsonl             preference pairs for DPO (``raftkit export --formats dpo``)
       report.json, report.md        what the generation did and cost
       report.html                   the run viewer's page (``raftkit show``)
       <name>.batch.json             the Batch API batch in flight (``generate --batch``)
@@ -78,6 +79,11 @@ class RunDir(os.PathLike[str]):
     @property
     def rejections(self) -> Path:
         return self.root / "rejections.jsonl"
+
+    @property
+    def preferences(self) -> Path:
+        """Each example's rejected answers (natural or synthetic), for the DPO exports."""
+        return self.root / "preferences.jsonl"
 
     @property
     def report_json(self) -> Path:

@@ -19,13 +19,21 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
+from raftkit.cli._reference import add_reference_arguments, price_table
 from raftkit.llm import LLMClient
 from raftkit.llm.azure import AzureOpenAIClient
 from raftkit.llm.limiter import LimiterRegistry, RateLimits
 from raftkit.llm.openai import OpenAIClient
 from raftkit.llm.usage import UsageLedger
 
-__all__ = ["ROLES", "OpenedClient", "add_client_arguments", "open_client", "simulator_notice"]
+__all__ = [
+    "ROLES",
+    "OpenedClient",
+    "add_client_arguments",
+    "chosen_provider",
+    "open_client",
+    "simulator_notice",
+]
 
 #: What the endpoint is to each kind of command: (who answers, what its answers are worth).
 ROLES: dict[str, tuple[str, str]] = {
@@ -103,6 +111,7 @@ def add_client_arguments(parser: argparse.ArgumentParser, *, role: str = "teache
         help="seconds one attempt may wait for its answer (default: 60 + 1 per 5 max_tokens, "
         "at most 600)",
     )
+    add_reference_arguments(parser)
 
 
 def _provider(args: argparse.Namespace) -> str:
@@ -114,6 +123,11 @@ def _provider(args: argparse.Namespace) -> str:
     if args.base_url or os.environ.get("OPENAI_API_KEY") or os.environ.get("OPENAI_BASE_URL"):
         return "openai"
     return "simulator"
+
+
+def chosen_provider(args: argparse.Namespace) -> str:
+    """The provider ``open_client`` would open (``openai``, ``azure`` or ``simulator``)."""
+    return _provider(args)
 
 
 @asynccontextmanager
@@ -128,7 +142,11 @@ async def open_client(
     provider = "openai" if base_url else _provider(args)
     limits = RateLimits(rpm=args.rpm, tpm=args.tpm, max_concurrency=args.max_concurrency)
     limiters = LimiterRegistry(default=limits)
-    ledger = ledger if ledger is not None else UsageLedger(max_cost_usd=args.max_cost_usd)
+    ledger = (
+        ledger
+        if ledger is not None
+        else UsageLedger(price_table(args), max_cost_usd=args.max_cost_usd)
+    )
     common = {
         "limiters": limiters,
         "ledger": ledger,

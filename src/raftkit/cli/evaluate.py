@@ -8,6 +8,8 @@ model ``finetune.json`` records. With ``--retriever`` each question's documents 
 chunks a retriever returns over the whole corpus. Every answer is journaled in
 ``RUN_DIR/eval/``: an evaluation killed half-way resumes without paying again. The run
 directory's conventions live in :mod:`raftkit.eval_run`; this module reads arguments and prints.
+Every hosted model is checked against its lifecycle dates first: one that has shut down is
+refused, one that shuts down soon is a warning with its days left.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import anyio
 
 from raftkit.cli._clients import OpenedClient, add_client_arguments, open_client
 from raftkit.cli._progress import StatusLine
+from raftkit.cli._reference import report_lifecycle
 from raftkit.errors import UsageError
 from raftkit.eval_run import (
     EmbeddingRetriever,
@@ -274,6 +277,12 @@ async def run(args: argparse.Namespace) -> int:
         default: OpenedClient | None = None
         if needs_default:
             default = await stack.enter_async_context(open_client(args))
+            # a model that no longer serves is refused before the first paid answer
+            hosted = [t.model for t in targets if t.base_url is None]
+            for name in [*hosted, *([args.judge_model] if args.judge_model else [])]:
+                await report_lifecycle(
+                    args, default.client, name, provider=default.provider, purpose="inference"
+                )
         ledger = default.ledger if default else UsageLedger(max_cost_usd=args.max_cost_usd)
         clients: dict[str | None, LLMClient] = {}
         if default is not None:

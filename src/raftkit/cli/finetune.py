@@ -1,8 +1,10 @@
 """``raftkit export | validate | finetune | jobs``: from a run's examples to a fine-tuned model.
 
 - ``raftkit export RUN_DIR`` — split ``RUN_DIR/examples.jsonl`` and write the upload-ready
-  files under ``RUN_DIR/dataset/<format>/`` (``prepare_dataset``).
-- ``raftkit validate FILE`` — check a chat JSONL file the way the service will; with
+  files under ``RUN_DIR/dataset/<format>/`` (``prepare_dataset``). ``--formats dpo`` writes
+  the run's preference pairs (``dpo`` and ``dpo-trl``; ``--preference-pairs N`` asks the
+  teacher for flawed answers when the run has fewer than N).
+- ``raftkit validate FILE`` — check a chat (or dpo) JSONL file the way the service will; with
   ``--student BASE [--max-seq-length N]``, audit it against an open-weight student's chat
   template instead (``raftkit.students.audit``).
 - ``raftkit finetune RUN_DIR --model gpt-4o-mini --epochs 3 [--wait]`` — upload the chat
@@ -12,27 +14,54 @@
   another). On Azure, ``--deployment NAME`` with the ARM arguments deploys the model. The
   workflow itself is :class:`raftkit.finetune_run.FineTuneRun`; this module only reads the
   arguments and prints.
-- ``raftkit jobs list | show ID | cancel ID``.
+  ``--method dpo [--beta B]`` trains on the preference pairs of ``--formats dpo``; on Azure
+  ``--training-tier standard|global|developer`` picks the training tier (default: the best
+  the base model takes) and ``--deployment-type`` the deployment's type. The base model is
+  checked against its lifecycle dates before anything is uploaded.
+- ``raftkit jobs list | show ID | cancel ID | inventory`` (``inventory``: the fine-tuned
+  models, their base model, creation and shutdown dates and days left).
+
+The four commands share the provider set-up, the lifecycle check and the event printing, which
+is why this module is longer than most; the Azure choices (``_tiers``), the preference pairs
+(``_preferences``) and the dated tables (``_reference``) live in modules of their own.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import anyio
 
-from raftkit.cli._clients import OpenedClient, add_client_arguments, open_client
+from raftkit.cli._clients import OpenedClient, add_client_arguments, chosen_provider, open_client
+from raftkit.cli._preferences import (
+    PREFERENCE_FORMATS,
+    check_preference_files,
+    export_preferences,
+    with_trl,
+)
 from raftkit.cli._progress import StatusLine
+from raftkit.cli._reference import (
+    add_reference_arguments,
+    hosted_provider,
+    lifecycle_table,
+    report_lifecycle,
+    student_default,
+    today_override,
+)
+from raftkit.cli._tiers import TrainingChoices, training_choices
 from raftkit.dataset import (
     exporter_names,
     prepare_dataset,
     push_hf_dataset,
     validate_chat_jsonl,
+    validate_preference_jsonl,
 )
 from raftkit.dataset.validate import Purpose
 from raftkit.errors import UsageError
@@ -42,10 +71,13 @@ from raftkit.finetune import (
     FineTuneProvider,
     Hyperparameters,
     JobEvent,
+    LifecycleReport,
     OpenAIFineTuneProvider,
+    check_model,
+    fine_tuned_inventory,
 )
 from raftkit.finetune_run import FineTuneRun
-from raftkit.llm import AzureAccount, AzureManagementClient, PollPolicy
+from raftkit.llm import AzureAccount, AzureManagementClient, LLMClient, PollPolicy
 from raftkit.llm.azure_management import MANAGEMENT_SCOPE
 from raftkit.run_dir import RunDir
 from raftkit.students import audit_student
@@ -58,12 +90,30 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     p = commands.add_parser(
         "finetune",
         help="fine-tune a student model on a run's examples (OpenAI or Azure OpenAI)",
-        description="Export RUN_DIR's examples if needed, upload the chat files, start a "
-        "supervised fine-tuning job and (with --wait) follow it to the end. Run it again to "
-        "resume waiting for the job recorded in RUN_DIR/finetune.json.",
+        description="Export RUN_DIR's examples if needed, upload the training files, start a "
+        "fine-tuning job (supervised, or DPO on the pairs of `raftkit export --formats dpo`) "
+        "and (with --wait) follow it to the end. Run it again to resume waiting for the job "
+        "recorded in RUN_DIR/finetune.json. The base model is checked against its lifecycle "
+        "dates first: a model or provider past its fine-tuning date is refused before anything "
+        "is uploaded.",
     )
     p.add_argument("run_dir", type=Path, help="the run directory of `raftkit generate`")
-    p.add_argument("--model", default="gpt-4o-mini", help="the base model to fine-tune")
+    p.add_argument(
+        "--model", help="the base model to fine-tune (default: raftkit's defaults table)"
+    )
+    p.add_argument(
+        "--method",
+        choices=["supervised", "dpo"],
+        default="supervised",
+        help="supervised: chat examples; dpo: the preference pairs of dataset/dpo/",
+    )
+    p.add_argument("--beta", type=float, help="DPO's beta, above 0 and at most 2 (default: auto)")
+    p.add_argument(
+        "--training-tier",
+        choices=["standard", "global", "developer"],
+        help="Azure: where the job trains (default: global when the model takes it, else "
+        "standard; developer is cheapest, on spare capacity, without SLA or data residency)",
+    )
     p.add_argument("--epochs", type=int, help="epochs (default: the service chooses)")
     p.add_argument("--batch-size", type=int)
     p.add_argument("--learning-rate-multiplier", type=float)
@@ -85,7 +135,13 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         default=os.environ.get("AZURE_OPENAI_ACCOUNT"),
         help="the Azure OpenAI resource's name",
     )
-    arm.add_argument("--sku", default="standard")
+    arm.add_argument(
+        "--deployment-type",
+        choices=["standard", "global", "developer", "provisioned"],
+        help="standard (default), global, provisioned, or developer: for evaluating a "
+        "candidate, no hosting fee, removed by Azure 24 hours after it is created",
+    )
+    arm.add_argument("--sku", help="the ARM sku.name itself (instead of --deployment-type)")
     arm.add_argument("--capacity", type=int, default=1)
     arm.add_argument("--management-url", default="https://management.azure.com")
     add_client_arguments(p, role="fine-tuning")
@@ -111,8 +167,18 @@ def add_export(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     p.add_argument("--system-prompt", help="a system message at the start of every chat row")
     p.add_argument("--seed", type=int, default=0, help="the split's seed")
-    p.add_argument("--model", default="gpt-4o-mini", help="for token limits and cost")
+    p.add_argument("--model", help="the student, for token limits, cost and its lifecycle dates")
     p.add_argument("--epochs", type=int, help="for the cost estimate (default: auto)")
+    p.add_argument(
+        "--preference-pairs",
+        type=int,
+        default=0,
+        metavar="N",
+        help="dpo: when the run has fewer than N natural pairs (answers rejected, then "
+        "accepted), ask the teacher for deliberately flawed answers to reach N (synthetic, "
+        "journaled)",
+    )
+    p.add_argument("--teacher-model", help="for --preference-pairs (default: the run's teacher)")
     hub = p.add_argument_group("Hugging Face Hub")
     hub.add_argument(
         "--push-to-hub",
@@ -121,18 +187,19 @@ def add_export(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "the token comes from HF_TOKEN or `hf auth login`",
     )
     hub.add_argument("--private", action="store_true", help="make the Hub dataset private")
+    add_client_arguments(p)
     p.set_defaults(handler=run)
 
 
 def add_validate(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = commands.add_parser(
         "validate",
-        help="check a chat fine-tuning JSONL file before uploading it",
-        description="Check FILE the way the fine-tuning service will; exit 1 if it would be "
-        "rejected.",
+        help="check a chat (or dpo) fine-tuning JSONL file before uploading it",
+        description="Check FILE the way the fine-tuning service will (chat examples, or the "
+        "preference pairs of --formats dpo); exit 1 if it would be rejected.",
     )
     p.add_argument("file", type=Path)
-    p.add_argument("--model", default="gpt-4o-mini", help="the model the file is for")
+    p.add_argument("--model", help="default: the student of raftkit's defaults table")
     p.add_argument("--epochs", type=int, help="for the cost estimate (default: auto)")
     p.add_argument(
         "--purpose",
@@ -148,12 +215,16 @@ def add_validate(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
         "(a model folder, a model id in the local HF cache, or a .gguf file)",
     )
     p.add_argument("--max-seq-length", type=int, help="with --student: the length rows must fit")
+    add_reference_arguments(p)
     p.set_defaults(handler=run)
 
 
 def add_jobs(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    p = commands.add_parser("jobs", help="list, show or cancel fine-tuning jobs")
-    p.add_argument("action", choices=["list", "show", "cancel"])
+    p = commands.add_parser(
+        "jobs",
+        help="list, show or cancel fine-tuning jobs; inventory: fine-tuned models and days left",
+    )
+    p.add_argument("action", choices=["list", "show", "cancel", "inventory"])
     p.add_argument("job_id", nargs="?", help="the job (for show and cancel)")
     p.add_argument("--limit", type=int, default=20, help="jobs listed at most")
     add_client_arguments(p, role="jobs")
@@ -177,9 +248,25 @@ async def _export(args: argparse.Namespace) -> int:
     examples = args.examples or RunDir(args.run_dir).examples
     if not examples.is_file():
         raise UsageError(f"{examples} does not exist; run `raftkit generate` first")
-    formats: list[str] = list(args.formats)
+    model = args.model or student_default(args)
+    formats = with_trl(list(args.formats))
     if args.push_to_hub and "hf" not in formats:
         formats.append("hf")  # what is pushed is the hf export
+    wants_pairs = any(name in PREFERENCE_FORMATS for name in formats)
+    if args.preference_pairs and not wants_pairs:
+        raise UsageError("--preference-pairs is for --formats dpo")
+    options: Mapping[str, Mapping[str, Any]] = {}
+    provider = chosen_provider(args)
+    # a service is asked only when it is really there (or the teacher is needed anyway)
+    if provider != "simulator" or args.preference_pairs:
+        async with open_client(args) as opened:
+            await _export_lifecycle(args, opened.client, model, opened.provider)
+            if wants_pairs:
+                _, options = await export_preferences(args, opened.client)
+    else:
+        await _export_lifecycle(args, None, model, provider)
+        if wants_pairs:
+            _, options = await export_preferences(args, None)
     out = args.out or RunDir(args.run_dir).dataset
     prepared = await prepare_dataset(
         examples,
@@ -187,16 +274,18 @@ async def _export(args: argparse.Namespace) -> int:
         formats=formats,
         system_prompt=args.system_prompt,
         seed=args.seed,
-        model=args.model,
+        model=model,
         epochs=args.epochs or "auto",
+        exporter_options=options,
     )
     print(prepared.render())
+    pairs_ok = await check_preference_files(prepared) if wants_pairs else True
     for name, parts in prepared.files.items():
         for part, path in parts.items():
             print(f"{name} {part}: {path}")
     if "hf" in prepared.files:
         print(f"hf: {Path(out) / 'hf'} (one DatasetDict: datasets.load_from_disk reads it)")
-    if not prepared.ok:
+    if not (prepared.ok and pairs_ok):
         return 1
     if args.push_to_hub:
         # the token is read here and handed over; it is never printed or logged
@@ -212,6 +301,21 @@ async def _export(args: argparse.Namespace) -> int:
     return 0
 
 
+async def _export_lifecycle(
+    args: argparse.Namespace, client: LLMClient | None, model: str, provider: str
+) -> None:
+    # exported files serve Azure and local trainers too: a refusal here is only a warning
+    await report_lifecycle(
+        args,
+        client,
+        model,
+        provider=provider,
+        purpose="finetune",
+        refuse=False,
+        note=" (the files are written anyway, for another provider or a local trainer)",
+    )
+
+
 async def _validate(args: argparse.Namespace) -> int:
     if not args.file.is_file():
         raise UsageError(f"{args.file} does not exist")
@@ -221,6 +325,13 @@ async def _validate(args: argparse.Namespace) -> int:
         )
         print(audit.render())
         return 0 if audit.ok else 1
+    model = args.model or student_default(args)
+    if await anyio.to_thread.run_sync(_holds_preference_pairs, args.file):
+        pairs = await anyio.to_thread.run_sync(
+            lambda: validate_preference_jsonl(args.file, model=model)
+        )
+        print(pairs.render())
+        return 0 if pairs.ok else 1
     purpose: Purpose = (
         args.purpose
         if args.purpose != "auto"
@@ -230,17 +341,32 @@ async def _validate(args: argparse.Namespace) -> int:
     )
     report = await anyio.to_thread.run_sync(
         lambda: validate_chat_jsonl(
-            args.file, model=args.model, epochs=args.epochs or "auto", purpose=purpose
+            args.file, model=model, epochs=args.epochs or "auto", purpose=purpose
         )
     )
     print(report.render())
     return 0 if report.ok else 1
 
 
+def _holds_preference_pairs(path: Path) -> bool:
+    """Whether the file's first row is a preference pair (a ``dpo`` export)."""
+    with path.open(encoding="utf-8", errors="replace") as f:
+        for line in f:
+            if line.strip():
+                try:
+                    row = json.loads(line)
+                except ValueError:
+                    return False
+                return isinstance(row, dict) and "preferred_output" in row
+    return False
+
+
 # ---------------------------------------------------------------------------- finetune
 
 
-def _provider(opened: OpenedClient, args: argparse.Namespace) -> FineTuneProvider:
+def _provider(
+    opened: OpenedClient, args: argparse.Namespace, training_type: str | None = None
+) -> FineTuneProvider:
     interval: float = getattr(args, "poll_interval", 10.0)
     if interval <= 0:
         raise UsageError("--poll-interval must be positive")
@@ -248,7 +374,13 @@ def _provider(opened: OpenedClient, args: argparse.Namespace) -> FineTuneProvide
         initial=interval, maximum=max(60.0, interval), timeout=getattr(args, "timeout", None)
     )
     if opened.provider == "azure":
-        return AzureFineTuneProvider(opened.client, poll=poll, file_poll=poll, deployment_poll=poll)
+        return AzureFineTuneProvider(
+            opened.client,
+            poll=poll,
+            file_poll=poll,
+            deployment_poll=poll,
+            training_type=training_type,
+        )
     return OpenAIFineTuneProvider(opened.client, poll=poll)
 
 
@@ -268,46 +400,70 @@ def _warn(message: str) -> None:
 async def _finetune(args: argparse.Namespace) -> int:
     if not args.run_dir.is_dir():
         raise UsageError(f"{args.run_dir} is not a directory")
-    async with open_client(args) as opened, _provider(opened, args) as provider:
-        finetuning = FineTuneRun(
-            args.run_dir,
-            provider,
-            provider_name=opened.provider,
-            model=args.model,
-            hyperparameters=Hyperparameters(
-                n_epochs=args.epochs,
-                batch_size=args.batch_size,
-                learning_rate_multiplier=args.learning_rate_multiplier,
-            ),
-            suffix=args.suffix,
-            seed=args.seed,
-            say=lambda message: print(message, flush=True),
-            warn=_warn,
-            simulated=opened.simulated,
-        )
-        job = await finetuning.start_or_resume(resume=not args.new)
-        if not args.wait:
-            print(f"follow it with: raftkit jobs show {job.id}")
-            return 0
-        status = StatusLine("finetune", quiet=args.quiet, activity=opened.client.activity)
-        status.update(phase=f"{job.id} {job.status}")
+    if args.beta is not None and args.method != "dpo":
+        raise UsageError("--beta is a DPO hyperparameter: use it with --method dpo")
+    model = args.model or student_default(args)
+    async with open_client(args) as opened:
+        choices = training_choices(args, opened.provider, model, opened.client)
+        tier = choices.tier.api_value if choices.tier is not None else None
 
-        def on_event(event: JobEvent) -> None:
-            step, total = event.data.get("step"), event.data.get("total_steps")
-            if isinstance(step, int | float) and isinstance(total, int | float):
-                status.update(done=int(step), total=int(total), unit="steps")
-            status.say(_event_line(event))
+        async def lifecycle(name: str) -> LifecycleReport:
+            return await check_model(
+                opened.client,
+                name,
+                provider=hosted_provider(opened.provider),
+                purpose="finetune",
+                table=lifecycle_table(args),
+                today=today_override(),
+            )
 
-        def on_job(polled: FineTuneJob) -> None:
-            model = f" → {polled.fine_tuned_model}" if polled.fine_tuned_model else ""
-            status.update(phase=f"{polled.id} {polled.status}{model}")
+        async with _provider(opened, args, tier) as provider:
+            finetuning = FineTuneRun(
+                args.run_dir,
+                provider,
+                provider_name=opened.provider,
+                model=model,
+                hyperparameters=Hyperparameters(
+                    n_epochs=args.epochs,
+                    batch_size=args.batch_size,
+                    learning_rate_multiplier=args.learning_rate_multiplier,
+                ),
+                suffix=args.suffix,
+                seed=args.seed,
+                say=lambda message: print(message, flush=True),
+                warn=_warn,
+                simulated=opened.simulated,
+                method=args.method,
+                beta=args.beta,
+                lifecycle=lifecycle,
+                price_per_million=choices.price_per_million,
+                price_note=choices.price_note,
+            )
+            job = await finetuning.start_or_resume(resume=not args.new)
+            if not args.wait:
+                print(f"follow it with: raftkit jobs show {job.id}")
+                return 0
+            status = StatusLine("finetune", quiet=args.quiet, activity=opened.client.activity)
+            status.update(phase=f"{job.id} {job.status}")
 
-        async with status.shown():
-            done = await finetuning.wait(job, on_event=on_event, on_job=on_job)
-        return await _report(args, finetuning, done)
+            def on_event(event: JobEvent) -> None:
+                step, total = event.data.get("step"), event.data.get("total_steps")
+                if isinstance(step, int | float) and isinstance(total, int | float):
+                    status.update(done=int(step), total=int(total), unit="steps")
+                status.say(_event_line(event))
+
+            def on_job(polled: FineTuneJob) -> None:
+                model = f" → {polled.fine_tuned_model}" if polled.fine_tuned_model else ""
+                status.update(phase=f"{polled.id} {polled.status}{model}")
+
+            async with status.shown():
+                done = await finetuning.wait(job, on_event=on_event, on_job=on_job)
+            return await _report(args, finetuning, done, choices)
 
 
-async def _report(args: argparse.Namespace, finetuning: FineTuneRun, job: FineTuneJob) -> int:
+async def _report(
+    args: argparse.Namespace, finetuning: FineTuneRun, job: FineTuneJob, choices: TrainingChoices
+) -> int:
     print(f"job {job.id}: {job.status}")
     if job.status != "succeeded":
         if job.error is not None:
@@ -327,11 +483,13 @@ async def _report(args: argparse.Namespace, finetuning: FineTuneRun, job: FineTu
     if args.deployment:
         if not isinstance(finetuning.provider, AzureFineTuneProvider):
             raise UsageError("--deployment is for Azure; an OpenAI model is usable at once")
-        await _deploy(args, finetuning, job)
+        await _deploy(args, finetuning, job, choices)
     return 0
 
 
-async def _deploy(args: argparse.Namespace, finetuning: FineTuneRun, job: FineTuneJob) -> None:
+async def _deploy(
+    args: argparse.Namespace, finetuning: FineTuneRun, job: FineTuneJob, choices: TrainingChoices
+) -> None:
     if not (args.subscription and args.resource_group and args.account):
         raise UsageError(
             "--deployment needs --subscription, --resource-group and --account "
@@ -349,10 +507,16 @@ async def _deploy(args: argparse.Namespace, finetuning: FineTuneRun, job: FineTu
                 account_name=args.account,
             ),
             name=args.deployment,
-            sku_name=args.sku,
+            sku_name=choices.sku,
             capacity=args.capacity,
         )
     print(f"deployed {deployment.model} as {deployment.name} ({deployment.provisioning_state})")
+    if choices.deployment is not None and choices.deployment.lifetime_hours is not None:
+        print(
+            f"{deployment.name} is a {choices.deployment.sku} deployment: Azure removes it "
+            f"{choices.deployment.lifetime_hours:g} hours after it was created; deploy it again "
+            "(or as --deployment-type standard) to keep it"
+        )
 
 
 def _management_token() -> Callable[[], str]:
@@ -379,9 +543,19 @@ def _management_token() -> Callable[[], str]:
 
 
 async def _jobs(args: argparse.Namespace) -> int:
-    if args.action != "list" and not args.job_id:
+    if args.action in ("show", "cancel") and not args.job_id:
         raise UsageError(f"`raftkit jobs {args.action}` needs a job id")
     async with open_client(args) as opened, _provider(opened, args) as provider:
+        if args.action == "inventory":
+            inventory = await fine_tuned_inventory(
+                provider,
+                opened.client,
+                provider_name=hosted_provider(opened.provider),
+                table=lifecycle_table(args),
+                today=today_override(),
+            )
+            print(inventory.render())
+            return 0
         if args.action == "list":
             shown = 0
             async for job in provider.list_jobs():
@@ -415,6 +589,11 @@ def _show(job: FineTuneJob) -> None:
     print(f"  model: {job.model}")
     print(f"  fine-tuned model: {job.fine_tuned_model or '-'}")
     print(f"  training file: {job.training_file}  validation file: {job.validation_file or '-'}")
+    method = job.raw.get("method")
+    kind = method.get("type") if isinstance(method, dict) else None
+    tier = job.raw.get("trainingType")
+    if kind or tier:
+        print(f"  method: {kind or 'supervised'}" + (f"  training tier: {tier}" if tier else ""))
     if job.hyperparameters:
         values = ", ".join(f"{k}={v}" for k, v in sorted(job.hyperparameters.items()))
         print(f"  hyperparameters: {values}")

@@ -4,15 +4,24 @@ from __future__ import annotations
 
 import argparse
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
 
 from pydantic import ValidationError
 
 from raftkit.batch import BatchStatus
-from raftkit.cli._clients import add_client_arguments, open_client
+from raftkit.cli._clients import add_client_arguments, chosen_provider, open_client
 from raftkit.cli._progress import StatusLine
+from raftkit.cli._reference import (
+    defaults_table,
+    hosted_provider,
+    price_table,
+    report_lifecycle,
+    teacher_default,
+    today_override,
+)
 from raftkit.errors import UsageError
-from raftkit.llm.usage import PriceTable
+from raftkit.llm import LLMClient
 from raftkit.pipeline import Progress, RaftConfig, RaftPipeline, estimate_cost
 from raftkit.run_dir import RunDir
 from raftkit.synth import VerifyRules
@@ -31,7 +40,20 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     p.add_argument("docs", type=Path, help="a folder (or one file) of documents")
     p.add_argument("--out", type=Path, required=True, help="the run directory")
-    p.add_argument("--teacher-model", default=defaults.teacher_model)
+    p.add_argument(
+        "--teacher-model", help=f"default: {defaults.teacher_model} (raftkit's defaults table)"
+    )
+    p.add_argument(
+        "--student",
+        metavar="MODEL",
+        help="the model you will fine-tune on the result: checked before anything is paid "
+        "(a model or provider past its fine-tuning date is refused)",
+    )
+    p.add_argument(
+        "--student-provider",
+        choices=["openai", "azure", "local"],
+        help="where the student will be trained (default: the teacher's provider)",
+    )
     p.add_argument(
         "--questions", type=int, default=defaults.questions_per_chunk, help="questions per chunk"
     )
@@ -114,7 +136,7 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 def _config(args: argparse.Namespace) -> RaftConfig:
     return RaftConfig(
-        teacher_model=args.teacher_model,
+        teacher_model=args.teacher_model or teacher_default(args),
         questions_per_chunk=args.questions,
         distractors=args.distractors,
         oracle_probability=args.oracle_probability,
@@ -150,10 +172,17 @@ async def run(args: argparse.Namespace) -> int:
         print(f"raftkit generate: {args.docs} does not exist", file=sys.stderr)
         return 2
     if args.dry_run:
-        estimate = await estimate_cost(args.docs, config, prices=PriceTable())
+        estimate = await estimate_cost(args.docs, config, prices=price_table(args))
         print(estimate.markdown())
+        today = today_override() or datetime.now(UTC).date()
+        notice = defaults_table(args).stale_notice(today)
+        if notice is not None:
+            print(f"Note: {notice}.")
+        # nothing is asked of a service in a dry run: the dates come from raftkit's table
+        await _check_models(args, None, config.teacher_model, chosen_provider(args), refuse=False)
         return 0
     async with open_client(args) as opened:
+        await _check_models(args, opened.client, config.teacher_model, opened.provider)
         status = StatusLine(
             "generate", quiet=args.quiet, ledger=opened.ledger, activity=opened.client.activity
         )
@@ -170,6 +199,36 @@ async def run(args: argparse.Namespace) -> int:
     run = RunDir(args.out)
     print(f"examples: {run.examples}   report: {run.report_md}")
     return 0 if report.status == "completed" else 1
+
+
+async def _check_models(
+    args: argparse.Namespace,
+    client: LLMClient | None,
+    teacher: str,
+    provider: str,
+    *,
+    refuse: bool = True,
+) -> None:
+    """The teacher must still serve; the student, if named, must still be fine-tunable where
+    it will be trained. A refusal stops the run before its first paid call (a dry run, which
+    pays nothing, only says it)."""
+    await report_lifecycle(
+        args, client, teacher, provider=provider, purpose="inference", refuse=refuse
+    )
+    if args.student is None:
+        return
+    student_provider = args.student_provider or hosted_provider(provider)
+    if student_provider == "local":
+        return
+    same = student_provider == hosted_provider(provider)
+    await report_lifecycle(
+        args,
+        client if same else None,
+        args.student,
+        provider=student_provider,
+        purpose="finetune",
+        refuse=refuse,
+    )
 
 
 def _show_progress(status: StatusLine, p: Progress) -> None:

@@ -10,6 +10,8 @@
 - :mod:`~raftkit.dataset.open_formats` — ``messages``, ``prompt-completion``, ``sharegpt`` and
   ``alpaca`` for the open trainers, a provenance sidecar and LLaMA-Factory's
   ``dataset_info.json``.
+- :mod:`~raftkit.dataset.preference` — preference pairs and their ``dpo`` (OpenAI/Azure) and
+  ``dpo-trl`` (TRL) formats, and a check of ``dpo`` files.
 - :mod:`~raftkit.dataset.validate` — check a chat JSONL file as the service would.
 - :mod:`~raftkit.dataset.cost` and :mod:`~raftkit.dataset.preflight` — billed tokens, epochs
   and dollars before anything is uploaded.
@@ -58,6 +60,13 @@ from raftkit.dataset.open_formats import (
     write_open_format_extras,
     write_provenance,
 )
+from raftkit.dataset.preference import (
+    DpoExporter,
+    PreferencePair,
+    PreferenceReport,
+    TrlDpoExporter,
+    validate_preference_jsonl,
+)
 from raftkit.dataset.preflight import PreflightReport, chat_token_counts, preflight
 from raftkit.dataset.prepare import PreparedDataset, prepare_dataset
 from raftkit.dataset.split import (
@@ -89,6 +98,7 @@ __all__ = [
     "AlpacaExporter",
     "ChatExporter",
     "CompletionExporter",
+    "DpoExporter",
     "Epochs",
     "EvalExporter",
     "ExportManifest",
@@ -100,6 +110,8 @@ __all__ = [
     "JsonlExporter",
     "MessagesExporter",
     "MissingExtraError",
+    "PreferencePair",
+    "PreferenceReport",
     "PreflightReport",
     "PreparedDataset",
     "PromptCompletionExporter",
@@ -112,6 +124,7 @@ __all__ = [
     "SplitReport",
     "TokenStats",
     "TrainingCost",
+    "TrlDpoExporter",
     "ValidationReport",
     "assign_groups",
     "billed_tokens",
@@ -139,8 +152,13 @@ __all__ = [
     "to_hf_dataset",
     "training_price_per_million",
     "validate_chat_jsonl",
+    "validate_preference_jsonl",
     "write_examples",
     "write_jsonl",
     "write_open_format_extras",
     "write_provenance",
 ]
+
+# the preference formats live in their own module, which imports the registry's
+register_exporter(DpoExporter.name, DpoExporter)
+register_exporter(TrlDpoExporter.name, TrlDpoExporter)

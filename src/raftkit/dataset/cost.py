@@ -5,10 +5,10 @@ The rules follow OpenAI's fine-tuning data-preparation guide (the cookbook noteb
 (longer examples are truncated), the billed tokens are multiplied by the number of epochs, and
 when epochs are left on "auto" the service picks them from the number of training examples.
 
-Training prices come from :class:`raftkit.llm.usage.PriceTable` (OpenAI's list prices as of
-:data:`raftkit.llm.usage.PRICES_AS_OF`: gpt-4o-mini $3.00, gpt-4o $25.00, gpt-4.1-mini $5.00,
-gpt-4.1 $25.00 per 1M training tokens). Prices change: every function here takes the price
-(or a table) as an argument so callers can pass the current one.
+Training prices come from :class:`raftkit.llm.usage.PriceTable` (the dated data file
+``raftkit/data/defaults.toml``: gpt-4.1-nano $1.50, gpt-4o-mini $3.00, gpt-4.1-mini $5.00,
+gpt-4o and gpt-4.1 $25.00 per 1M training tokens). Prices change: every function here takes the
+price (or a table) as an argument so callers can pass the current one.
 """
 
 from __future__ import annotations

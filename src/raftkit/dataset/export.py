@@ -360,6 +360,9 @@ def export_split(
         if not part and not include_empty:
             continue
         target = root / f"{name}{exporter.suffix}"
-        exporter.export(part, target)
+        rows = exporter.export(part, target)
+        if rows == 0 and not include_empty and target.is_file():
+            target.unlink()  # the dpo formats write rows only for examples that have pairs
+            continue
         written[name] = target
     return written

@@ -8,8 +8,9 @@ that are not async.
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import anyio.to_thread
 from pydantic import BaseModel, ConfigDict
@@ -65,21 +66,23 @@ async def prepare_dataset(
     model: str = "gpt-4o-mini",
     epochs: Epochs = "auto",
     price_per_million: float | None = None,
+    exporter_options: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> PreparedDataset:
     """Split ``examples_path`` and write each format's files under ``directory/<format>/``.
 
     Chat files are validated as the service would; ``split.json`` records the split and
     ``export.json`` (:class:`~raftkit.dataset.manifest.ExportManifest`) the system prompt and
-    formats, which ``raftkit eval`` reuses.
+    formats, which ``raftkit eval`` reuses. ``exporter_options`` are passed to a format's
+    exporter by name (the ``dpo`` formats take their ``pairs`` so); ``chat`` and the open
+    trainers' formats are given ``system_prompt`` unless their options say otherwise.
     """
     if not formats:
         raise UsageError("formats must name at least one export format")
-    exporters = {
-        name: get_exporter(name, system_prompt=system_prompt)
-        if name == "chat" or name in OPEN_FORMATS
-        else get_exporter(name)
-        for name in formats
-    }
+    options = {name: dict((exporter_options or {}).get(name, {})) for name in formats}
+    for name, given in options.items():
+        if name == "chat" or name in OPEN_FORMATS:
+            given.setdefault("system_prompt", system_prompt)
+    exporters = {name: get_exporter(name, **options[name]) for name in formats}
     return await anyio.to_thread.run_sync(
         lambda: _prepare(
             Path(examples_path),

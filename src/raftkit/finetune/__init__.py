@@ -4,6 +4,12 @@
   upload files, create / list / cancel jobs, follow events, wait, read metrics, deploy.
 - :class:`OpenAIFineTuneProvider` and :class:`AzureFineTuneProvider` — OpenAI and Azure
   OpenAI; Azure deployments go through :class:`~raftkit.llm.AzureManagementClient` (ARM).
+  Jobs train ``supervised`` (chat examples) or ``dpo`` (preference pairs, ``beta``).
+- :mod:`~raftkit.finetune.lifecycle` — whether a model can still be fine-tuned or called, from
+  the service and a dated table, before anything is paid; :mod:`~raftkit.finetune.inventory`
+  — the account's fine-tuned models and their days left.
+- :mod:`~raftkit.finetune.azure_tiers` — Azure's training tiers (``trainingType``) and the
+  deployment types of a fine-tuned model.
 - :class:`LocalLoRAProvider` — LoRA on this machine for open-weight students (``train`` extra).
 
 The whole resumable workflow of a run directory (export, validate, upload, start or resume the
@@ -18,9 +24,11 @@ from typing import Any
 
 from raftkit.errors import FileRejectedError, WaitTimeoutError
 from raftkit.finetune._base import (
+    FINE_TUNE_METHODS,
     KNOWN_STATUSES,
     EventCallback,
     FileSource,
+    FineTuneMethod,
     FineTuneProvider,
     JobCallback,
 )
@@ -42,6 +50,19 @@ from raftkit.finetune._models import (
     normalise_status,
 )
 from raftkit.finetune.azure import AzureFineTuneProvider
+from raftkit.finetune.azure_tiers import (
+    AzureFineTuningCatalog,
+    DeploymentType,
+    TierChoice,
+    TrainingTier,
+)
+from raftkit.finetune.inventory import FineTunedModel, Inventory, fine_tuned_inventory
+from raftkit.finetune.lifecycle import (
+    LifecycleReport,
+    LifecycleTable,
+    ModelLifecycleError,
+    check_model,
+)
 from raftkit.finetune.local import LocalLoRAProvider
 from raftkit.finetune.metrics import parse_result_csv
 from raftkit.finetune.openai import OpenAIFineTuneProvider
@@ -57,34 +78,47 @@ from raftkit.llm.polling import PollPolicy
 
 __all__ = [
     "ARM_API_VERSION",
+    "FINE_TUNE_METHODS",
     "KNOWN_STATUSES",
     "MANAGEMENT_SCOPE",
     "TERMINAL_STATUSES",
     "AzureAccount",
     "AzureFineTuneProvider",
+    "AzureFineTuningCatalog",
     "AzureManagementClient",
     "Checkpoint",
     "Deployment",
     "DeploymentFailedError",
+    "DeploymentType",
     "EventCallback",
     "FileRejectedError",
     "FileSource",
     "FineTuneError",
     "FineTuneJob",
     "FineTuneJobFailedError",
+    "FineTuneMethod",
     "FineTuneProvider",
+    "FineTunedModel",
     "Hyperparameters",
+    "Inventory",
     "JobCallback",
     "JobError",
     "JobEvent",
+    "LifecycleReport",
+    "LifecycleTable",
     "LocalLoRAProvider",
+    "ModelLifecycleError",
     "OpenAIFineTuneProvider",
     "PollPolicy",
     "StepMetrics",
+    "TierChoice",
     "TrainingMetrics",
+    "TrainingTier",
     "UploadedFile",
     "WaitTimeoutError",
+    "check_model",
     "content_hash",
+    "fine_tuned_inventory",
     "hashed_filename",
     "normalise_status",
     "parse_result_csv",

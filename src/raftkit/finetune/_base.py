@@ -12,7 +12,7 @@ import inspect
 import logging
 import os
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
-from typing import Any
+from typing import Any, Literal
 
 import anyio.lowlevel
 
@@ -29,7 +29,15 @@ from raftkit.llm.files import UploadedFile
 from raftkit.llm.polling import PollPolicy, poll_until
 from raftkit.resources import AsyncResource
 
-__all__ = ["KNOWN_STATUSES", "EventCallback", "FileSource", "FineTuneProvider", "JobCallback"]
+__all__ = [
+    "FINE_TUNE_METHODS",
+    "KNOWN_STATUSES",
+    "EventCallback",
+    "FileSource",
+    "FineTuneMethod",
+    "FineTuneProvider",
+    "JobCallback",
+]
 
 logger = logging.getLogger("raftkit.finetune")
 
@@ -39,6 +47,10 @@ EventCallback = Callable[[JobEvent], Awaitable[None] | None]
 JobCallback = Callable[[FineTuneJob], Awaitable[None] | None]
 #: A file to upload: a path, or the content itself.
 FileSource = str | os.PathLike[str] | bytes
+
+#: How a job trains: on chat examples (``supervised``) or on preference pairs (``dpo``).
+FineTuneMethod = Literal["supervised", "dpo"]
+FINE_TUNE_METHODS: tuple[FineTuneMethod, ...] = ("supervised", "dpo")
 
 #: Job states a provider knows; any other is logged and waited through.
 KNOWN_STATUSES = frozenset({"validating_files", "queued", "running"}) | TERMINAL_STATUSES
@@ -80,8 +92,11 @@ class FineTuneProvider(AsyncResource):
         seed: int | None = None,
         hyperparameters: Hyperparameters | None = None,
         metadata: Mapping[str, str] | None = None,
+        method: FineTuneMethod = "supervised",
+        beta: float | None = None,
     ) -> FineTuneJob:
-        """Start a supervised fine-tuning job on uploaded files (by id)."""
+        """Start a fine-tuning job on uploaded files (by id): ``supervised`` on chat examples,
+        or ``dpo`` on preference pairs with ``beta`` (``None``: the service's ``auto``)."""
 
     @abc.abstractmethod
     async def get_job(self, job_id: str) -> FineTuneJob: ...

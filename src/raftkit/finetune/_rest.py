@@ -15,7 +15,12 @@ from typing import Any
 import anyio
 
 from raftkit.errors import UsageError
-from raftkit.finetune._base import FileSource, FineTuneProvider
+from raftkit.finetune._base import (
+    FINE_TUNE_METHODS,
+    FileSource,
+    FineTuneMethod,
+    FineTuneProvider,
+)
 from raftkit.finetune._models import (
     Checkpoint,
     FineTuneJob,
@@ -97,6 +102,8 @@ class RestFineTuneProvider(FineTuneProvider):
         seed: int | None,
         hyperparameters: Hyperparameters | None,
         metadata: Mapping[str, str] | None,
+        method: FineTuneMethod = "supervised",
+        beta: float | None = None,
     ) -> dict[str, Any]:
         body: dict[str, Any] = {"model": model, "training_file": training_file}
         if validation_file is not None:
@@ -105,10 +112,10 @@ class RestFineTuneProvider(FineTuneProvider):
             body["suffix"] = suffix
         if seed is not None:
             body["seed"] = seed
-        body["method"] = {
-            "type": "supervised",
-            "supervised": {"hyperparameters": (hyperparameters or Hyperparameters()).to_api()},
-        }
+        hyper = (hyperparameters or Hyperparameters()).to_api()
+        if method == "dpo" and beta is not None:
+            hyper["beta"] = beta
+        body["method"] = {"type": method, method: {"hyperparameters": hyper}}
         if metadata:
             body["metadata"] = dict(metadata)
         return body
@@ -123,9 +130,20 @@ class RestFineTuneProvider(FineTuneProvider):
         seed: int | None = None,
         hyperparameters: Hyperparameters | None = None,
         metadata: Mapping[str, str] | None = None,
+        method: FineTuneMethod = "supervised",
+        beta: float | None = None,
     ) -> FineTuneJob:
         if suffix is not None and not 1 <= len(suffix) <= 64:
             raise UsageError("suffix must be 1 to 64 characters")
+        if method not in FINE_TUNE_METHODS:
+            raise UsageError(
+                f"method must be one of {', '.join(FINE_TUNE_METHODS)}, not {method!r}"
+            )
+        if beta is not None:
+            if method != "dpo":
+                raise UsageError("beta is a DPO hyperparameter: pass method='dpo' with it")
+            if not 0 < beta <= 2:
+                raise UsageError(f"beta must be above 0 and at most 2, not {beta}")
         body = self._job_body(
             model=model,
             training_file=training_file,
@@ -134,6 +152,8 @@ class RestFineTuneProvider(FineTuneProvider):
             seed=seed,
             hyperparameters=hyperparameters,
             metadata=metadata,
+            method=method,
+            beta=beta,
         )
         # a job costs money: never resent once the server may have created it (a reply lost
         # in transit would make a second job); FineTuneRun finds the first by its tag instead

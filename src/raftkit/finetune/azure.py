@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import re
+from typing import Any
 
 from raftkit.errors import NotFoundError, UsageError
 from raftkit.finetune._errors import DeploymentFailedError
 from raftkit.finetune._models import Deployment, FineTuneJob
 from raftkit.finetune._rest import RestFineTuneProvider, _model_name
-from raftkit.llm import LLMClient, json_of
+from raftkit.finetune.azure_tiers import tier_supported_by_api_version
+from raftkit.llm import AzureOpenAIClient, LLMClient, json_of
 from raftkit.llm.azure_management import AzureAccount, AzureManagementClient
 from raftkit.llm.files import DEFAULT_PART_BYTES, DEFAULT_UPLOADS_THRESHOLD
 from raftkit.llm.polling import PollPolicy, poll_until
@@ -30,8 +32,13 @@ class AzureFineTuneProvider(RestFineTuneProvider):
     Deployment needs the management plane: ``management`` (an
     :class:`~raftkit.finetune.AzureManagementClient`, owned by the caller) and ``account``
     (subscription, resource group, resource name). ``sku_name``/``capacity`` are the
-    deployment's SKU (``standard``, ``globalstandard``, ``developer``; capacity in thousands of
-    tokens per minute).
+    deployment's SKU (``Standard``, ``GlobalStandard``, ``DeveloperTier``, ...; capacity in
+    thousands of tokens per minute).
+
+    ``training_type`` is sent as the job body's top-level ``trainingType`` (``Standard``,
+    ``GlobalStandard``, ``developerTier``; see :mod:`raftkit.finetune.azure_tiers`). Azure reads
+    it from API version ``2025-04-01-preview`` on (and on ``/openai/v1``) and silently ignores it
+    before, so an older client is refused rather than trained on a tier it did not ask for.
     """
 
     wait_for_file_processing = True
@@ -44,6 +51,7 @@ class AzureFineTuneProvider(RestFineTuneProvider):
         account: AzureAccount | None = None,
         sku_name: str = "standard",
         capacity: int = 1,
+        training_type: str | None = None,
         deployment_poll: PollPolicy | None = None,
         uploads_threshold: int = DEFAULT_UPLOADS_THRESHOLD,
         part_bytes: int = DEFAULT_PART_BYTES,
@@ -65,9 +73,26 @@ class AzureFineTuneProvider(RestFineTuneProvider):
         self.account = account
         self.sku_name = sku_name
         self.capacity = capacity
+        if (
+            training_type is not None
+            and isinstance(client, AzureOpenAIClient)
+            and not tier_supported_by_api_version(client.api_version, v1=client.v1)
+        ):
+            raise UsageError(
+                f"Azure reads trainingType from API version 2025-04-01-preview on (or on "
+                f"/openai/v1); this client uses {client.api_version}, which would train on "
+                "Standard whatever the tier: set OPENAI_API_VERSION=2025-04-01-preview"
+            )
+        self.training_type = training_type
         self.deployment_poll = deployment_poll or PollPolicy(
             initial=5.0, maximum=30.0, timeout=3600.0
         )
+
+    def _job_body(self, **fields: Any) -> dict[str, Any]:
+        body = super()._job_body(**fields)
+        if self.training_type is not None:
+            body["trainingType"] = self.training_type
+        return body
 
     def _arm(self) -> tuple[AzureManagementClient, AzureAccount]:
         if self.management is None or self.account is None:

@@ -35,7 +35,7 @@ import anyio
 import anyio.to_thread
 
 from raftkit.errors import UsageError
-from raftkit.finetune._base import FileSource, FineTuneProvider
+from raftkit.finetune._base import FileSource, FineTuneMethod, FineTuneProvider
 from raftkit.finetune._errors import FineTuneError
 from raftkit.finetune._models import (
     Checkpoint,
@@ -197,13 +197,21 @@ class LocalLoRAProvider(FineTuneProvider):
         seed: int | None = None,
         hyperparameters: Hyperparameters | None = None,
         metadata: Mapping[str, str] | None = None,
+        method: FineTuneMethod = "supervised",
+        beta: float | None = None,
         config: LocalTrainingConfig | None = None,
     ) -> FineTuneJob:
         """Start training ``model`` (the BASE) on uploaded files, or find the same job.
 
         Checks the BASE, the files and the ``train`` extra first, so bad input raises a
-        one-line :class:`UsageError` before anything is written.
+        one-line :class:`UsageError` before anything is written. Only ``supervised`` training
+        runs locally (DPO on an open-weight student is not built yet).
         """
+        if method != "supervised" or beta is not None:
+            raise UsageError(
+                "local training is supervised only: DPO of an open-weight student is not "
+                "built yet (train it with TRL's DPOTrainer on `raftkit export --formats dpo-trl`)"
+            )
         settings = self._settings(config, hyperparameters, seed)
         base = await anyio.to_thread.run_sync(lambda: resolve_base(model))
         require_train("local LoRA training", gguf=base.is_gguf)

@@ -6,21 +6,24 @@ then :meth:`CostReservation.settle` with the response's usage or
 pydantic snapshot of everything, ready to be written as JSON.
 
 Prices change. :data:`DEFAULT_PRICES` are OpenAI's list prices in US dollars per million tokens
-as of :data:`PRICES_AS_OF`; pass your own :class:`PriceTable` (or
-:meth:`PriceTable.with_prices`) for negotiated rates, Azure deployments (whose names are not
+as of :data:`PRICES_AS_OF`, read from the dated data file ``raftkit/data/defaults.toml``; amend
+it with a file of your own (:meth:`PriceTable.from_file`) or pass your own :class:`PriceTable`
+(or :meth:`PriceTable.with_prices`) for negotiated rates, Azure deployments (whose names are not
 model names) or newer models. A model the table does not know is counted with cost 0 and
 flagged (``cost_known=False``), never an error.
 """
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Iterable, Mapping
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from raftkit.errors import BudgetExceededError, UsageError
+from raftkit.reference_data import ReferenceTable, load_reference
 from raftkit.types import Usage
 
 __all__ = [
@@ -34,10 +37,9 @@ __all__ = [
     "PriceTable",
     "UsageLedger",
     "UsageReport",
+    "prices_from",
 ]
 
-#: The date :data:`DEFAULT_PRICES` were copied from https://openai.com/api/pricing/.
-PRICES_AS_OF = "2025-06-01"
 #: The Batch API bills half the list price.
 BATCH_DISCOUNT = 0.5
 
@@ -79,42 +81,31 @@ class ModelPrice(BaseModel):
         )
 
 
-def _chat(
-    inp: float,
-    cached: float | None,
-    out: float,
-    training: float | None = None,
-    ft: tuple[float, float | None, float] | None = None,
-) -> ModelPrice:
-    return ModelPrice(
-        input=inp,
-        cached_input=cached,
-        output=out,
-        training=training,
-        fine_tuned_input=ft[0] if ft else None,
-        fine_tuned_cached_input=ft[1] if ft else None,
-        fine_tuned_output=ft[2] if ft else None,
-    )
+def prices_from(table: ReferenceTable) -> dict[str, ModelPrice]:
+    """The ``[prices]`` of a dated table (:mod:`raftkit.reference_data`) as :class:`ModelPrice`."""
+    prices: dict[str, ModelPrice] = {}
+    for name, entry in table.section("prices").items():
+        if not isinstance(entry, Mapping):
+            raise UsageError(f"{table.files[-1]}: prices.{name} must be a table of prices")
+        try:
+            prices[str(name)] = ModelPrice(**entry)
+        except ValidationError as e:
+            problem = "; ".join(
+                f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in e.errors()
+            )
+            raise UsageError(f"{table.files[-1]}: prices.{name}: {problem}") from e
+    return prices
 
 
-#: OpenAI list prices, USD per 1M tokens, as of :data:`PRICES_AS_OF`. Prices change: check
-#: https://openai.com/api/pricing/ and override with :meth:`PriceTable.with_prices`.
-DEFAULT_PRICES: Mapping[str, ModelPrice] = {
-    "gpt-4o": _chat(2.50, 1.25, 10.00, 25.00, (3.75, 1.875, 15.00)),
-    "gpt-4o-mini": _chat(0.15, 0.075, 0.60, 3.00, (0.30, 0.15, 1.20)),
-    "gpt-4.1": _chat(2.00, 0.50, 8.00, 25.00, (3.00, 0.75, 12.00)),
-    "gpt-4.1-mini": _chat(0.40, 0.10, 1.60, 5.00, (0.80, 0.20, 3.20)),
-    "gpt-4.1-nano": _chat(0.10, 0.025, 0.40, 1.50, (0.20, 0.05, 0.80)),
-    "gpt-3.5-turbo": _chat(0.50, None, 1.50, 8.00, (3.00, None, 6.00)),
-    "o1": _chat(15.00, 7.50, 60.00),
-    "o1-mini": _chat(1.10, 0.55, 4.40),
-    "o3": _chat(2.00, 0.50, 8.00),
-    "o3-mini": _chat(1.10, 0.55, 4.40),
-    "o4-mini": _chat(1.10, 0.275, 4.40),
-    "text-embedding-3-small": ModelPrice(input=0.02),
-    "text-embedding-3-large": ModelPrice(input=0.13),
-    "text-embedding-ada-002": ModelPrice(input=0.10),
-}
+_SHIPPED = load_reference("defaults")
+
+#: The date :data:`DEFAULT_PRICES` were checked (``as_of`` of ``raftkit/data/defaults.toml``).
+PRICES_AS_OF = _SHIPPED.as_of.isoformat()
+
+#: List prices in USD per 1M tokens from ``raftkit/data/defaults.toml``, as of
+#: :data:`PRICES_AS_OF` (its notes say which were checked where). Prices change: amend the file
+#: with one of your own (:meth:`PriceTable.from_file`) or use :meth:`PriceTable.with_prices`.
+DEFAULT_PRICES: Mapping[str, ModelPrice] = prices_from(_SHIPPED)
 
 _DATE_SUFFIX = re.compile(r"-\d{4}-\d{2}-\d{2}$|-\d{4}$")
 
@@ -137,6 +128,13 @@ class PriceTable:
         self._prices: dict[str, ModelPrice] = dict(DEFAULT_PRICES) if include_defaults else {}
         self._prices.update(prices or {})
         self.as_of = as_of or (PRICES_AS_OF if include_defaults else None)
+
+    @classmethod
+    def from_file(cls, path: str | os.PathLike[str]) -> PriceTable:
+        """The shipped prices amended by the TOML file ``path`` (same format as
+        ``raftkit/data/defaults.toml``), dated by that file's ``as_of``."""
+        table = load_reference("defaults", path)
+        return cls(prices_from(table), include_defaults=False, as_of=table.as_of.isoformat())
 
     def with_prices(self, prices: Mapping[str, ModelPrice]) -> PriceTable:
         """A copy of this table with ``prices`` added or replaced."""

@@ -10,6 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from raftkit.chunking import AsyncChunker, Chunker, MarkdownChunker, SemanticChunker, TokenChunker
 from raftkit.llm import LLMClient
+from raftkit.reference_data import default_models
 from raftkit.synth import VerifyRules
 
 __all__ = ["Progress", "RaftConfig", "default_chunker"]
@@ -24,12 +25,15 @@ class RaftConfig(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    teacher_model: str = "gpt-4o"
+    teacher_model: str = Field(
+        default_factory=lambda: default_models().teacher,
+        description="default: the teacher of raftkit/data/defaults.toml",
+    )
     questions_per_chunk: int = Field(5, ge=1)
     distractors: int = Field(4, ge=0, description="k: distractor documents beside the oracle")
     oracle_probability: float = Field(0.8, ge=0.0, le=1.0, description="p, 0.8 as in the paper")
     sampler: Literal["uniform", "embedding", "bm25"] = "uniform"
-    embedding_model: str = "text-embedding-3-small"
+    embedding_model: str = Field(default_factory=lambda: default_models().embedding)
     chunker: Literal["token", "markdown", "semantic"] = "token"
     chunk_size: int = Field(512, ge=16, description="tokens per chunk (estimated)")
     chunk_overlap: int = Field(64, ge=0)

@@ -289,6 +289,10 @@ class RaftPipeline:
                                 report.rejections = dict(reasons)
             except BaseExceptionGroup as group:
                 budget, rest = group.split(BudgetExceededError)
+                if budget is not None and rest is not None:
+                    # the stop closed the workers' inbox while the feed, between two awaits,
+                    # was still handing out chunks: a consequence of the stop, not a failure
+                    rest = rest.split(anyio.BrokenResourceError)[1]
                 if rest is not None:
                     raise _unwrap(rest) from None
                 assert budget is not None

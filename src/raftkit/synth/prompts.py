@@ -28,6 +28,7 @@ __all__ = [
     "Prompts",
     "answer_messages",
     "answer_retry_messages",
+    "flawed_answer_messages",
     "format_documents",
     "question_messages",
     "question_retry_messages",
@@ -73,6 +74,15 @@ _ANSWER_RETRY = (
     "{begin_quote} and {end_quote}, and end with a line <ANSWER>: $answer."
 )
 _DOCUMENT = "<DOCUMENT>{text}</DOCUMENT>"
+# The flawed answers of synthetic preference pairs (raftkit.preference_pairs): not Prompts
+# fields, so that a run's recorded prompts stay as they were.
+_UNSUPPORTED_ANSWER = (
+    "Question: {question}\n\n"
+    "Answer the question from memory: no documents are given. Reason step by step, support "
+    "the reasoning with a quotation between {begin_quote} and {end_quote} written as you "
+    "remember the source, and end with the final answer on its own line, in the form "
+    "<ANSWER>: $answer."
+)
 
 _REQUIRED: dict[str, frozenset[str]] = {
     "question_system": frozenset({"n"}),
@@ -196,3 +206,26 @@ def answer_retry_messages(
         {"role": "assistant", "content": previous_answer},
         {"role": "user", "content": prompts.answer_retry.format(problem=problem, **_MARKERS)},
     ]
+
+
+def flawed_answer_messages(
+    question: str,
+    kind: str,
+    prompts: Prompts,
+    documents: Sequence[str] = (),
+    titles: Sequence[str] = (),
+) -> list[ChatMessage]:
+    """A request for a deliberately flawed answer, the rejected side of a synthetic preference
+    pair: ``wrong_document`` asks the usual RAFT question over ``documents`` that are not the
+    oracle (the answer then rests on a distractor); ``unsupported_quote`` asks for an answer
+    from memory with a quotation (which cannot be verbatim in the oracle)."""
+    if kind == "wrong_document":
+        if not documents:
+            raise ValueError("a wrong_document request needs the documents to answer from")
+        return answer_messages(question, documents, prompts, titles)
+    if kind == "unsupported_quote":
+        return [
+            {"role": "system", "content": prompts.answer_system.format(**_MARKERS)},
+            {"role": "user", "content": _UNSUPPORTED_ANSWER.format(question=question, **_MARKERS)},
+        ]
+    raise ValueError(f"unknown flaw {kind!r}: wrong_document or unsupported_quote")

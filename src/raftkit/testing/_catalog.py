@@ -31,7 +31,8 @@ __all__ = [
 ]
 
 AZURE_TRAINING_TYPES: tuple[str, ...] = ("Standard", "GlobalStandard", "developerTier")
-"""Azure's ``trainingType`` values, as its REST reference spells them (compared without case)."""
+"""Azure's ``trainingType`` values, as its fine-tuning guides spell them (compared without case;
+the REST specifications do not declare the field, see docs/simulator-finetuning.md)."""
 
 FINE_TUNING_CUTOFFS: Mapping[str, date | None] = {"openai": date(2027, 1, 6), "azure": None}
 """From this date on, the provider accepts no new fine-tuning jobs (``None``: no cut-off)."""

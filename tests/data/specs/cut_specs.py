@@ -120,6 +120,7 @@ SPECS = (
             "Batch",
             "BatchCreateRequest",
             "BatchesList",
+            "DpoMethodRequest",
             "ErrorResponse",
             "File",
             "FileDelete",
@@ -129,6 +130,7 @@ SPECS = (
             "FineTuningJobCreation",
             "FineTuningJobEventList",
             "FineTuningJobList",
+            "SupervisedMethodRequest",
         ),
     ),
 )
