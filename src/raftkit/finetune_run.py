@@ -48,7 +48,9 @@ class FineTuneRun:
 
     ``provider_name`` (``"openai"``, ``"azure"``) is recorded with the job, so a job is only
     resumed through the service that runs it. Progress lines go to ``say`` and warnings to
-    ``warn`` (both: the ``raftkit.finetune`` logger unless given).
+    ``warn`` (both: the ``raftkit.finetune`` logger unless given). ``finetune.json`` says
+    ``"simulated": true`` when the service is the simulator (``simulated``) or the run's data
+    came from it.
     """
 
     def __init__(
@@ -63,8 +65,10 @@ class FineTuneRun:
         seed: int | None = None,
         say: Say | None = None,
         warn: Say | None = None,
+        simulated: bool = False,
     ) -> None:
         self.run = RunDir(run_dir)
+        self.simulated = simulated
         self.provider = provider
         self.provider_name = provider_name
         self.model = model
@@ -94,6 +98,8 @@ class FineTuneRun:
         return state if isinstance(state, dict) else {}
 
     async def _write_state(self, state: dict[str, Any]) -> None:
+        if self.simulated or self.run.simulated():
+            state = {**state, "simulated": True}
         target = self.run.finetune_state
         temporary = anyio.Path(target.with_suffix(".json.tmp"))
         await temporary.write_text(json.dumps(state, indent=2), encoding="utf-8")

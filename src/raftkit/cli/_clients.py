@@ -15,13 +15,17 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
-from raftkit.llm import LLMClient
+from raftkit.llm import EndpointIdentity, LLMClient
 from raftkit.llm.azure import AzureOpenAIClient
 from raftkit.llm.limiter import LimiterRegistry, RateLimits
 from raftkit.llm.openai import OpenAIClient
 from raftkit.llm.usage import UsageLedger
 
-__all__ = ["OpenedClient", "add_client_arguments", "open_client"]
+__all__ = ["SIMULATOR_IDENTITY", "OpenedClient", "add_client_arguments", "open_client"]
+
+#: The built-in simulator listens on a new port each time: its identity in journal keys and
+#: run settings leaves the port out, so a simulated run resumes like any other.
+SIMULATOR_IDENTITY = EndpointIdentity(provider="simulator", host="127.0.0.1", path="/v1")
 
 SIMULATOR_NOTICE = (
     "raftkit: no credentials found (OPENAI_API_KEY, AZURE_OPENAI_ENDPOINT, OPENAI_BASE_URL), "
@@ -89,7 +93,12 @@ async def open_client(args: argparse.Namespace) -> AsyncIterator[OpenedClient]:
         print(SIMULATOR_NOTICE, file=sys.stderr)
         async with (
             Simulator() as sim,
-            OpenAIClient(base_url=sim.base_url, api_key=sim.api_key, **common) as client,
+            OpenAIClient(
+                base_url=sim.base_url,
+                api_key=sim.api_key,
+                endpoint_identity=SIMULATOR_IDENTITY,
+                **common,
+            ) as client,
         ):
             yield OpenedClient(client, ledger, True, provider)
         return

@@ -83,6 +83,12 @@ async def run(args: argparse.Namespace) -> int:
     examples_path = run.examples
     if not examples_path.exists():
         raise UsageError(f"{examples_path} does not exist: run `raftkit generate` first")
+    with run.lock("raftkit eval"):
+        return await _evaluate(args, run)
+
+
+async def _evaluate(args: argparse.Namespace, run: RunDir) -> int:
+    examples_path = run.examples
     models = [m.strip() for m in args.models.split(",") if m.strip()]
     if not models:
         raise UsageError("--models needs at least one model name")
@@ -119,6 +125,12 @@ async def run(args: argparse.Namespace) -> int:
             specs = [ModelSpec(name=m, client=client, model=m) for m in models]
             report = await evaluator.evaluate(held_out, specs, baseline=models[0])
             paid, replayed = journal.recorded, journal.replayed
+        # simulated: the run's examples, or an answer (this time or journaled before)
+        simulated = (
+            run.simulated() or opened.simulated or opened.ledger.report().simulated_responses > 0
+        )
+    if simulated:
+        report = report.model_copy(update={"simulated": True})
     written = await write_report(report, out)
     print(render_markdown(report))
     print(

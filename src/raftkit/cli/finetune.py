@@ -26,7 +26,7 @@ import anyio
 
 from raftkit.cli._clients import OpenedClient, add_client_arguments, open_client
 from raftkit.dataset import exporter_names, prepare_dataset, validate_chat_jsonl
-from raftkit.errors import UsageError
+from raftkit.errors import EmptyInputError, UsageError
 from raftkit.finetune import (
     AzureFineTuneProvider,
     FineTuneJob,
@@ -36,6 +36,7 @@ from raftkit.finetune import (
     OpenAIFineTuneProvider,
 )
 from raftkit.finetune_run import FineTuneRun
+from raftkit.html_page import simulated_markdown
 from raftkit.llm import AzureAccount, AzureManagementClient, PollPolicy
 from raftkit.llm.azure_management import MANAGEMENT_SCOPE
 from raftkit.run_dir import RunDir
@@ -149,12 +150,30 @@ async def run(args: argparse.Namespace) -> int:
 
 
 async def _export(args: argparse.Namespace) -> int:
-    examples = args.examples or RunDir(args.run_dir).examples
+    run = RunDir(args.run_dir)
+    examples = args.examples or run.examples
     if not examples.is_file():
         raise UsageError(f"{examples} does not exist; run `raftkit generate` first")
+    if not await anyio.to_thread.run_sync(_has_a_line, examples):
+        raise EmptyInputError(
+            f"{examples} has no examples, so there is nothing to export; see the run's "
+            f"report ({run.report_md}) and rejections.jsonl for why"
+        )
+    with run.lock("raftkit export"):
+        return await _export_locked(args, run, examples)
+
+
+def _has_a_line(path: Path) -> bool:
+    with path.open("rb") as f:
+        return any(line.strip() for line in f)
+
+
+async def _export_locked(args: argparse.Namespace, run: RunDir, examples: Path) -> int:
+    if run.simulated():
+        print(simulated_markdown(), flush=True)
     prepared = await prepare_dataset(
         examples,
-        args.out or RunDir(args.run_dir).dataset,
+        args.out or run.dataset,
         formats=args.formats,
         system_prompt=args.system_prompt,
         seed=args.seed,
@@ -205,7 +224,16 @@ def _warn(message: str) -> None:
 async def _finetune(args: argparse.Namespace) -> int:
     if not args.run_dir.is_dir():
         raise UsageError(f"{args.run_dir} is not a directory")
+    run = RunDir(args.run_dir)
+    with run.lock("raftkit finetune"):
+        return await _finetune_locked(args, run)
+
+
+async def _finetune_locked(args: argparse.Namespace, run: RunDir) -> int:
     async with open_client(args) as opened, _provider(opened, args) as provider:
+        simulated = opened.simulated or run.simulated()
+        if simulated:
+            print(simulated_markdown(), flush=True)
         finetuning = FineTuneRun(
             args.run_dir,
             provider,
@@ -220,6 +248,7 @@ async def _finetune(args: argparse.Namespace) -> int:
             seed=args.seed,
             say=lambda message: print(message, flush=True),
             warn=_warn,
+            simulated=simulated,
         )
         # the simulator forgets its jobs between runs: nothing recorded can be resumed there
         job = await finetuning.start_or_resume(resume=not args.new and not opened.simulated)

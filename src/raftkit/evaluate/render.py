@@ -13,7 +13,13 @@ from pathlib import Path
 import anyio
 
 from raftkit.evaluate.report import SETTING_DESCRIPTIONS, EvaluationReport, MetricSummary
-from raftkit.html_page import SORTABLE_TABLE_JS, escape_html, html_document
+from raftkit.html_page import (
+    SORTABLE_TABLE_JS,
+    escape_html,
+    html_document,
+    simulated_html,
+    simulated_markdown,
+)
 from raftkit.stats import Comparison
 
 __all__ = [
@@ -72,9 +78,10 @@ def _md(text: str) -> str:
 def render_markdown(report: EvaluationReport) -> str:
     """The report as Markdown: one table per setting, then one verdict line per comparison."""
     pct = _pct(report.confidence)
-    lines = [
-        "# raftkit evaluation report",
-        "",
+    lines = ["# raftkit evaluation report", ""]
+    if report.simulated:
+        lines += [simulated_markdown(), ""]
+    lines += [
         f"- Baseline: **{_md(report.baseline)}**; models: "
         + ", ".join(f"`{_md(m)}`" for m in report.models),
         f"- Questions: {report.n_questions}; intervals: {pct} percentile bootstrap, "
@@ -259,6 +266,7 @@ def render_html(report: EvaluationReport) -> str:
     pct = _pct(report.confidence)
     body = [
         "<h1>raftkit evaluation report</h1>",
+        simulated_html() if report.simulated else "",
         f"<p>Baseline <b>{_e(report.baseline)}</b>; models "
         + ", ".join(f"<code>{_e(m)}</code>" for m in report.models)
         + f". {report.n_questions} questions. Bars: means; whiskers: {_e(pct)} percentile "

@@ -122,6 +122,10 @@ class EvaluationReport(_Frozen):
     n_questions: int
     summaries: list[MetricSummary]
     results: list[QuestionResult]
+    simulated: bool = Field(
+        default=False,
+        description="some answer, or the run's data, came from raftkit's simulator",
+    )
 
     def summary(self, metric: str, setting: str = "dataset") -> MetricSummary:
         """The summary of ``metric`` in ``setting``."""
