@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import socket
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -15,7 +16,12 @@ import pytest
 
 from data_files import FOILBOARD
 from raftkit.cli import main
-from raftkit.errors import QuotaExceededError, UnprocessableEntityError
+from raftkit.errors import (
+    APIConnectionError,
+    AuthenticationError,
+    QuotaExceededError,
+    UnprocessableEntityError,
+)
 from raftkit.extract import Extractor, default_extractors
 from raftkit.llm import LLMClient, OpenAIClient
 from raftkit.llm.usage import UsageLedger
@@ -326,3 +332,33 @@ def test_export_of_a_run_without_examples_fails(
     assert main(["export", str(run.root)]) == 2
     assert "no examples" in capsys.readouterr().err
     assert not run.dataset.exists()
+
+
+async def test_a_wrong_key_stops_the_run_with_the_root_cause(
+    sim: Simulator, tmp_path: Path
+) -> None:
+    docs = make_docs(tmp_path)
+    async with OpenAIClient(base_url=sim.base_url, api_key="sk-wrong") as client:
+        with pytest.raises(AuthenticationError):
+            await RaftPipeline(client, RaftConfig(chunk_size=128)).run(docs, tmp_path / "run")
+    report = report_of(tmp_path / "run")
+    assert report["status"] == "failed"
+    assert report["stop_reason"].startswith("AuthenticationError: 401 invalid_api_key")
+    assert report["rejections"] == {}, "not one rejection per chunk: the run stopped"
+    assert leftovers(tmp_path / "run") == []
+
+
+async def test_an_endpoint_that_cannot_be_reached_stops_the_run(tmp_path: Path) -> None:
+    docs = make_docs(tmp_path)
+    with socket.socket() as probe:  # a port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    async with OpenAIClient(
+        base_url=f"http://127.0.0.1:{port}/v1", api_key="sk-x", max_retries=0
+    ) as client:
+        with pytest.raises(APIConnectionError):
+            await RaftPipeline(client, RaftConfig(chunk_size=128)).run(docs, tmp_path / "run")
+    report = report_of(tmp_path / "run")
+    assert report["status"] == "failed"
+    assert report["stop_reason"].startswith("APIConnectionError")
+    assert report["chunks_done"] == 0

@@ -213,12 +213,14 @@ class Journal:
                 f"  {name}: run has {_show(old)}, now given {_show(new)}"
                 for name, (old, new) in differences.items()
             )
-            why = (
-                " Responses are journaled per endpoint, and a run never mixes two (answers "
-                "of the simulator or another server must not pass for the teacher's)."
-                if "endpoint" in differences
-                else ""
-            )
+            why = ""
+            if "endpoint" in differences:
+                why = (
+                    " Responses are journaled per endpoint, and a run never mixes two (answers "
+                    "of the simulator or another server must not pass for the teacher's)."
+                )
+                if "endpoint" not in recorded:
+                    why += " This run was made by an earlier raftkit that did not record it."
             raise ResumeMismatchError(
                 f"{self.run_dir} was started with other settings; resuming would mix two "
                 f"runs' data.{why} Start a new run in another directory (raftkit generate "
