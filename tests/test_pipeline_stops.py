@@ -18,14 +18,25 @@ from data_files import FOILBOARD
 from raftkit.cli import main
 from raftkit.errors import (
     APIConnectionError,
+    APIStatusError,
+    APITimeoutError,
     AuthenticationError,
+    BadRequestError,
+    BudgetExceededError,
+    InternalServerError,
+    NotFoundError,
+    PermissionDeniedError,
     QuotaExceededError,
+    RateLimitError,
+    StructuredOutputError,
     UnprocessableEntityError,
+    UsageError,
 )
 from raftkit.extract import Extractor, default_extractors
 from raftkit.llm import LLMClient, OpenAIClient
 from raftkit.llm.usage import UsageLedger
 from raftkit.pipeline import Progress, RaftConfig, RaftPipeline
+from raftkit.pipeline.halt import classify_failure, describe, root_cause
 from raftkit.run_dir import RunDir
 from raftkit.synth import AnswerGenerator, AnswerResult, TeacherAnswerGenerator
 from raftkit.testing import Fault, Simulator
@@ -252,6 +263,7 @@ async def test_a_cancelled_run_says_interrupted(sim: Simulator, tmp_path: Path) 
     assert "Cancel" not in report["stop_reason"]
     assert "run it again" in report["stop_reason"]
     assert report["files"] == 2
+    assert report["chunks"] == len(RunDir(run).chunks.read_text("utf-8").splitlines()) > 0
     assert leftovers(run) == []
 
 
@@ -362,3 +374,38 @@ async def test_an_endpoint_that_cannot_be_reached_stops_the_run(tmp_path: Path) 
     assert report["status"] == "failed"
     assert report["stop_reason"].startswith("APIConnectionError")
     assert report["chunks_done"] == 0
+
+
+def _status(cls: type[APIStatusError], status: int, code: str | None = None) -> APIStatusError:
+    return cls("refused", status_code=status, code=code)
+
+
+@pytest.mark.parametrize(
+    ("error", "kind"),
+    [
+        (_status(BadRequestError, 400, "context_length_exceeded"), "chunk"),
+        (_status(UnprocessableEntityError, 422), "chunk"),
+        (_status(RateLimitError, 429, "rate_limit_exceeded"), "chunk"),
+        (_status(InternalServerError, 503), "chunk"),
+        (StructuredOutputError("no JSON", attempts=3, last_output="{"), "chunk"),
+        (APITimeoutError("read timeout"), "chunk"),
+        (_status(AuthenticationError, 401, "invalid_api_key"), "stop"),
+        (_status(PermissionDeniedError, 403), "stop"),
+        (_status(QuotaExceededError, 429, "insufficient_quota"), "stop"),
+        (_status(NotFoundError, 404, "model_not_found"), "stop"),
+        (APIConnectionError("connection refused"), "stop"),
+        (BudgetExceededError("spent", spent_usd=1.0, limit_usd=1.0), "stop"),
+        (UsageError("a bad argument"), "fail"),
+        (TypeError("a bug in a plug-in"), "fail"),
+        (ExceptionGroup("g", [_status(AuthenticationError, 401)]), "stop"),
+    ],
+)
+def test_what_each_failure_means_for_the_run(error: BaseException, kind: str) -> None:
+    assert classify_failure(error) == kind
+
+
+def test_the_root_cause_comes_out_of_exception_groups() -> None:
+    cause = _status(AuthenticationError, 401, "invalid_api_key")
+    group = BaseExceptionGroup("outer", [ExceptionGroup("inner", [cause])])
+    assert root_cause(group) is cause
+    assert describe(group) == "AuthenticationError: 401 invalid_api_key: refused"

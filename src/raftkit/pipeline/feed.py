@@ -79,7 +79,7 @@ async def extract_chunks(
     """
     walk = iter_documents(source, extractors=extractors)
     tmp = RunDir.temporary(run.chunks)
-    finished = False
+    keep = True
     try:
         with tmp.open("w", encoding="utf-8") as f:
             async with walk:
@@ -92,11 +92,14 @@ async def extract_chunks(
                         feed.add(chunk, report)
                     if feed.full or (halt is not None and halt.requested):
                         break
-        finished = True
+    except OSError:
+        keep = False  # the file may be torn (a full disk): keep the last good chunks.jsonl
+        raise
     finally:
-        # on a stop (budget, Ctrl-C) as on success, the report counts what was walked
+        # on a stop (budget, an error, Ctrl-C) as on success, the report counts what was
+        # walked and chunks.jsonl lists the chunks found (whole lines: written one by one)
         _count_walk(report, walk.report)
-        if finished:
+        if keep:
             os.replace(tmp, run.chunks)
         else:
             tmp.unlink(missing_ok=True)

@@ -102,8 +102,13 @@ class RaftPipeline:
 
     # ------------------------------------------------------------------ dry run
 
-    async def plan(self, source: str | os.PathLike[str]) -> CostEstimate:
-        """Extract and chunk ``source`` and forecast the teacher calls, tokens and $ — free."""
+    async def plan(
+        self, source: str | os.PathLike[str], *, limit: int | None = None
+    ) -> CostEstimate:
+        """Extract and chunk ``source`` and forecast the teacher calls, tokens and $ — free.
+
+        With ``limit``, ``.limited`` forecasts :meth:`run` with that limit beside the corpus.
+        """
         return await estimate_cost(
             source,
             self.config,
@@ -111,6 +116,7 @@ class RaftPipeline:
             prompts=self.prompts,
             prices=self.prices,
             extractors=self._extractors,
+            limit=limit,
         )
 
     # ------------------------------------------------------------------ the run
