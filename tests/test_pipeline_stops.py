@@ -212,7 +212,7 @@ class SlowExtractor:
 
     async def extract(self, path: Path, *, doc_id: str) -> AsyncIterator[Document]:
         if self.read:
-            await anyio.sleep(0.5)
+            await anyio.sleep(1.5)
         self.read += 1
         async for item in self.inner.extract(path, doc_id=doc_id):
             yield item  # type: ignore[misc]

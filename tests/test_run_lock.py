@@ -88,16 +88,20 @@ def test_two_generate_processes_on_one_run_one_is_refused(tmp_path: Path) -> Non
     docs.mkdir()
     shutil.copy(FOILBOARD, docs)
     out = tmp_path / "run"
-    with Simulator(SimulatorConfig(latency_base=0.05)) as sim:
+    # one call at a time, slowly: the first run lasts longer than the second takes to start
+    with Simulator(SimulatorConfig(latency_base=0.3)) as sim:
         env = {**os.environ, "OPENAI_API_KEY": sim.api_key}
-        first = subprocess.Popen(_generate(docs, out, sim.base_url), env=env)
+        first = subprocess.Popen(
+            [*_generate(docs, out, sim.base_url), "--concurrency", "1"], env=env
+        )
         deadline = time.monotonic() + 60
         while not RunDir(out).journal.exists() and time.monotonic() < deadline:
             time.sleep(0.01)
         second = subprocess.run(
             _generate(docs, out, sim.base_url), env=env, capture_output=True, text=True
         )
-        assert first.wait(timeout=120) == 0
+        assert first.poll() is None, "the first run was still going when the second gave up"
+        assert first.wait(timeout=180) == 0
     assert second.returncode == 2
     assert f"process {first.pid}" in second.stderr
     assert str(out) in second.stderr
