@@ -146,7 +146,10 @@ async def test_batch_answers_replay_online_from_the_journal(
         assert line["url"] == "/v1/chat/completions"
         validate("CreateChatCompletionRequest", line["body"])
         path = "chat/completions"
-        assert line["custom_id"] in {request_key("POST", path, r.body, r.sample) for r in requests}
+        assert line["custom_id"] in {
+            request_key("POST", path, r.body, r.sample, endpoint=client.endpoint_identity)
+            for r in requests
+        }
 
 
 async def test_keys_equal_the_online_keys_of_the_client(tmp_path: Path) -> None:
@@ -160,13 +163,19 @@ async def test_keys_equal_the_online_keys_of_the_client(tmp_path: Path) -> None:
         on_openai = BatchRunner(openai, Journal(tmp_path), run_dir=tmp_path)
         request = on_openai.chat_request(messages, model=MODEL, max_tokens=50, seed=3, sample=2)
         body = {"model": MODEL, "messages": messages, "max_tokens": 50, "seed": 3}
-        assert on_openai.key(request) == request_key("POST", "chat/completions", body, 2)
+        assert on_openai.key(request) == request_key(
+            "POST", "chat/completions", body, 2, endpoint=openai.endpoint_identity
+        )
         on_azure = BatchRunner(az, Journal(tmp_path), run_dir=tmp_path)
         request = on_azure.chat_request(messages, model="teacher", max_tokens=50)
         assert request.body["model"] == "teacher"  # a batch line names its deployment
         without_model = {"messages": messages, "max_completion_tokens": 50}
         assert on_azure.key(request) == request_key(
-            "POST", "deployments/teacher/chat/completions", without_model, 0
+            "POST",
+            "deployments/teacher/chat/completions",
+            without_model,
+            0,
+            endpoint=az.endpoint_identity,
         )
         assert on_azure.endpoint == "/chat/completions"
 

@@ -12,7 +12,7 @@ import numpy.typing as npt
 import pymupdf as _pymupdf
 import pytest
 
-from data_files import DRACULAE, WAKEBOARDING
+from data_files import CORPUS, DRACULAE, WAKEBOARDING
 from raftkit.chunking import (
     AsyncChunker,
     Chunker,
@@ -312,3 +312,70 @@ def test_cosine_distances() -> None:
     distances = cosine_distances(vectors)
     assert distances.tolist() == pytest.approx([0.0, 1.0, 1.0])
     assert re.fullmatch(r"float64", str(distances.dtype))
+
+
+def test_a_long_one_line_text_is_windowed_a_bounded_segment_at_a_time(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Memory stays bounded on a pathological document (a 20 MB line; benchmarks/
+    pathological_memory.py measures it): the chunker never builds per-word or per-character
+    structures, nor counts tokens, over more than a segment of the text at once."""
+    import raftkit.chunking.token as token_module
+    from raftkit.chunking import sentences
+
+    monkeypatch.setattr(token_module, "SEGMENT_ATOMS", 400)
+    monkeypatch.setattr(token_module, "_COUNT_PIECE", 3_000)
+    atomized: list[int] = []
+    counted: list[int] = []
+    atomize = sentences.atomize  # what token.py calls
+
+    def spy(*args: Any, **kwargs: Any) -> Any:
+        atoms = atomize(*args, **kwargs)
+        atomized.append(len(atoms))
+        return atoms
+
+    def counter(text: str) -> int:
+        counted.append(len(text))
+        return estimate_tokens(text)
+
+    monkeypatch.setattr(token_module, "atomize", spy)
+    words = " ".join(
+        itertools.islice(itertools.cycle(["bats", "fly", "at", "night.", "foils", "lift"]), 6000)
+    )
+    blob = "QUJD" * 2_000  # one "word" of 8,000 characters, no space
+    text = f"{words} {CHINESE.replace(chr(10), '')} {blob} {words}"
+    document = Document(id="line.txt", source="line.txt", text=text)
+    chunks = TokenChunker(size=64, overlap=8, counter=counter).chunk(document)
+
+    check_chunks(document, chunks)
+    blob_at = text.index(blob)
+    # Latin words are never cut; the blob, longer than a chunk, must be
+    latin = [c for c in chunks if c.text.isascii() and not blob_at <= c.end <= blob_at + len(blob)]
+    latin_words_intact(document, [c for c in latin if not blob_at <= c.start < blob_at + len(blob)])
+    assert all(counter(c.text) <= 64 for c in chunks)
+    assert len(atomized) > 10, "the text was taken a segment at a time"
+    # a segment holds SEGMENT_ATOMS atoms, plus the pieces of one over-long word at most
+    assert max(atomized) <= 400 + len(blob) // 64 + 1
+    assert max(counted) <= 2 * 3_000
+    # a text of one segment gets the windows it always got (the same as a huge segment)
+    short = Document(id="s", source="s", text=words[:4_000])
+    monkeypatch.setattr(token_module, "SEGMENT_ATOMS", 10**9)
+    alone = TokenChunker(size=64, overlap=8).chunk(short)
+    monkeypatch.setattr(token_module, "SEGMENT_ATOMS", 4_000)
+    assert TokenChunker(size=64, overlap=8).chunk(short) == alone
+
+
+def test_reading_text_does_not_load_the_pdf_library() -> None:
+    """pymupdf costs ~120 MB of memory to import; a corpus without PDFs does not pay it."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, anyio\n"
+        "from raftkit.extract import extract_folder\n"
+        "import raftkit.cli.generate\n"
+        "docs, _ = anyio.run(extract_folder, sys.argv[1])\n"
+        "assert docs and 'pymupdf' not in sys.modules, sorted(sys.modules)\n"
+    )
+    notes = CORPUS / "surfing" / "冲浪.md"
+    subprocess.run([sys.executable, "-c", code, str(notes)], check=True)

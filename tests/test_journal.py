@@ -3,6 +3,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import anyio
 import pytest
 
 from raftkit.errors import DatasetError, ResumeMismatchError
@@ -55,3 +56,30 @@ async def test_durable_mode_fsyncs(tmp_path: Path) -> None:
     async with Journal(tmp_path, durable=True).open() as journal:
         await journal.put("x", {}, {"ok": True})
         assert journal.recorded == 1
+
+
+async def test_a_response_that_arrived_is_written_even_under_cancellation(
+    tmp_path: Path,
+) -> None:
+    with Journal(tmp_path).open() as journal:
+        with anyio.CancelScope() as scope:
+            scope.cancel()  # the run is being stopped (Ctrl-C, a budget stop)
+            await journal.put("k", {"q": 1}, {"a": 1})
+        assert await journal.get("k") == {"a": 1}
+    with Journal(tmp_path).open() as reopened:
+        assert "k" in reopened
+
+
+def test_simulated_is_recorded_not_compared_and_stays_true(tmp_path: Path) -> None:
+    Journal(tmp_path).open({"seed": 1, "simulated": False}).close()
+    journal = Journal(tmp_path).open({"seed": 1, "simulated": True})  # not a mismatch
+    journal.close()
+    settings = json.loads((tmp_path / "settings.json").read_text(encoding="utf-8"))
+    assert settings["simulated"] is True
+    Journal(tmp_path).open({"seed": 1, "simulated": False}).close()
+    settings = json.loads((tmp_path / "settings.json").read_text(encoding="utf-8"))
+    assert settings["simulated"] is True, "once simulated, always said"
+    with pytest.raises(ResumeMismatchError, match="endpoint") as refused:
+        Journal(tmp_path).open({"seed": 1, "endpoint": {"provider": "openai"}})
+    assert "--out NEW_DIR" in str(refused.value)
+    assert "per endpoint" in str(refused.value)

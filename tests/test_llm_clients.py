@@ -15,6 +15,7 @@ from pydantic import BaseModel
 from raftkit.errors import NotFoundError, StructuredOutputError, UsageError
 from raftkit.llm import (
     AzureOpenAIClient,
+    EndpointIdentity,
     LLMClient,
     OpenAIClient,
     RetryPolicy,
@@ -499,7 +500,7 @@ async def test_with_store_replays_without_paying() -> None:
     assert ledger.model_usage("m").calls == 3
     assert ledger.model_usage("e").calls == 1
     key, request = store.puts[0]
-    assert key == request_key("POST", "chat/completions", request, 0)
+    assert key == request_key("POST", "chat/completions", request, 0, endpoint=c.endpoint_identity)
     assert "authorization" not in json.dumps(request).lower()
 
 
@@ -573,13 +574,16 @@ async def test_chat_request_predicts_the_journal_key() -> None:
         http_client=http(Server()),
     ) as client:
         await client.with_store(store).chat(messages, model="dep", max_tokens=7, sample=2)
-        path, body = client.chat_request(messages, model="dep", max_tokens=7)
         request = client.chat_request(messages, model="dep", max_tokens=7)
+    path, body, endpoint = request
     assert path == "deployments/dep/chat/completions"
     assert body == {"messages": [{"role": "user", "content": "蝙蝠"}], "max_completion_tokens": 7}
-    assert list(store.data) == [request_key("POST", path, body, 2)]
+    assert endpoint == EndpointIdentity(
+        provider="azure", host="r.openai.azure.com", path="/openai", api_version="2024-10-21"
+    )
+    assert list(store.data) == [request_key("POST", path, body, 2, endpoint=endpoint)]
     assert request.method == "POST"
-    assert request.key(2) == request_key("POST", path, body, 2)
+    assert request.key(2) == request_key("POST", path, body, 2, endpoint=endpoint)
 
 
 async def test_clients_of_other_kinds_have_no_ledger_and_build_no_requests() -> None:

@@ -332,7 +332,15 @@ async def test_runs_with_the_default_plug_ins_record_none(sim: Simulator, tmp_pa
     async with OpenAIClient(base_url=sim.base_url, api_key=sim.api_key) as client:
         await RaftPipeline(client, RaftConfig(questions_per_chunk=1)).run(docs, tmp_path / "run")
     settings = json.loads((tmp_path / "run" / "settings.json").read_text(encoding="utf-8"))
-    assert "plugins" not in settings  # so run directories of earlier versions still resume
+    assert "plugins" not in settings
+    endpoint = settings.pop("endpoint")
+    assert endpoint == {
+        "provider": "openai",
+        "host": sim.base_url.split("//")[1].split("/")[0],
+        "path": "/v1",
+        "api_version": None,
+    }
+    assert settings.pop("simulated") is True  # the simulator marked its responses
     assert settings == RaftConfig(questions_per_chunk=1).data_settings()
 
 

@@ -46,6 +46,11 @@ def test_the_layout_of_a_run_directory(tmp_path: Path) -> None:
     )
     assert run.retrieval_report_md == retrieval / "report.md"
     assert run.retrieval_report_html == retrieval / "report.html"
+    assert run.retrieval_report_json == retrieval / "report.json"
+    assert run.lock_file == root / "run.lock"
+    assert run.partial_examples == root / "examples.jsonl.partial"
+    assert RunDir.temporary(run.chunks) == root / "chunks.jsonl.tmp"
+    assert not run.simulated(), "no settings.json: nothing says it was simulated"
     assert not root.exists(), "naming paths creates nothing"
     assert RunDir(root) == run
     assert len({RunDir(root), run}) == 1

@@ -25,6 +25,7 @@ __all__ = [
     "BudgetExceededError",
     "ConflictError",
     "DatasetError",
+    "EmptyInputError",
     "ExtractionError",
     "FileRejectedError",
     "InputError",
@@ -35,6 +36,7 @@ __all__ = [
     "RaftkitError",
     "RateLimitError",
     "ResumeMismatchError",
+    "RunLockedError",
     "StructuredOutputError",
     "UnprocessableEntityError",
     "UsageError",
@@ -61,6 +63,15 @@ class ResumeMismatchError(UsageError):
     def __init__(self, message: str, differences: Mapping[str, tuple[Any, Any]]) -> None:
         super().__init__(message)
         self.differences = dict(differences)
+
+
+class RunLockedError(UsageError):
+    """Another process is writing into the run directory (one writer per run)."""
+
+    def __init__(self, message: str, *, run_dir: str, pid: int | None) -> None:
+        super().__init__(message)
+        self.run_dir = run_dir
+        self.pid = pid
 
 
 class BudgetExceededError(RaftkitError):
@@ -98,6 +109,10 @@ class DatasetError(InputError):
         super().__init__(f"{where}{message}")
         self.path = path
         self.line = line
+
+
+class EmptyInputError(InputError):
+    """There is nothing to work on: no supported file, no chunk, no example to export."""
 
 
 class FileRejectedError(InputError):

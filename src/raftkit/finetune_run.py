@@ -95,8 +95,9 @@ class FineTuneRun:
 
     ``provider_name`` (``"openai"``, ``"azure"``) is recorded with the job, so a job is only
     resumed through the service that runs it. Progress lines go to ``say`` and warnings to
-    ``warn`` (both: the ``raftkit.finetune`` logger unless given). ``simulated`` marks the
-    summary as made on the simulator.
+    ``warn`` (both: the ``raftkit.finetune`` logger unless given). ``finetune.json`` and the
+    summary say ``simulated`` when the service is the simulator (``simulated``) or the run's
+    data came from it.
 
     ``method="dpo"`` trains on the preference pairs of ``dataset/dpo/`` (``raftkit export
     --formats dpo``) with ``beta``. ``lifecycle`` is awaited with the base model before any
@@ -125,13 +126,13 @@ class FineTuneRun:
         price_note: str = "",
     ) -> None:
         self.run = RunDir(run_dir)
+        self.simulated = simulated
         self.provider = provider
         self.provider_name = provider_name
         self.model = model
         self.hyperparameters = hyperparameters or Hyperparameters()
         self.suffix = suffix
         self.seed = seed
-        self.simulated = simulated
         self.summary: FineTuneSummary | None = None
         self._say: Say = say or logger.info
         self._warn: Say = warn or logger.warning
@@ -168,6 +169,8 @@ class FineTuneRun:
         return state if isinstance(state, dict) else {}
 
     async def _write_state(self, state: dict[str, Any]) -> None:
+        if self.simulated or self.run.simulated():
+            state = {**state, "simulated": True}
         target = self.run.finetune_state
         temporary = anyio.Path(target.with_suffix(".json.tmp"))
         await temporary.write_text(json.dumps(state, indent=2), encoding="utf-8")

@@ -3,13 +3,30 @@
 The evaluation report (:mod:`raftkit.evaluate.render`) and the run viewer
 (:mod:`raftkit.run_viewer`) are single files meant to be mailed, archived and opened offline, so
 they carry their CSS and script inline. This module imports nothing of raftkit (floor 1).
+
+Every report on data the simulator wrote says so at its top, in the same words:
+:func:`simulated_markdown` and :func:`simulated_html`.
 """
 
 from __future__ import annotations
 
 from html import escape
 
-__all__ = ["BASE_CSS", "SORTABLE_TABLE_JS", "escape_html", "html_document"]
+__all__ = [
+    "BASE_CSS",
+    "SIMULATED_NOTE",
+    "SORTABLE_TABLE_JS",
+    "escape_html",
+    "html_document",
+    "simulated_html",
+    "simulated_markdown",
+]
+
+#: Why a report says SIMULATED (some response came from raftkit's simulator).
+SIMULATED_NOTE = (
+    "responses came from raftkit's built-in simulator, not a real model: placeholder data, "
+    "not for training a model or for judging one."
+)
 
 # A font stack with a CJK fallback: Chinese text must not fall back to boxes.
 BASE_CSS = """
@@ -57,6 +74,20 @@ document.querySelectorAll("table.sortable").forEach(function (table) {
   });
 });
 """
+
+
+def simulated_markdown() -> str:
+    """The first line of a Markdown report on simulated data."""
+    return f"> **SIMULATED** — {SIMULATED_NOTE}"
+
+
+def simulated_html() -> str:
+    """The banner at the top of an HTML report on simulated data (styled inline)."""
+    return (
+        '<div class="simulated" role="alert" style="background:#ffebe9;border:2px solid '
+        '#cf222e;border-radius:6px;padding:.7rem 1rem;margin:1rem 0;font-size:1.05rem">'
+        f'<b style="color:#cf222e;letter-spacing:.05em">SIMULATED</b> — {SIMULATED_NOTE}</div>'
+    )
 
 
 def escape_html(text: object) -> str:

@@ -16,7 +16,11 @@ Design notes:
 - A torn last line (the process died mid-write) is cut off when the journal is opened.
 - Resuming with other settings is refused (:class:`~raftkit.errors.ResumeMismatchError`) rather
   than mixing two runs' data silently. Settings that do not change the data (concurrency, rate
-  limits, budget) may differ: callers leave them out of the settings they pass.
+  limits, budget) may differ: callers leave them out of the settings they pass. ``simulated``
+  is recorded but not compared: it is a fact about the run (the simulator answered some of its
+  calls), true once and for good (:meth:`Journal.mark_simulated`).
+- :meth:`Journal.put` cannot be cancelled half-way: a response that arrived is written even
+  when the run is being stopped (Ctrl-C, a budget stop), so nothing paid for is lost.
 """
 
 from __future__ import annotations
@@ -34,6 +38,9 @@ from raftkit.errors import DatasetError, InputError, ResumeMismatchError
 from raftkit.run_dir import RunDir
 
 __all__ = ["Journal"]
+
+#: Settings recorded in ``settings.json`` but not compared on resume: facts about the run.
+_FACTS = frozenset({"simulated"})
 
 
 class Journal:
@@ -126,18 +133,31 @@ class Journal:
             )
             + "\n"
         ).encode("utf-8")
-        async with self._lock:
-            if key in self._index:
-                return
-            file = self._require_open()
-            offset = self._end
-            file.write(line)
-            file.flush()
-            if self.durable:
-                await anyio.to_thread.run_sync(os.fsync, file.fileno())
-            self._end += len(line)
-            self._index[key] = (offset, len(line) - 1)
-            self.recorded += 1
+        # shielded: the response was paid for, so a stop (Ctrl-C, a budget stop cancelling
+        # the run) must not land between its arrival and its line on disk
+        with anyio.CancelScope(shield=True):
+            async with self._lock:
+                if key in self._index:
+                    return
+                file = self._require_open()
+                offset = self._end
+                file.write(line)
+                file.flush()
+                if self.durable:
+                    await anyio.to_thread.run_sync(os.fsync, file.fileno())
+                self._end += len(line)
+                self._index[key] = (offset, len(line) - 1)
+                self.recorded += 1
+
+    def mark_simulated(self) -> None:
+        """Record in ``settings.json`` that the simulator answered some of this run's calls:
+        every report on the run's data says SIMULATED from now on."""
+        path = RunDir(self.run_dir).settings
+        if not path.exists():
+            return
+        recorded = json.loads(path.read_text(encoding="utf-8"))
+        if isinstance(recorded, dict) and recorded.get("simulated") is not True:
+            _write_settings(path, {**recorded, "simulated": True})
 
     # ------------------------------------------------------------------ internals
 
@@ -179,32 +199,53 @@ class Journal:
     def _check_settings(self, settings: dict[str, Any]) -> None:
         path = RunDir(self.run_dir).settings
         canonical = json.loads(json.dumps(settings, sort_keys=True, default=str))
-        if path.exists():
-            try:
-                recorded = json.loads(path.read_text(encoding="utf-8"))
-            except ValueError:
-                recorded = None
-            if not isinstance(recorded, dict):
-                raise InputError(
-                    f"{path} is empty or not a JSON object, so this run's settings are unknown; "
-                    "restore it (it is written when a run starts), or use a new run directory"
-                )
-            differences = {
-                name: (recorded.get(name), canonical.get(name))
-                for name in sorted(set(recorded) | set(canonical))
-                if recorded.get(name) != canonical.get(name)
-            }
-            if differences:
-                lines = "\n".join(
-                    f"  {name}: run has {old!r}, now given {new!r}"
-                    for name, (old, new) in differences.items()
-                )
-                raise ResumeMismatchError(
-                    f"{self.run_dir} was started with other settings; resuming would mix two "
-                    f"runs' data. Use a new run directory, or the original settings:\n{lines}",
-                    differences,
-                )
+        if not path.exists():
+            _write_settings(path, canonical)
             return
-        tmp = path.with_suffix(".json.tmp")
-        tmp.write_text(json.dumps(canonical, indent=2, sort_keys=True) + "\n", encoding="utf-8")
-        os.replace(tmp, path)
+        try:
+            recorded = json.loads(path.read_text(encoding="utf-8"))
+        except ValueError:
+            recorded = None
+        if not isinstance(recorded, dict):
+            raise InputError(
+                f"{path} is empty or not a JSON object, so this run's settings are unknown; "
+                "restore it (it is written when a run starts), or use a new run directory"
+            )
+        differences = {
+            name: (recorded.get(name), canonical.get(name))
+            for name in sorted((set(recorded) | set(canonical)) - _FACTS)
+            if recorded.get(name) != canonical.get(name)
+        }
+        if differences:
+            lines = "\n".join(
+                f"  {name}: run has {_show(old)}, now given {_show(new)}"
+                for name, (old, new) in differences.items()
+            )
+            why = ""
+            if "endpoint" in differences:
+                why = (
+                    " Responses are journaled per endpoint, and a run never mixes two (answers "
+                    "of the simulator or another server must not pass for the teacher's)."
+                )
+                if "endpoint" not in recorded:
+                    why += " This run was made by an earlier raftkit that did not record it."
+            raise ResumeMismatchError(
+                f"{self.run_dir} was started with other settings; resuming would mix two "
+                f"runs' data.{why} Start a new run in another directory (raftkit generate "
+                f"--out NEW_DIR), or resume with the original settings:\n{lines}",
+                differences,
+            )
+        if canonical.get("simulated") is True and recorded.get("simulated") is not True:
+            _write_settings(path, {**recorded, "simulated": True})
+
+
+def _show(value: Any) -> str:
+    if isinstance(value, dict):
+        return json.dumps(value, sort_keys=True, ensure_ascii=False)
+    return repr(value)
+
+
+def _write_settings(path: Path, settings: Mapping[str, Any]) -> None:
+    tmp = RunDir.temporary(path)
+    tmp.write_text(json.dumps(settings, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    os.replace(tmp, path)

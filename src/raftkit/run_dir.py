@@ -3,7 +3,9 @@
 A run directory is where one corpus's work accumulates, command after command::
 
     RUN_DIR/
-      settings.json                 the data-shaping settings the run was started with
+      run.lock                      held by the one process writing into the run (``lock()``)
+      settings.json                 the data-shaping settings the run was started with, its
+                                    endpoint, and whether the simulator answered (``simulated``)
       journal.jsonl                 every paid teacher response (the journal)
       chunks.jsonl                  the corpus's chunks, in corpus order
       examples.jsonl                verified RAFT examples, in corpus order
@@ -20,22 +22,40 @@ A run directory is where one corpus's work accumulates, command after command::
                                     retrieved/<retriever>.jsonl (contexts a retriever returned)
       retrieval/                    ``raftkit retrieval``: pairs.jsonl, split.json, cache/,
                                     adapter-<kind>.npz, bi-encoder/, cross-encoder/,
-                                    report.{md,html}
+                                    report.{md,html,json}
 
 Every command and library function that reads or writes one of these asks :class:`RunDir`
 for its path, so the layout is spelled out here and nowhere else.
+
+One process writes into a run at a time: every command that writes holds :meth:`RunDir.lock`,
+an advisory lock (``flock``) on ``run.lock`` that the kernel releases when the process ends,
+however it ends, so a killed run leaves no stale lock behind.
 """
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
+import threading
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
+
+from raftkit.errors import RunLockedError, UsageError
 
 __all__ = ["RunDir"]
 
+# Locks this process holds, by run directory: [file descriptor, depth]. A command and the
+# library call it makes may both lock the same run; a second flock from this process on a
+# new descriptor would refuse it, so nested locks count instead.
+_held: dict[Path, list[int]] = {}
+_held_guard = threading.Lock()
+
 
 class RunDir(os.PathLike[str]):
-    """The paths of one run directory. Only names paths: creates and reads nothing.
+    """The paths of one run directory. Naming a path creates and reads nothing; only
+    :meth:`lock` (which creates the directory) and :meth:`simulated` touch the disk.
 
     A :class:`RunDir` is an ``os.PathLike``, so it can be passed wherever a directory is
     expected (``Journal(run)``, ``open(run.examples)``, ``Path(run)``).
@@ -58,6 +78,81 @@ class RunDir(os.PathLike[str]):
     def __hash__(self) -> int:
         return hash(self.root)
 
+    # ------------------------------------------------------------------ one writer
+
+    @property
+    def lock_file(self) -> Path:
+        """The file :meth:`lock` holds; it records the holder's PID and command."""
+        return self.root / "run.lock"
+
+    @contextlib.contextmanager
+    def lock(self, command: str | None = None) -> Iterator[RunDir]:
+        """Hold the run for this process: the one writer. Creates the directory if needed.
+
+        Raises :class:`~raftkit.errors.RunLockedError` at once, naming the holder's PID and
+        the directory, when another process holds it. The kernel releases the lock when the
+        process ends (even by ``SIGKILL``). Nested calls in one process share the lock.
+        """
+        key = self.root.resolve()
+        with _held_guard:
+            held = _held.get(key)
+            if held is not None:
+                held[1] += 1
+        if held is None:
+            fd = self._acquire(command)
+            with _held_guard:
+                _held[key] = held = [fd, 1]
+        try:
+            yield self
+        finally:
+            with _held_guard:
+                held[1] -= 1
+                last = held[1] == 0
+                if last:
+                    del _held[key]
+            if last:
+                os.close(held[0])  # closing the descriptor releases the lock
+
+    def _acquire(self, command: str | None) -> int:
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+            fd = os.open(self.lock_file, os.O_RDWR | os.O_CREAT, 0o644)
+        except FileExistsError as e:
+            raise UsageError(f"{self.root} is a file, not a run directory") from e
+        except NotADirectoryError as e:
+            raise UsageError(f"{self.root}: a parent of it is a file, not a directory") from e
+        except PermissionError as e:
+            raise UsageError(f"cannot write in {self.root}: permission denied") from e
+        if not _try_lock(fd):
+            holder = _read_holder(fd)
+            os.close(fd)
+            pid = holder.get("pid") if isinstance(holder.get("pid"), int) else None
+            who = f"process {pid}" if pid is not None else "another process"
+            doing = f" ({holder['command']})" if isinstance(holder.get("command"), str) else ""
+            raise RunLockedError(
+                f"{self.root} is in use by {who}{doing}: one process writes into a run at a "
+                "time. Wait for it to finish (or stop it), or use another run directory.",
+                run_dir=str(self.root),
+                pid=pid,
+            )
+        record: dict[str, Any] = {"pid": os.getpid()}
+        if command:
+            record["command"] = command
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, (json.dumps(record) + "\n").encode("utf-8"), 0)
+        return fd
+
+    def simulated(self) -> bool:
+        """Whether ``settings.json`` says the simulator answered some of this run's calls.
+
+        Every report built from the run's data says SIMULATED when this is true.
+        """
+        try:
+            settings = json.loads(self.settings.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return False
+        return isinstance(settings, dict) and settings.get("simulated") is True
+
     # ------------------------------------------------------------------ generation
 
     @property
@@ -75,6 +170,16 @@ class RunDir(os.PathLike[str]):
     @property
     def examples(self) -> Path:
         return self.root / "examples.jsonl"
+
+    @property
+    def partial_examples(self) -> Path:
+        """Examples as they are finished, in any order, while a generation runs."""
+        return self.root / "examples.jsonl.partial"
+
+    @staticmethod
+    def temporary(path: Path) -> Path:
+        """Where ``path`` is written before it replaces the old one (``<name>.tmp``)."""
+        return path.with_name(path.name + ".tmp")
 
     @property
     def rejections(self) -> Path:
@@ -200,3 +305,27 @@ class RunDir(os.PathLike[str]):
     @property
     def retrieval_report_html(self) -> Path:
         return self.retrieval / "report.html"
+
+    @property
+    def retrieval_report_json(self) -> Path:
+        return self.retrieval / "report.json"
+
+
+def _try_lock(fd: int) -> bool:
+    """Take the exclusive lock on ``fd`` without waiting; whether it was free."""
+    import fcntl  # POSIX, like the journal's pread
+
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return False
+    return True
+
+
+def _read_holder(fd: int) -> dict[str, Any]:
+    try:
+        raw = os.pread(fd, 4096, 0)
+        holder = json.loads(raw) if raw.strip() else {}
+    except (OSError, ValueError):
+        return {}
+    return holder if isinstance(holder, dict) else {}

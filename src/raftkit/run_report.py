@@ -6,6 +6,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
+from raftkit.html_page import simulated_markdown
+
 __all__ = ["CostEstimate", "RunReport"]
 
 
@@ -26,27 +28,43 @@ class CostEstimate(BaseModel):
     cost_usd_max: float | None = None
     price_note: str = ""
     extraction_errors: list[str] = Field(default_factory=list)
+    limit: int | None = Field(None, description="the run's --limit: its first N chunks")
+    limited: CostEstimate | None = Field(
+        None, description="the forecast for the first `limit` chunks (this one: the corpus)"
+    )
 
-    def markdown(self) -> str:
+    def _rows(self) -> list[tuple[str, str]]:
         def money(x: float | None) -> str:
             return "unknown (no price for the model)" if x is None else f"${x:,.2f}"
 
-        lines = [
-            "# raftkit dry run",
-            "",
-            "| | |",
-            "|---|---|",
-            f"| documents | {self.documents} |",
-            f"| pages | {self.pages} |",
-            f"| chunks | {self.chunks} |",
-            f"| questions (at most) | {self.questions} |",
-            f"| teacher calls | {self.teacher_calls_min:,} – {self.teacher_calls_max:,} |",
-            f"| vision calls (at most) | {self.vision_calls_max:,} |",
-            f"| prompt tokens (est.) | {self.prompt_tokens:,} |",
-            f"| completion tokens (est., upper bound) | {self.completion_tokens:,} |",
-            f"| embedding tokens (est.) | {self.embedding_tokens:,} |",
-            f"| cost | {money(self.cost_usd)} – {money(self.cost_usd_max)} |",
+        return [
+            ("documents", f"{self.documents}"),
+            ("pages", f"{self.pages}"),
+            ("chunks", f"{self.chunks}"),
+            ("questions (at most)", f"{self.questions}"),
+            ("teacher calls", f"{self.teacher_calls_min:,} – {self.teacher_calls_max:,}"),
+            ("vision calls (at most)", f"{self.vision_calls_max:,}"),
+            ("prompt tokens (est.)", f"{self.prompt_tokens:,}"),
+            ("completion tokens (est., upper bound)", f"{self.completion_tokens:,}"),
+            ("embedding tokens (est.)", f"{self.embedding_tokens:,}"),
+            ("cost", f"{money(self.cost_usd)} – {money(self.cost_usd_max)}"),
         ]
+
+    def markdown(self) -> str:
+        lines = ["# raftkit dry run", ""]
+        if self.limited is not None:
+            lines += [
+                f"| | this run (--limit {self.limit}: first {self.limited.chunks} chunks) "
+                "| the whole corpus |",
+                "|---|---|---|",
+            ]
+            lines += [
+                f"| {name} | {part} | {whole} |"
+                for (name, part), (_, whole) in zip(self.limited._rows(), self._rows(), strict=True)
+            ]
+        else:
+            lines += ["| | |", "|---|---|"]
+            lines += [f"| {name} | {value} |" for name, value in self._rows()]
         if self.price_note:
             lines += ["", self.price_note]
         if self.extraction_errors:
@@ -58,12 +76,19 @@ class CostEstimate(BaseModel):
 class RunReport(BaseModel):
     """Counts, rejections, usage and speed of one generation run."""
 
-    status: Literal["completed", "stopped", "failed"] = "completed"
-    stop_reason: str | None = None
+    status: Literal["completed", "stopped", "interrupted", "failed"] = Field(
+        "completed",
+        description="completed (with examples), stopped (budget), interrupted (Ctrl-C, "
+        "SIGTERM), failed (an account-level error, a mistake, or no examples at all)",
+    )
+    stop_reason: str | None = Field(None, description="the root cause of a stop, one line")
     source: str
     run_dir: str
     teacher_model: str
-    simulated_teacher: bool = False
+    simulated_teacher: bool = Field(
+        False, description="some response of this run (or of its journal) came from the simulator"
+    )
+    limit: int | None = Field(None, description="only the first N chunks were worked on")
     files: int = 0
     documents: int = 0
     pages: int = 0
@@ -71,10 +96,15 @@ class RunReport(BaseModel):
     skipped_files: list[str] = Field(default_factory=list)
     chunks: int = 0
     chunks_done: int = 0
+    chunks_failed: int = Field(0, description="chunks whose question call failed for good")
     questions: int = 0
     examples: int = 0
     examples_with_oracle: int = 0
     rejections: dict[str, int] = Field(default_factory=dict)
+    failures: dict[str, int] = Field(
+        default_factory=dict,
+        description="calls of one chunk or question that failed for good, by cause",
+    )
     short_contexts: int = Field(0, description="contexts with fewer distractors than asked")
     teacher_calls_paid: int = 0
     teacher_calls_replayed: int = 0
@@ -100,19 +130,21 @@ class RunReport(BaseModel):
             else f"${self.cost_usd:,.4f}"
         )
         status = self.status + (f" ({self.stop_reason})" if self.stop_reason else "")
-        teacher = self.teacher_model + (
-            " — SIMULATED (no credentials set)" if self.simulated_teacher else ""
-        )
-        lines = [
-            "# raftkit generation report",
-            "",
+        teacher = self.teacher_model + (" — SIMULATED" if self.simulated_teacher else "")
+        lines = ["# raftkit generation report", ""]
+        if self.simulated_teacher:
+            lines += [simulated_markdown(), ""]
+        chunks = f"{self.chunks_done} / {self.chunks}"
+        if self.limit is not None:
+            chunks += f" (--limit {self.limit}: the first chunks of the corpus)"
+        lines += [
             "| | |",
             "|---|---|",
             f"| status | {status} |",
             f"| source | `{self.source}` |",
             f"| teacher | {teacher} |",
             f"| files / documents / pages | {self.files} / {self.documents} / {self.pages} |",
-            f"| chunks (done / all) | {self.chunks_done} / {self.chunks} |",
+            f"| chunks (done / all) | {chunks} |",
             f"| questions | {self.questions} |",
             f"| examples (with oracle) | {self.examples} ({self.examples_with_oracle}) |",
             f"| rejected questions | {sum(self.rejections.values())} |",
@@ -131,6 +163,16 @@ class RunReport(BaseModel):
         if self.rejections:
             lines += ["", "## Rejections by reason", "", "| reason | questions |", "|---|---|"]
             lines += [f"| {k} | {v} |" for k, v in sorted(self.rejections.items())]
+        if self.failures:
+            lines += [
+                "",
+                "## Calls that failed for good (the rest of the corpus went on)",
+                "",
+                "| cause | calls |",
+                "|---|---|",
+            ]
+            lines += [f"| {k} | {v} |" for k, v in sorted(self.failures.items())]
+            lines += ["", "Each is in rejections.jsonl with its message; run again to retry them."]
         if self.extraction_errors:
             lines += ["", "## Files that could not be extracted", ""]
             lines += [f"- {e}" for e in self.extraction_errors]

@@ -136,7 +136,7 @@ class BatchRunner:
         body = dict(request.body)
         if "model" not in probe.body:
             body.pop("model", None)
-        return ChatRequest(probe.path, body)
+        return ChatRequest(probe.path, body, probe.endpoint)
 
     def key(self, request: BatchRequest) -> str:
         """The journal key an online call of ``request`` is stored under."""

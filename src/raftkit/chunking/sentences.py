@@ -35,17 +35,25 @@ _CJ = (
 )
 _ATOM = re.compile(rf"[{_CJ}]|[^\s{_CJ}]+")
 _CLOSERS = "\"'”’)]}」』）】〉》»"
+# A "word" longer than this many characters per token of the limit is cut without counting
+# it: counting a multi-megabyte blob would cost far more memory than the blob.
+_CERTAINLY_TOO_LONG = 64
 _SENTENCE_END = re.compile(rf"[.!?…。！？；！？][{re.escape(_CLOSERS)}]*\Z")
 
 
 @dataclass(frozen=True)
 class Atoms:
-    """The atoms of ``text[lo:hi]``: offsets, token counts and the rank of the gap after each."""
+    """The atoms of ``text[lo:hi]``: offsets, token counts and the rank of the gap after each.
+
+    ``complete`` is false when ``max_atoms`` stopped the atomizing before ``hi``: then the
+    last atom is followed by more text, and the rank after it (:data:`PARAGRAPH`) is not real.
+    """
 
     starts: list[int]
     ends: list[int]
     tokens: list[int]
     ranks: list[int]
+    complete: bool = True
 
     def __len__(self) -> int:
         return len(self.starts)
@@ -66,20 +74,38 @@ def _gap_rank(text: str, atom_end: int, next_start: int, atom: str, next_char: s
 
 
 def atomize(
-    text: str, lo: int, hi: int, *, counter: Callable[[str], int], max_tokens: int | None = None
+    text: str,
+    lo: int,
+    hi: int,
+    *,
+    counter: Callable[[str], int],
+    max_tokens: int | None = None,
+    max_atoms: int | None = None,
 ) -> Atoms:
-    """Atoms of ``text[lo:hi]``; an atom over ``max_tokens`` is cut into pieces that fit."""
+    """Atoms of ``text[lo:hi]``; an atom over ``max_tokens`` is cut into pieces that fit.
+
+    With ``max_atoms``, stops after the word (or character) that reaches that many atoms, so a
+    caller can take a long text a bounded piece at a time.
+    """
+    complete = True
     starts: list[int] = []
     ends: list[int] = []
     tokens: list[int] = []
     inside_word: set[int] = set()  # atoms followed by another piece of the same cut word
     known: dict[str, int] = {}  # words repeat: count each distinct one once
     for match in _ATOM.finditer(text, lo, hi):
+        if max_atoms is not None and len(starts) >= max_atoms:
+            complete = False
+            break
         start, end = match.span()
         atom = match.group()
-        count = known.get(atom)
-        if count is None:
-            count = known[atom] = counter(atom)
+        if max_tokens is not None and end - start > _CERTAINLY_TOO_LONG * max_tokens:
+            count = max_tokens + 1  # no vocabulary packs this many characters in a token
+        else:
+            known_count = known.get(atom)
+            if known_count is None:
+                known_count = known[atom] = counter(atom)
+            count = known_count
         if max_tokens is not None and count > max_tokens:
             # one "word" longer than a chunk (a URL, a base64 blob): cut it by characters; a
             # token is at least one character, so max_tokens characters never exceed the limit
@@ -95,7 +121,7 @@ def atomize(
         ends.append(end)
         tokens.append(count)
     ranks: list[int] = []
-    last = len(starts) - 1
+    last = len(starts) - 1  # at the end of the range, or the atom max_atoms stopped after
     for i in range(len(starts)):
         if i == last:
             ranks.append(PARAGRAPH)
@@ -104,7 +130,7 @@ def atomize(
         else:
             atom = text[starts[i] : ends[i]]
             ranks.append(_gap_rank(text, ends[i], starts[i + 1], atom, text[starts[i + 1]]))
-    return Atoms(starts, ends, tokens, ranks)
+    return Atoms(starts, ends, tokens, ranks, complete)
 
 
 def sentence_spans(

@@ -1,4 +1,12 @@
-"""Token windows with overlap, cut at the best boundary in reach (sentence, line, word)."""
+"""Token windows with overlap, cut at the best boundary in reach (sentence, line, word).
+
+Memory: a text's atoms (a word, or one CJK character, each: about 130 bytes of Python
+objects apiece) are held for one *segment* of at most :data:`SEGMENT_ATOMS` atoms at a time, so
+chunking a 20 MB one-line file holds a few copies of its text, not hundreds of megabytes of
+per-word or per-character structures. A text of one segment (up to about a megabyte of English,
+or 200,000 CJK characters) gets exactly the windows it always got; a longer one is windowed
+segment after segment, each ending where its last complete window ends.
+"""
 
 from __future__ import annotations
 
@@ -12,7 +20,13 @@ from raftkit.errors import UsageError
 from raftkit.llm.tokens import TokenCounter, estimate_tokens
 from raftkit.types import Chunk, Document
 
-__all__ = ["TokenChunker", "token_windows"]
+__all__ = ["SEGMENT_ATOMS", "TokenChunker", "token_windows"]
+
+#: The most atoms held at once (about 26 MB of Python objects).
+SEGMENT_ATOMS = 200_000
+# Text longer than twice this is counted in pieces of this many characters: a counter makes a
+# Python object per word or token it finds, hundreds of megabytes for a 20 MB text.
+_COUNT_PIECE = 1_000_000
 
 
 def _check(size: int, overlap: int) -> None:
@@ -38,8 +52,15 @@ def _reach(i: int, limit: int, prefix: list[float], budget: float) -> int:
 
 
 def _windows(
-    text: str, atoms: Atoms, size: int, overlap: int, counter: TokenCounter
-) -> list[tuple[int, int]]:
+    text: str, atoms: Atoms, size: int, overlap: int, counter: TokenCounter, *, final: bool
+) -> tuple[list[tuple[int, int]], int | None]:
+    """The windows over ``atoms``, and where the next segment starts (``None`` when ``final``
+    or when no window could be finished).
+
+    Unless ``final``, the atoms end at a segment boundary, not the text's end: the gap after
+    the last atom is not real, so windowing stops before the first window that could reach
+    it, and the next segment starts with that window.
+    """
     n = len(atoms)
     starts, ends = atoms.starts, atoms.ends
 
@@ -50,7 +71,7 @@ def _windows(
     # line breaks, BPE merges); scaling them by the ratio over the whole range makes the
     # estimate close enough that each window is checked with the real counter once or twice.
     total = sum(atoms.tokens)
-    scale = cost(0, n) / total if total else 1.0
+    scale = _cost_in_pieces(text, atoms, counter) / total if total else 1.0
     prefix = [0.0, *accumulate(t * scale for t in atoms.tokens)]
     # rank of a cut before atom k; before k = n is the end of the range, the best cut there is
     rank_before = [0, *atoms.ranks]
@@ -59,6 +80,8 @@ def _windows(
     i = 0
     while i < n:
         j = _reach(i, n, prefix, size)
+        if not final and j >= n:
+            return spans, (atoms.starts[i] if spans else None)
         floor = (prefix[j] - prefix[i]) / 2
         if j == n and cost(i, n) <= size:
             k = n
@@ -73,7 +96,22 @@ def _windows(
         if k >= n:
             break
         i = _next_start(i, k, prefix, rank_before, overlap, cost)
-    return spans
+    return spans, None
+
+
+def _cost_in_pieces(text: str, atoms: Atoms, counter: TokenCounter) -> int:
+    """The counter over all of ``atoms``' text; over a long text, summed over pieces of about
+    ``_COUNT_PIECE`` characters cut between atoms (a slightly different estimate, and a
+    bounded amount of memory)."""
+    starts, ends, n = atoms.starts, atoms.ends, len(atoms)
+    if ends[n - 1] - starts[0] <= 2 * _COUNT_PIECE:
+        return counter(text[starts[0] : ends[n - 1]])
+    total, first = 0, 0
+    while first < n:
+        stop = max(first + 1, bisect_right(starts, starts[first] + _COUNT_PIECE, first + 1))
+        total += counter(text[starts[first] : ends[stop - 1]])
+        first = stop
+    return total
 
 
 def _next_start(
@@ -114,14 +152,25 @@ def token_windows(
     Spans start and end on non-space characters. Consecutive windows share up to ``overlap``
     tokens. Cuts fall at the best boundary that keeps a window at least half full: paragraph,
     then sentence, then line, then word; never inside a Latin word unless the word alone is
-    longer than ``size``.
+    longer than ``size``. Text of more than :data:`SEGMENT_ATOMS` atoms is windowed a
+    segment at a time (see the module's docstring).
     """
     _check(size, overlap)
     hi = len(text) if hi is None else hi
-    atoms = atomize(text, lo, hi, counter=counter, max_tokens=size)
-    if not len(atoms):
-        return []
-    return _windows(text, atoms, size, overlap, counter)
+    spans: list[tuple[int, int]] = []
+    start, segment = lo, SEGMENT_ATOMS
+    while True:
+        atoms = atomize(text, start, hi, counter=counter, max_tokens=size, max_atoms=segment)
+        if not len(atoms):
+            return spans
+        found, resume = _windows(text, atoms, size, overlap, counter, final=atoms.complete)
+        spans.extend(found)
+        if atoms.complete:
+            return spans
+        if resume is None:
+            segment *= 2  # not one whole window in this segment: look further
+        else:
+            start, segment = resume, SEGMENT_ATOMS
 
 
 class TokenChunker:

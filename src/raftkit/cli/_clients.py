@@ -20,7 +20,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
 from raftkit.cli._reference import add_reference_arguments, price_table
-from raftkit.llm import LLMClient
+from raftkit.llm import EndpointIdentity, LLMClient
 from raftkit.llm.azure import AzureOpenAIClient
 from raftkit.llm.limiter import LimiterRegistry, RateLimits
 from raftkit.llm.openai import OpenAIClient
@@ -28,12 +28,17 @@ from raftkit.llm.usage import UsageLedger
 
 __all__ = [
     "ROLES",
+    "SIMULATOR_IDENTITY",
     "OpenedClient",
     "add_client_arguments",
     "chosen_provider",
     "open_client",
     "simulator_notice",
 ]
+
+#: The built-in simulator listens on a new port each time: its identity in journal keys and
+#: run settings leaves the port out, so a simulated run resumes like any other.
+SIMULATOR_IDENTITY = EndpointIdentity(provider="simulator", host="127.0.0.1", path="/v1")
 
 #: What the endpoint is to each kind of command: (who answers, what its answers are worth).
 ROLES: dict[str, tuple[str, str]] = {
@@ -170,7 +175,12 @@ async def open_client(
             return
         async with (
             Simulator() as sim,
-            OpenAIClient(base_url=sim.base_url, api_key=sim.api_key, **common) as client,
+            OpenAIClient(
+                base_url=sim.base_url,
+                api_key=sim.api_key,
+                endpoint_identity=SIMULATOR_IDENTITY,
+                **common,
+            ) as client,
         ):
             yield OpenedClient(client, ledger, True, provider)
         return

@@ -241,6 +241,11 @@ async def run(args: argparse.Namespace) -> int:
     run = RunDir(args.run_dir)
     if not run.examples.exists():
         raise UsageError(f"{run.examples} does not exist: run `raftkit generate` first")
+    with run.lock("raftkit eval"):
+        return await _evaluate(args, run)
+
+
+async def _evaluate(args: argparse.Namespace, run: RunDir) -> int:
     targets = _targets(args, run)
     specs = _retrievers(args)
     chosen = _settings(args.settings, bool(specs))
@@ -320,7 +325,11 @@ async def run(args: argparse.Namespace) -> int:
         async with status.shown():
             report = await evaluator.evaluate(held.examples, models, baseline=targets[0].label)
         paid, replayed = journal.recorded, journal.replayed
-    report = report.model_copy(update={"notes": notes, "links": training_curve_links(run, out)})
+        # simulated: the run's examples, or an answer (this time or journaled before)
+        simulated = run.simulated() or ledger.report().simulated_responses > 0
+        simulated = simulated or (default is not None and default.simulated)
+    links = training_curve_links(run, out)
+    report = report.model_copy(update={"notes": notes, "links": links, "simulated": simulated})
     written = await write_report(report, out)
     print(render_markdown(report))
     print(

@@ -64,7 +64,7 @@ from raftkit.dataset import (
     validate_preference_jsonl,
 )
 from raftkit.dataset.validate import Purpose
-from raftkit.errors import UsageError
+from raftkit.errors import EmptyInputError, UsageError
 from raftkit.finetune import (
     AzureFineTuneProvider,
     FineTuneJob,
@@ -77,6 +77,7 @@ from raftkit.finetune import (
     fine_tuned_inventory,
 )
 from raftkit.finetune_run import FineTuneRun
+from raftkit.html_page import simulated_markdown
 from raftkit.llm import AzureAccount, AzureManagementClient, LLMClient, PollPolicy
 from raftkit.llm.azure_management import MANAGEMENT_SCOPE
 from raftkit.run_dir import RunDir
@@ -245,9 +246,27 @@ async def run(args: argparse.Namespace) -> int:
 
 
 async def _export(args: argparse.Namespace) -> int:
-    examples = args.examples or RunDir(args.run_dir).examples
+    run = RunDir(args.run_dir)
+    examples = args.examples or run.examples
     if not examples.is_file():
         raise UsageError(f"{examples} does not exist; run `raftkit generate` first")
+    if not await anyio.to_thread.run_sync(_has_a_line, examples):
+        raise EmptyInputError(
+            f"{examples} has no examples, so there is nothing to export; see the run's "
+            f"report ({run.report_md}) and rejections.jsonl for why"
+        )
+    with run.lock("raftkit export"):
+        return await _export_locked(args, run, examples)
+
+
+def _has_a_line(path: Path) -> bool:
+    with path.open("rb") as f:
+        return any(line.strip() for line in f)
+
+
+async def _export_locked(args: argparse.Namespace, run: RunDir, examples: Path) -> int:
+    if run.simulated():
+        print(simulated_markdown(), flush=True)
     model = args.model or student_default(args)
     formats = with_trl(list(args.formats))
     if args.push_to_hub and "hf" not in formats:
@@ -267,7 +286,7 @@ async def _export(args: argparse.Namespace) -> int:
         await _export_lifecycle(args, None, model, provider)
         if wants_pairs:
             _, options = await export_preferences(args, None)
-    out = args.out or RunDir(args.run_dir).dataset
+    out = args.out or run.dataset
     prepared = await prepare_dataset(
         examples,
         out,
@@ -402,8 +421,17 @@ async def _finetune(args: argparse.Namespace) -> int:
         raise UsageError(f"{args.run_dir} is not a directory")
     if args.beta is not None and args.method != "dpo":
         raise UsageError("--beta is a DPO hyperparameter: use it with --method dpo")
+    run = RunDir(args.run_dir)
+    with run.lock("raftkit finetune"):
+        return await _finetune_locked(args, run)
+
+
+async def _finetune_locked(args: argparse.Namespace, run: RunDir) -> int:
     model = args.model or student_default(args)
     async with open_client(args) as opened:
+        simulated = opened.simulated or run.simulated()
+        if simulated:
+            print(simulated_markdown(), flush=True)
         choices = training_choices(args, opened.provider, model, opened.client)
         tier = choices.tier.api_value if choices.tier is not None else None
 
@@ -432,7 +460,7 @@ async def _finetune(args: argparse.Namespace) -> int:
                 seed=args.seed,
                 say=lambda message: print(message, flush=True),
                 warn=_warn,
-                simulated=opened.simulated,
+                simulated=simulated,
                 method=args.method,
                 beta=args.beta,
                 lifecycle=lifecycle,

@@ -120,9 +120,17 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="chunks in flight (rate limits still apply)",
     )
     p.add_argument(
+        "--limit",
+        type=int,
+        metavar="N",
+        help="work on the first N chunks of the corpus only, to try a little first; run again "
+        "without it (same --out) to go on to the whole corpus without paying twice",
+    )
+    p.add_argument(
         "--dry-run",
         action="store_true",
-        help="count chunks and estimate calls, tokens and $ without paying anything",
+        help="count chunks and estimate calls, tokens and $ without paying anything "
+        "(with --limit: for the limited run and for the whole corpus)",
     )
     p.add_argument(
         "--batch",
@@ -171,8 +179,12 @@ async def run(args: argparse.Namespace) -> int:
     if not args.docs.exists():
         print(f"raftkit generate: {args.docs} does not exist", file=sys.stderr)
         return 2
+    if args.limit is not None and args.limit < 1:
+        raise UsageError(f"--limit takes a number of chunks, at least 1; got {args.limit}")
     if args.dry_run:
-        estimate = await estimate_cost(args.docs, config, prices=price_table(args))
+        estimate = await estimate_cost(
+            args.docs, config, prices=price_table(args), limit=args.limit
+        )
         print(estimate.markdown())
         today = today_override() or datetime.now(UTC).date()
         notice = defaults_table(args).stale_notice(today)
@@ -194,11 +206,23 @@ async def run(args: argparse.Namespace) -> int:
             batch_progress=lambda b: _show_batch(status, b),
         )
         async with status.shown():
-            report = await pipeline.run(args.docs, args.out, simulated_teacher=opened.simulated)
+            report = await pipeline.run(
+                args.docs, args.out, simulated_teacher=opened.simulated, limit=args.limit
+            )
     print(report.markdown())
     run = RunDir(args.out)
     print(f"examples: {run.examples}   report: {run.report_md}")
-    return 0 if report.status == "completed" else 1
+    if report.status != "completed":
+        # the report says why; this line is for a terminal that only shows stderr
+        print(f"raftkit generate: {report.status}: {report.stop_reason}", file=sys.stderr)
+        return 1
+    if args.limit is not None:
+        print(
+            f"limited to the first {args.limit} chunks: run the same command without --limit "
+            "to go on to the whole corpus (nothing done so far is paid again)",
+            file=sys.stderr,
+        )
+    return 0
 
 
 async def _check_models(

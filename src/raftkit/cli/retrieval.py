@@ -152,7 +152,10 @@ async def _pairs(
 
 
 @asynccontextmanager
-async def _base_embedder(args: argparse.Namespace) -> AsyncIterator[Embedder]:
+async def _base_embedder(
+    args: argparse.Namespace, simulated: list[bool] | None = None
+) -> AsyncIterator[Embedder]:
+    """The base embedder; ``simulated`` gets ``True`` appended if the simulator embedded."""
     cache = None if args.no_cache else RunDir(args.run_dir).embedding_cache
     use_api = args.embedder == "api" or (args.embedder is None and args.embedding_model)
     if not use_api:
@@ -161,7 +164,13 @@ async def _base_embedder(args: argparse.Namespace) -> AsyncIterator[Embedder]:
     if not args.embedding_model:
         raise UsageError("--embedder api needs --embedding-model (e.g. text-embedding-3-small)")
     async with open_client(args) as opened:
-        yield ClientEmbedder(opened.client, args.embedding_model, cache_dir=cache)
+        try:
+            yield ClientEmbedder(opened.client, args.embedding_model, cache_dir=cache)
+        finally:
+            if simulated is not None and (
+                opened.simulated or opened.ledger.report().simulated_responses > 0
+            ):
+                simulated.append(True)
 
 
 async def _cmd_pairs(args: argparse.Namespace) -> int:
@@ -283,8 +292,9 @@ async def _cmd_evaluate(args: argparse.Namespace) -> int:
     run = RunDir(args.run_dir)
     cache = None if args.no_cache else run.embedding_cache
     results: list[RetrievalResult] = []
+    simulated = [run.simulated()]  # the questions are the run's
     async with AsyncExitStack() as stack:
-        base = await stack.enter_async_context(_base_embedder(args))
+        base = await stack.enter_async_context(_base_embedder(args, simulated))
         for system in _systems(args.embedders, base, cache):
             results.append(await evaluate_retrieval(system, pairs, chunks))
         if args.reranker is not None:
@@ -298,16 +308,20 @@ async def _cmd_evaluate(args: argparse.Namespace) -> int:
         results,
         split=args.split,
         notes=[f"{len(pairs)} pairs, {len(chunks)} chunks ranked per question"],
-    )
+    ).model_copy(update={"simulated": any(simulated)})
 
     def save() -> None:
         run.retrieval.mkdir(parents=True, exist_ok=True)
         run.retrieval_report_md.write_text(report.markdown(), encoding="utf-8")
         run.retrieval_report_html.write_text(report.html(), encoding="utf-8")
+        run.retrieval_report_json.write_text(report.model_dump_json(indent=2), encoding="utf-8")
 
     await anyio.to_thread.run_sync(save)
     print(report.markdown())
-    print(f"report: {run.retrieval_report_md}  {run.retrieval_report_html}")
+    print(
+        f"report: {run.retrieval_report_md}  {run.retrieval_report_html}  "
+        f"{run.retrieval_report_json}"
+    )
     return 0
 
 
@@ -315,10 +329,11 @@ async def run(args: argparse.Namespace) -> int:
     command = args.retrieval_command
     if not args.run_dir.is_dir():
         raise UsageError(f"{args.run_dir} is not a directory")
-    if command == "pairs":
-        return await _cmd_pairs(args)
-    if command == "train-adapter":
-        return await _cmd_train_adapter(args)
-    if command == "finetune":
-        return await _cmd_finetune(args)
-    return await _cmd_evaluate(args)
+    with RunDir(args.run_dir).lock(f"raftkit retrieval {command}"):
+        if command == "pairs":
+            return await _cmd_pairs(args)
+        if command == "train-adapter":
+            return await _cmd_train_adapter(args)
+        if command == "finetune":
+            return await _cmd_finetune(args)
+        return await _cmd_evaluate(args)

@@ -29,7 +29,13 @@ from raftkit.evaluate._sections import (
     markdown_retrieval,
 )
 from raftkit.evaluate.report import EvaluationReport, MetricSummary, setting_description
-from raftkit.html_page import SORTABLE_TABLE_JS, escape_html, html_document
+from raftkit.html_page import (
+    SORTABLE_TABLE_JS,
+    escape_html,
+    html_document,
+    simulated_html,
+    simulated_markdown,
+)
 
 __all__ = [
     "render_html",
@@ -44,9 +50,10 @@ __all__ = [
 def render_markdown(report: EvaluationReport) -> str:
     """The report as Markdown: one table per setting, then one verdict line per comparison."""
     pct = _pct(report.confidence)
-    lines = [
-        "# raftkit evaluation report",
-        "",
+    lines = ["# raftkit evaluation report", ""]
+    if report.simulated:
+        lines += [simulated_markdown(), ""]
+    lines += [
         f"- Baseline: **{_md(report.baseline)}**; models: "
         + ", ".join(f"`{_md(m)}`" for m in report.models),
         f"- Questions: {report.n_questions}; intervals: {pct} percentile bootstrap, "
@@ -232,6 +239,7 @@ def render_html(report: EvaluationReport) -> str:
     pct = _pct(report.confidence)
     body = [
         "<h1>raftkit evaluation report</h1>",
+        simulated_html() if report.simulated else "",
         f"<p>Baseline <b>{_e(report.baseline)}</b>; models "
         + ", ".join(f"<code>{_e(m)}</code>" for m in report.models)
         + f". {report.n_questions} questions. Bars: means; whiskers: {_e(pct)} percentile "

@@ -166,6 +166,10 @@ class EvaluationReport(_Frozen):
     model_details: dict[str, ModelDetail] = Field(default_factory=dict)
     notes: list[str] = Field(default_factory=list)
     links: dict[str, str] = Field(default_factory=dict)
+    simulated: bool = Field(
+        default=False,
+        description="some answer, or the run's data, came from raftkit's simulator",
+    )
 
     def summary(
         self, metric: str, setting: str = "dataset", *, question_type: str | None = None

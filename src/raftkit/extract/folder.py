@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from raftkit.extract import Extractor
 
 __all__ = [
+    "COMMON_SUFFIXES",
     "ExtractionReport",
     "ExtractorDispatch",
     "FolderExtraction",
@@ -31,6 +32,14 @@ __all__ = [
     "extract_folder",
     "iter_documents",
 ]
+
+
+#: File types :meth:`ExtractorDispatch.supported_suffixes` asks the extractors about.
+COMMON_SUFFIXES = (
+    ".pdf", ".txt", ".text", ".md", ".markdown", ".mdown", ".mkd", ".rst", ".html", ".htm",
+    ".xhtml", ".xml", ".json", ".jsonl", ".ndjson", ".csv", ".tsv", ".doc", ".docx", ".odt",
+    ".rtf", ".epub", ".pptx", ".xlsx", ".tex",
+)  # fmt: skip
 
 
 def default_extractors() -> list[Extractor]:
@@ -64,6 +73,11 @@ class ExtractorDispatch:
 
     def supports(self, path: Path) -> bool:
         return any(e.supports(path) for e in self.extractors)
+
+    def supported_suffixes(self, candidates: Sequence[str] = COMMON_SUFFIXES) -> list[str]:
+        """Which of ``candidates`` the extractors read (``supports`` does no I/O, so asking
+        it about a made-up name is safe): the list a person is shown when nothing was read."""
+        return [s for s in candidates if self.supports(Path(f"document{s}"))]
 
     async def pick(self, path: Path) -> Extractor | None:
         """The extractor for ``path``, or ``None`` when no extractor handles it."""

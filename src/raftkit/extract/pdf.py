@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import Any
 
 import anyio
-import pymupdf as _pymupdf
 
 from raftkit.errors import ExtractionError
 from raftkit.extract.cleanup import Normalization, clean_texts
@@ -38,8 +37,15 @@ PDF_LOCK = threading.Lock()
 
 PAGE_SEPARATOR = "\n\n"
 
-# PyMuPDF's annotations are partial (many functions untyped); treat the module as dynamic.
-pymupdf: Any = _pymupdf
+
+def _pymupdf() -> Any:
+    """pymupdf, imported when a PDF is first opened: importing it costs ~120 MB of memory and
+    seconds, which a corpus without PDFs (and ``import raftkit.extract``) should not pay.
+    Typed ``Any``: PyMuPDF's annotations are partial."""
+    import pymupdf
+
+    return pymupdf
+
 
 _METADATA_KEYS = {
     "title": "title",
@@ -67,7 +73,7 @@ def open_pdf(path: Path, password: str | None = None) -> Any:
     if size == 0:
         raise ExtractionError(name, "empty file (0 bytes)")
     try:
-        doc = pymupdf.open(path, filetype="pdf")
+        doc = _pymupdf().open(path, filetype="pdf")
     except Exception as e:  # pymupdf raises FileDataError, RuntimeError, ValueError...
         raise ExtractionError(name, f"not a readable PDF ({type(e).__name__}: {e})") from e
     if doc.needs_pass:
@@ -115,7 +121,7 @@ def _tables_as_markdown(page: Any, sort: bool, layout: bool) -> str | None:
     markdown = [t.to_markdown(clean=False).strip() for t in tables]
     parts: list[str] = []
     emitted: set[int] = set()
-    text_layout = page.get_text("dict", flags=pymupdf.TEXTFLAGS_TEXT, sort=sort)
+    text_layout = page.get_text("dict", flags=_pymupdf().TEXTFLAGS_TEXT, sort=sort)
     for block in text_layout["blocks"]:
         for line in block.get("lines", ()):
             x0, y0, x1, y1 = line["bbox"]

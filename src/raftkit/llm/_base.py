@@ -20,6 +20,7 @@ from typing import (
     TypeVar,
     Unpack,
 )
+from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -41,6 +42,7 @@ __all__ = [
     "ChatParams",
     "ChatRequest",
     "ChatResponse",
+    "EndpointIdentity",
     "LLMClient",
     "RequestActivity",
     "RequestOptions",
@@ -60,6 +62,44 @@ StructuredMode = Literal["json_schema", "json_object", "prompt"]
 #: What holds back a request waiting for admission: requests per minute, tokens per minute,
 #: the concurrency limit, or the pause after a 429.
 WaitReason = Literal["rpm", "tpm", "concurrency", "paused"]
+
+
+class EndpointIdentity(BaseModel):
+    """Which service answers a client's requests; never a credential.
+
+    Part of every journal key (:meth:`ChatRequest.key`), so a response journaled from one
+    endpoint (the simulator, a local server) is never replayed as another's (a real teacher),
+    and recorded in a run's ``settings.json``. An Azure deployment is the ``model`` of each
+    call, already in every request's path (deployment URLs) or body (``/openai/v1``), so in
+    every key too.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    provider: str = Field(description='"openai", "azure", "simulator", or another name')
+    host: str = Field(description="host of the base URL, lower case, with a non-default port")
+    path: str = Field(description="path of the base URL, without the trailing slash")
+    api_version: str | None = Field(None, description="Azure's api-version, when sent")
+
+    @classmethod
+    def from_url(
+        cls, provider: str, url: str, *, api_version: str | None = None
+    ) -> EndpointIdentity:
+        """The identity of ``url``: host and path only (user info and query are dropped)."""
+        parts = urlsplit(url)
+        host = (parts.hostname or "").lower()
+        if ":" in host:
+            host = f"[{host}]"  # an IPv6 address
+        default_port = {"http": 80, "https": 443}.get(parts.scheme.lower())
+        if parts.port is not None and parts.port != default_port:
+            host += f":{parts.port}"
+        return cls(
+            provider=provider, host=host, path=parts.path.rstrip("/"), api_version=api_version
+        )
+
+    def __str__(self) -> str:
+        version = f" (api-version {self.api_version})" if self.api_version else ""
+        return f"{self.provider} {self.host}{self.path}{version}"
 
 
 class RequestActivity(BaseModel):
@@ -127,18 +167,20 @@ class ChatRequest(NamedTuple):
     """The request a chat call sends: ``path`` relative to the API root and the JSON ``body``.
 
     ``request.key(sample)`` is the journal key the call is stored under, so a request can be
-    looked up, or answered offline (the Batch API), without making the call.
+    looked up, or answered offline (the Batch API), without making the call. ``endpoint`` is
+    the identity of the service the request goes to, part of the key.
     """
 
     path: str
     body: dict[str, Any]
+    endpoint: EndpointIdentity | None = None
 
     @property
     def method(self) -> str:
         return "POST"
 
     def key(self, sample: int = 0) -> str:
-        return request_key(self.method, self.path, self.body, sample)
+        return request_key(self.method, self.path, self.body, sample, endpoint=self.endpoint)
 
 
 class ChatResponse(BaseModel):
@@ -180,6 +222,14 @@ class LLMClient(AsyncResource):
     @property
     def ledger(self) -> UsageLedger | None:
         """The ledger this client records usage and cost in; ``None`` for clients without one."""
+        return None
+
+    @property
+    def endpoint_identity(self) -> EndpointIdentity | None:
+        """Which service answers this client (no credential); ``None`` when it cannot say.
+
+        Journal keys include it, and a run records it in ``settings.json``.
+        """
         return None
 
     def activity(self) -> RequestActivity | None:

@@ -29,6 +29,7 @@ from raftkit.llm._base import (
     ChatParams,
     ChatRequest,
     ChatResponse,
+    EndpointIdentity,
     LLMClient,
     OutputT,
     RequestActivity,
@@ -134,6 +135,7 @@ class OpenAIShapedClient(LLMClient):
         max_tokens_field: MaxTokensField = "max_completion_tokens",
         embedding_format: EmbeddingFormat = "float",
         embedding_concurrency: int = 4,
+        endpoint_identity: EndpointIdentity | None = None,
     ) -> None:
         if max_structured_attempts < 1:
             raise UsageError("max_structured_attempts must be at least 1")
@@ -151,6 +153,9 @@ class OpenAIShapedClient(LLMClient):
         self.max_tokens_field: MaxTokensField = max_tokens_field
         self.embedding_format: EmbeddingFormat = embedding_format
         self.embedding_concurrency = embedding_concurrency
+        self._endpoint_identity = endpoint_identity or EndpointIdentity.from_url(
+            "openai", transport.base_url
+        )
 
     # ------------------------------------------------------------------ where things are
 
@@ -167,6 +172,11 @@ class OpenAIShapedClient(LLMClient):
     def base_url(self) -> str:
         """The API root, with any credentials in it shown as ``***``."""
         return redact_url(self._transport.base_url)
+
+    @property
+    def endpoint_identity(self) -> EndpointIdentity:
+        """The service this client talks to: provider, host and path (and api-version)."""
+        return self._endpoint_identity
 
     @property
     def retry(self) -> RetryPolicy:
@@ -251,7 +261,7 @@ class OpenAIShapedClient(LLMClient):
         extra_body = params.get("extra_body")
         if extra_body:
             body.update(extra_body)
-        return ChatRequest(path, body)
+        return ChatRequest(path, body, self._endpoint_identity)
 
     async def _chat(
         self,
@@ -414,7 +424,11 @@ class OpenAIShapedClient(LLMClient):
         body["encoding_format"] = self.embedding_format
         if dimensions is not None:
             body["dimensions"] = dimensions
-        key = request_key("POST", path, body, 0) if self._store is not None else None
+        key = (
+            request_key("POST", path, body, 0, endpoint=self._endpoint_identity)
+            if self._store is not None
+            else None
+        )
         payload: Any = None
         if self._store is not None and key is not None:
             payload = await self._store.get(key)

@@ -19,7 +19,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 if TYPE_CHECKING:
-    from raftkit.llm._base import ChatRequest
+    from raftkit.llm._base import ChatRequest, EndpointIdentity
 
 __all__ = ["Deferred", "DeferringStore", "ResponseStore", "canonical_json", "request_key"]
 
@@ -65,16 +65,28 @@ def canonical_json(value: Any) -> str:
     return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
 
-def request_key(method: str, path: str, body: Mapping[str, Any] | None, sample: int = 0) -> str:
-    """sha256 of the canonical request (method, relative path, body; no credentials) and sample.
+def request_key(
+    method: str,
+    path: str,
+    body: Mapping[str, Any] | None,
+    sample: int = 0,
+    *,
+    endpoint: EndpointIdentity | None = None,
+) -> str:
+    """sha256 of the canonical request (method, relative path, body; no credentials), sample
+    and the identity of the endpoint it goes to.
 
     ``sample`` separates deliberate repeats of one request, such as re-asks after an invalid
-    answer, which must not replay each other.
+    answer, which must not replay each other. ``endpoint`` separates the same request sent to
+    two services (the simulator and a real teacher); a key without one is that of a client
+    that cannot name its endpoint.
     """
-    payload = {
+    payload: dict[str, Any] = {
         "method": method.upper(),
         "path": path.strip("/"),
         "body": dict(body) if body is not None else None,
         "sample": sample,
     }
+    if endpoint is not None:
+        payload["endpoint"] = endpoint.model_dump()
     return hashlib.sha256(canonical_json(payload).encode("utf-8")).hexdigest()

@@ -59,6 +59,7 @@ from raftkit.types import Usage
 __all__ = [
     "DEFAULT_LIMITS",
     "DEFAULT_TIMEOUT",
+    "SIMULATOR_HEADER",
     "AuthHeaders",
     "Call",
     "Reply",
@@ -73,6 +74,9 @@ logger = logging.getLogger("raftkit.llm")
 DEFAULT_TIMEOUT = httpx.Timeout(MAX_READ_TIMEOUT, connect=CONNECT_TIMEOUT)
 DEFAULT_LIMITS = httpx.Limits(max_connections=1000, max_keepalive_connections=100)
 _USER_AGENT = "raftkit/0.1"
+#: raftkit's simulator marks every response with it (``raftkit.testing``, which this floor
+#: may not import, names the same header): what it answers is not real data.
+SIMULATOR_HEADER = "x-raftkit-simulator"
 
 #: Builds the credential headers for one attempt (a token provider is asked every time).
 AuthHeaders = Callable[[], Awaitable[Mapping[str, str]]]
@@ -108,6 +112,7 @@ class _Ledger(Protocol):
     ) -> Any: ...
     def record_retry(self, model: str) -> None: ...
     def record_rate_limited(self, model: str) -> None: ...
+    def record_simulated(self) -> None: ...
 
 
 class _FreeAdmission:
@@ -362,6 +367,8 @@ class Transport:
             )
         if reservation is not None:
             reservation.settle(reply.usage or Usage(prompt_tokens=call.prompt_tokens))
+        if self.ledger is not None and reply.response.headers.get(SIMULATOR_HEADER):
+            self.ledger.record_simulated()
         return reply
 
     def _wait(self, state: RetryCallState) -> float:

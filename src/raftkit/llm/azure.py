@@ -9,7 +9,7 @@ from urllib.parse import quote
 import httpx
 
 from raftkit.errors import UsageError
-from raftkit.llm._base import StructuredMode
+from raftkit.llm._base import EndpointIdentity, StructuredMode
 from raftkit.llm._bearer import BearerTokens, TokenProvider
 from raftkit.llm._openai_shaped import (
     DEFAULT_STRUCTURED_ATTEMPTS,
@@ -125,6 +125,9 @@ class AzureOpenAIClient(OpenAIShapedClient):
             max_tokens_field=max_tokens_field,
             embedding_format=embedding_format,
             embedding_concurrency=embedding_concurrency,
+            endpoint_identity=EndpointIdentity.from_url(
+                "azure", base_url, api_version=None if v1 else self.api_version
+            ),
         )
 
     def _chat_route(self, model: str) -> tuple[str, bool]:

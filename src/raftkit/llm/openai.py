@@ -8,7 +8,7 @@ from collections.abc import Mapping
 import httpx
 
 from raftkit.errors import UsageError
-from raftkit.llm._base import StructuredMode
+from raftkit.llm._base import EndpointIdentity, StructuredMode
 from raftkit.llm._openai_shaped import (
     DEFAULT_STRUCTURED_ATTEMPTS,
     EmbeddingFormat,
@@ -62,6 +62,10 @@ class OpenAIClient(OpenAIShapedClient):
     ``max_tokens`` is sent as: ``max_completion_tokens`` for OpenAI, ``max_tokens`` for
     other servers unless set. ``default_max_tokens`` is the completion size assumed for
     rate-limit and budget reservations when a call does not set ``max_tokens``.
+
+    ``endpoint_identity`` names the service in journal keys and run settings; by default it
+    is ``openai`` with the base URL's host and path. Give one to keep that name when the
+    address changes but the service does not (the built-in simulator, on a new port each time).
     """
 
     def __init__(
@@ -85,6 +89,7 @@ class OpenAIClient(OpenAIShapedClient):
         embedding_format: EmbeddingFormat = "float",
         embedding_concurrency: int = 4,
         default_headers: Mapping[str, str] | None = None,
+        endpoint_identity: EndpointIdentity | None = None,
     ) -> None:
         url, query = split_query(base_url or os.environ.get("OPENAI_BASE_URL") or DEFAULT_BASE_URL)
         official = url.rstrip("/") == DEFAULT_BASE_URL
@@ -137,6 +142,7 @@ class OpenAIClient(OpenAIShapedClient):
             or ("max_completion_tokens" if official else "max_tokens"),
             embedding_format=embedding_format,
             embedding_concurrency=embedding_concurrency,
+            endpoint_identity=endpoint_identity or EndpointIdentity.from_url("openai", url),
         )
 
     async def _auth_headers(self) -> Mapping[str, str]:

@@ -230,6 +230,9 @@ class UsageReport(BaseModel):
     )
     unpriced_models: list[str] = Field(default_factory=list)
     prices_as_of: str | None = None
+    simulated_responses: int = Field(
+        default=0, description="responses from raftkit's simulator: not real data"
+    )
 
     @property
     def calls(self) -> int:
@@ -295,6 +298,7 @@ class UsageLedger:
         self._models: dict[str, ModelUsage] = {}
         self._spent = 0.0
         self._reserved = 0.0
+        self._simulated = 0
 
     @property
     def spent_usd(self) -> float:
@@ -346,6 +350,15 @@ class UsageLedger:
     def record_rate_limited(self, model: str) -> None:
         self._entry(model).rate_limited += 1
 
+    def record_simulated(self) -> None:
+        """A response came from raftkit's simulator (it marks each one)."""
+        self._simulated += 1
+
+    @property
+    def simulated_responses(self) -> int:
+        """Responses recorded as coming from raftkit's simulator: reports say SIMULATED."""
+        return self._simulated
+
     def record(
         self, model: str, usage: Usage, *, kind: CallKind = "chat", batch: bool = False
     ) -> float | None:
@@ -394,11 +407,13 @@ class UsageLedger:
             cost_complete=not unpriced,
             unpriced_models=unpriced,
             prices_as_of=self.prices.as_of,
+            simulated_responses=self._simulated,
         )
 
     def merge(self, reports: Iterable[UsageReport]) -> None:
         """Add the totals of other ledgers' reports (e.g. from worker processes) to this one."""
         for report in reports:
+            self._simulated += report.simulated_responses
             for name, other in report.models.items():
                 entry = self._entry(name)
                 for field in (

@@ -8,19 +8,32 @@ the same bytes as an uninterrupted one.
 
 from __future__ import annotations
 
+import json
 import os
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from types import TracebackType
+from typing import IO, Any, Self
 
 from raftkit.llm.usage import UsageLedger, UsageReport
 from raftkit.pipeline.config import RaftConfig
+from raftkit.pipeline.halt import cause_key, describe
 from raftkit.run_dir import RunDir
 from raftkit.run_report import RunReport
 from raftkit.synth import AnswerResult
 from raftkit.types import Chunk, Question, RaftExample, Usage
 
-__all__ = ["Outcome", "add_usage", "outcome", "write_ordered", "write_report"]
+__all__ = [
+    "Outcome",
+    "RunOutput",
+    "add_usage",
+    "failed_outcome",
+    "no_examples_reason",
+    "outcome",
+    "write_ordered",
+    "write_report",
+]
 
 
 @dataclass
@@ -31,6 +44,27 @@ class Outcome:
     example: RaftExample | None
     rejection: dict[str, Any] | None
     short: bool = False
+    #: a call that failed for good: the cause, counted in the report's ``failures``
+    failure: str | None = None
+    #: false for a chunk whose question call failed: no question was asked of it
+    is_question: bool = True
+
+
+def failed_outcome(
+    order: tuple[int, int], oracle: Chunk, question: Question | None, error: BaseException
+) -> Outcome:
+    """A chunk's question call, or one question's answer, that failed for good: recorded
+    with its cause in ``rejections.jsonl``; the rest of the corpus goes on."""
+    rejection = {
+        "question_id": question.id if question is not None else None,
+        "chunk_id": oracle.id,
+        "question": question.text if question is not None else None,
+        "reason": "answer_failed" if question is not None else "questions_failed",
+        "cause": describe(error),
+    }
+    return Outcome(
+        order, None, rejection, failure=cause_key(error), is_question=question is not None
+    )
 
 
 def outcome(
@@ -75,14 +109,101 @@ def outcome(
     return Outcome(order, example, None, short)
 
 
+class RunOutput:
+    """Where one pass's outcomes go: examples to a partial file (their corpus order kept as
+    offsets), rejections to ``rejections.jsonl``, counts to the report. On leaving, however
+    the pass ends, ``examples.jsonl`` is written in corpus order and the partial file removed.
+    """
+
+    def __init__(self, run: RunDir, report: RunReport) -> None:
+        self.run = run
+        self.report = report
+        self.offsets: list[tuple[tuple[int, int], int, int]] = []
+        self.reasons: Counter[str] = Counter()
+        self.failures: Counter[str] = Counter()
+        self._sink: IO[bytes] | None = None
+        self._rejects: IO[str] | None = None
+
+    def __enter__(self) -> Self:
+        self._sink = self.run.partial_examples.open("w+b")
+        try:
+            self._rejects = self.run.rejections.open("w", encoding="utf-8")
+        except BaseException:
+            self._sink.close()
+            self.run.partial_examples.unlink(missing_ok=True)
+            raise
+        return self
+
+    def add(self, item: Outcome) -> None:
+        """Count and write one question's (or a chunk's failed question call's) outcome."""
+        sink, rejects = self._files()
+        report = self.report
+        report.questions += int(item.is_question)
+        report.chunks_failed += int(not item.is_question)
+        report.short_contexts += int(item.short)
+        if item.example is not None:
+            line = (item.example.model_dump_json() + "\n").encode("utf-8")
+            self.offsets.append((item.order, sink.tell(), len(line)))
+            sink.write(line)
+            report.examples += 1
+            report.examples_with_oracle += int(item.example.oracle_present)
+        elif item.rejection is not None:
+            self.reasons[item.rejection["reason"]] += 1
+            rejects.write(json.dumps(item.rejection, ensure_ascii=False) + "\n")
+            report.rejections = dict(self.reasons)
+        if item.failure is not None:
+            self.failures[item.failure] += 1
+            report.failures = dict(self.failures)
+
+    @property
+    def rejected(self) -> int:
+        return sum(self.reasons.values())
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        sink, rejects = self._files()
+        try:
+            rejects.close()
+            sink.flush()
+            write_ordered(sink, self.offsets, self.run.examples)
+        finally:
+            sink.close()
+            self.run.partial_examples.unlink(missing_ok=True)
+
+    def _files(self) -> tuple[IO[bytes], IO[str]]:
+        if self._sink is None or self._rejects is None:
+            raise RuntimeError("RunOutput is used as a context manager: `with RunOutput(...)`")
+        return self._sink, self._rejects
+
+
+def no_examples_reason(report: RunReport) -> str:
+    """Why a run that finished made no example, with the reasons counted."""
+    if report.questions == 0:
+        head = f"no usable questions from {report.chunks_done} chunk(s)"
+    else:
+        head = f"no examples: all {report.questions} questions were rejected"
+    counted = {**report.rejections}
+    for cause, n in report.failures.items():
+        counted[cause] = counted.get(cause, 0) + n
+    detail = ", ".join(f"{name} {n}" for name, n in sorted(counted.items()))
+    return head + (f" ({detail})" if detail else "") + "; see rejections.jsonl"
+
+
 def write_ordered(sink: Any, offsets: list[tuple[tuple[int, int], int, int]], target: Path) -> None:
     """Write the examples in corpus order (chunk, then question): the same file on every run."""
-    tmp = target.with_suffix(".jsonl.tmp")
+    tmp = RunDir.temporary(target)
     fd = sink.fileno()
-    with tmp.open("wb") as f:
-        for _, offset, length in sorted(offsets):
-            f.write(os.pread(fd, length, offset))
-    os.replace(tmp, target)
+    try:
+        with tmp.open("wb") as f:
+            for _, offset, length in sorted(offsets):
+                f.write(os.pread(fd, length, offset))
+        os.replace(tmp, target)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def add_usage(report: RunReport, ledger: UsageLedger, before: UsageReport | None) -> None:
@@ -105,5 +226,10 @@ def add_usage(report: RunReport, ledger: UsageLedger, before: UsageReport | None
 
 
 def write_report(run: RunDir, report: RunReport) -> None:
-    run.report_json.write_text(report.model_dump_json(indent=2) + "\n", encoding="utf-8")
-    run.report_md.write_text(report.markdown(), encoding="utf-8")
+    for path, text in (
+        (run.report_json, report.model_dump_json(indent=2) + "\n"),
+        (run.report_md, report.markdown()),
+    ):
+        tmp = RunDir.temporary(path)
+        tmp.write_text(text, encoding="utf-8")
+        os.replace(tmp, path)

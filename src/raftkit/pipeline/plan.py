@@ -4,17 +4,20 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 
 from raftkit.chunking import AsyncChunker, Chunker, chunk_document
+from raftkit.errors import UsageError
 from raftkit.extract import Extractor, iter_documents
 from raftkit.llm.tokens import count_message_tokens, estimate_tokens
 from raftkit.llm.usage import PriceTable
 from raftkit.pipeline.config import RaftConfig, default_chunker
+from raftkit.pipeline.feed import empty_input
 from raftkit.pipeline.plugins import run_extractors
 from raftkit.run_report import CostEstimate
 from raftkit.synth import Prompts
 from raftkit.synth.prompts import answer_messages, question_messages
-from raftkit.types import Chunk, Usage
+from raftkit.types import Usage
 
 __all__ = ["estimate_cost"]
 
@@ -26,6 +29,17 @@ _VISION_PROMPT_TOKENS = 1_000
 _VISION_PAGE_TOKENS = 800
 
 
+@dataclass
+class _Tally:
+    """What the forecast needs of each chunk (the chunks themselves are not kept)."""
+
+    question_prompt: list[int] = field(default_factory=list)
+    answer_prompt: list[int] = field(default_factory=list)
+    embedding: list[int] = field(default_factory=list)
+    document: list[int] = field(default_factory=list)  # the chunk's document, by ordinal
+    pages: list[int] = field(default_factory=list)  # pages of each document, by ordinal
+
+
 async def estimate_cost(
     source: str | os.PathLike[str],
     config: RaftConfig | None = None,
@@ -34,34 +48,62 @@ async def estimate_cost(
     prompts: Prompts | None = None,
     prices: PriceTable | None = None,
     extractors: Sequence[Extractor] | None = None,
+    limit: int | None = None,
 ) -> CostEstimate:
     """Extract and chunk ``source`` and forecast the teacher calls, tokens and $ of a run.
 
     Pays for nothing and needs no credentials: this is ``raftkit generate --dry-run``.
-    ``extractors`` are those of the run (the built-in ones unless given).
+    ``extractors`` are those of the run (the built-in ones unless given). With ``limit``
+    (``--limit``), ``.limited`` forecasts a run on the first N chunks beside the estimate of
+    the whole corpus. A source without text raises :class:`~raftkit.errors.EmptyInputError`.
     """
     c = config if config is not None else RaftConfig()
+    if limit is not None and limit < 1:
+        raise UsageError(f"limit must be at least 1 chunk, got {limit}")
     chunker = chunker if chunker is not None else default_chunker(c)
     prompts = prompts if prompts is not None else Prompts()
     prices = prices if prices is not None else PriceTable()
-    chunks: list[Chunk] = []
-    walk = iter_documents(source, extractors=run_extractors(c, extractors))
-    pages = 0
+    used_extractors = run_extractors(c, extractors)
+    walk = iter_documents(source, extractors=used_extractors)
+    n = c.questions_per_chunk
+    embedded = c.sampler == "embedding" or c.chunker == "semantic"
+    tally = _Tally()
     async with walk:
         async for document in walk:
-            pages += len(document.pages)
-            chunks.extend(await chunk_document(chunker, document))
+            tally.pages.append(len(document.pages))
+            for ch in await chunk_document(chunker, document):
+                tally.question_prompt.append(
+                    count_message_tokens(question_messages(ch.text, n, prompts), c.teacher_model)
+                )
+                tally.answer_prompt.append(
+                    count_message_tokens(
+                        answer_messages("?" * 20, [ch.text], prompts), c.teacher_model
+                    )
+                )
+                tally.embedding.append(estimate_tokens(ch.text) if embedded else 0)
+                tally.document.append(len(tally.pages) - 1)
+    if not tally.document:
+        raise empty_input(source, walk.report, used_extractors)
+    whole = _forecast(tally, len(tally.document), c, prices)
+    whole.documents = walk.report.documents
+    whole.extraction_errors = [str(e) for e in walk.report.errors]
+    if limit is not None:
+        whole.limit = limit
+        whole.limited = _forecast(tally, min(limit, len(tally.document)), c, prices)
+    return whole
+
+
+def _forecast(tally: _Tally, count: int, c: RaftConfig, prices: PriceTable) -> CostEstimate:
+    """The forecast of a run on the first ``count`` chunks of ``tally``."""
+    documents = sorted(set(tally.document[:count]))
+    pages = sum(tally.pages[d] for d in documents)
+    if count == len(tally.document):
+        pages = sum(tally.pages)  # documents without a chunk were read too
     n = c.questions_per_chunk
-    question_prompt = sum(
-        count_message_tokens(question_messages(ch.text, n, prompts), c.teacher_model)
-        for ch in chunks
-    )
-    answer_prompt = n * sum(
-        count_message_tokens(answer_messages("?" * 20, [ch.text], prompts), c.teacher_model)
-        for ch in chunks
-    )
+    question_prompt = sum(tally.question_prompt[:count])
+    answer_prompt = n * sum(tally.answer_prompt[:count])
     answer_tokens = c.answer_max_tokens or _ANSWER_TOKENS
-    questions = n * len(chunks)
+    questions = n * count
     prompt = question_prompt + answer_prompt
     completion = questions * _QUESTION_TOKENS + questions * answer_tokens
     # Re-asks resend the whole conversation plus the rejected answer.
@@ -72,8 +114,7 @@ async def estimate_cost(
         + questions * answer_tokens * (extra * (extra + 1) // 2)
     )
     completion_max = questions * _QUESTION_TOKENS + questions * answer_tokens * (1 + extra)
-    embedded = c.sampler == "embedding" or c.chunker == "semantic"
-    embedding_tokens = sum(estimate_tokens(ch.text) for ch in chunks) if embedded else 0
+    embedding_tokens = sum(tally.embedding[:count])
     # Vision: at most one call per PDF page (fewer with vision_pages="tables").
     vision_calls = pages if c.vision_model is not None else 0
     vision_usage = Usage(
@@ -96,12 +137,12 @@ async def estimate_cost(
         return cost
 
     return CostEstimate(
-        documents=walk.report.documents,
+        documents=len(documents),
         pages=pages,
-        chunks=len(chunks),
+        chunks=count,
         questions=questions,
-        teacher_calls_min=len(chunks) + questions,
-        teacher_calls_max=len(chunks) + questions * c.max_answer_attempts,
+        teacher_calls_min=count + questions,
+        teacher_calls_max=count + questions * c.max_answer_attempts,
         vision_calls_max=vision_calls,
         prompt_tokens=prompt + vision_usage.prompt_tokens,
         completion_tokens=completion + vision_usage.completion_tokens,
@@ -109,7 +150,6 @@ async def estimate_cost(
         cost_usd=dollars(prompt, completion),
         cost_usd_max=dollars(prompt_max, completion_max),
         price_note=_price_note(prices, c),
-        extraction_errors=[str(e) for e in walk.report.errors],
     )
 
 

@@ -13,9 +13,7 @@ ordering.
 
 from __future__ import annotations
 
-import json
 import os
-from collections import Counter
 from collections.abc import Callable, Sequence
 
 import anyio
@@ -26,12 +24,20 @@ from raftkit.chunking import AsyncChunker, Chunker
 from raftkit.errors import BudgetExceededError, UsageError
 from raftkit.extract import Extractor
 from raftkit.journal import Journal
-from raftkit.llm import Deferred, LLMClient
+from raftkit.llm import LLMClient
 from raftkit.llm.polling import PollPolicy
 from raftkit.llm.usage import PriceTable
+from raftkit.pipeline.chunk_work import work_on_chunk
 from raftkit.pipeline.config import Progress, RaftConfig, default_chunker
 from raftkit.pipeline.feed import ChunkFeed, extract_chunks, reload_chunks
-from raftkit.pipeline.output import Outcome, add_usage, outcome, write_ordered, write_report
+from raftkit.pipeline.halt import Halt, describe, root_cause
+from raftkit.pipeline.output import (
+    Outcome,
+    RunOutput,
+    add_usage,
+    no_examples_reason,
+    write_report,
+)
 from raftkit.pipeline.plan import estimate_cost
 from raftkit.pipeline.plugins import (
     AnswererArg,
@@ -45,14 +51,7 @@ from raftkit.pipeline.plugins import (
 )
 from raftkit.run_dir import RunDir
 from raftkit.run_report import CostEstimate, RunReport
-from raftkit.synth import (
-    AnswerGenerator,
-    Prompts,
-    QuestionSynthesizer,
-    build_context,
-    question_rng,
-)
-from raftkit.types import Question
+from raftkit.synth import Prompts
 
 __all__ = ["RaftPipeline"]
 
@@ -107,8 +106,13 @@ class RaftPipeline:
 
     # ------------------------------------------------------------------ dry run
 
-    async def plan(self, source: str | os.PathLike[str]) -> CostEstimate:
-        """Extract and chunk ``source`` and forecast the teacher calls, tokens and $ — free."""
+    async def plan(
+        self, source: str | os.PathLike[str], *, limit: int | None = None
+    ) -> CostEstimate:
+        """Extract and chunk ``source`` and forecast the teacher calls, tokens and $ — free.
+
+        With ``limit``, ``.limited`` forecasts :meth:`run` with that limit beside the corpus.
+        """
         return await estimate_cost(
             source,
             self.config,
@@ -116,6 +120,7 @@ class RaftPipeline:
             prompts=self.prompts,
             prices=self.prices,
             extractors=self._extractors,
+            limit=limit,
         )
 
     # ------------------------------------------------------------------ the run
@@ -126,20 +131,43 @@ class RaftPipeline:
         run_dir: str | os.PathLike[str],
         *,
         simulated_teacher: bool = False,
+        limit: int | None = None,
     ) -> RunReport:
         """Generate ``run_dir/examples.jsonl`` from the documents under ``source``.
 
         Safe to call again on the same ``run_dir`` after a crash or a kill: journaled teacher
-        responses are replayed, not paid for again.
+        responses are replayed, not paid for again. One process at a time writes into a run
+        (:meth:`RunDir.lock`). ``limit`` works on the first N chunks of the corpus only; it is
+        not a setting of the run, so a later call without it goes on to the whole corpus and
+        replays the calls already made.
+
+        The report's status is ``completed`` only when the run made examples; a budget stop
+        is ``stopped``, Ctrl-C ``interrupted``. Account-level errors (see
+        :mod:`raftkit.pipeline.halt`) and a source without text are raised after the report
+        is written.
         """
-        c = self.config
+        if limit is not None and limit < 1:
+            raise UsageError(f"limit must be at least 1 chunk, got {limit}")
         run = RunDir(run_dir)
+        with run.lock("raftkit generate"):
+            return await self._run(source, run, simulated_teacher=simulated_teacher, limit=limit)
+
+    async def _run(
+        self,
+        source: str | os.PathLike[str],
+        run: RunDir,
+        *,
+        simulated_teacher: bool,
+        limit: int | None,
+    ) -> RunReport:
+        c = self.config
         started = anyio.current_time()
         report = RunReport(
             source=str(source),
             run_dir=str(run.root),
             teacher_model=c.teacher_model,
             simulated_teacher=simulated_teacher,
+            limit=limit,
         )
         plugins = {
             "chunker": self._chunker,
@@ -148,36 +176,61 @@ class RaftPipeline:
             "answerer": self._answerer,
             "sampler": self._sampler,
         }
-        journal = Journal(run).open(run_settings(c, plugins))
+        settings = run_settings(c, plugins)
+        identity = self.client.endpoint_identity
+        settings["endpoint"] = identity.model_dump() if identity is not None else None
+        settings["simulated"] = simulated_teacher
+        journal = Journal(run).open(settings)
+        report.simulated_teacher = run.simulated()
         ledger = self.client.ledger
         before = ledger.report() if ledger is not None else None
         try:
             try:
                 if self.batch:
-                    await self._generate_in_batches(journal, source, run, report)
+                    await self._generate_in_batches(journal, source, run, report, limit)
                 else:
                     client = self.client.with_store(journal)
-                    await self._generate(client, source, run, report, reuse_chunks=False)
+                    await self._generate(
+                        client, source, run, report, reuse_chunks=False, limit=limit
+                    )
             except BudgetExceededError as e:
                 report.status = "stopped"
                 report.stop_reason = f"budget: {e}"
+            else:
+                if report.examples == 0:
+                    report.status = "failed"
+                    report.stop_reason = no_examples_reason(report)
         except BaseException as e:
-            report.status = "failed"
-            report.stop_reason = f"{type(e).__name__}: {e}"
+            cause = root_cause(e)
+            if isinstance(cause, KeyboardInterrupt | anyio.get_cancelled_exc_class()):
+                report.status = "interrupted"
+                report.stop_reason = "interrupted (Ctrl-C or SIGTERM); run it again to resume"
+            else:
+                report.status = "failed"
+                report.stop_reason = describe(cause)
             raise
         finally:
             journal.close()
             report.wall_seconds = anyio.current_time() - started
             report.teacher_calls_paid = journal.recorded
             report.teacher_calls_replayed = journal.replayed
+            report.structured_modes = dict(self.client.structured_modes())
             if ledger is not None:
                 add_usage(report, ledger, before)
-            report.structured_modes = dict(self.client.structured_modes())
+                simulated = ledger.report().simulated_responses
+                if simulated > (before.simulated_responses if before is not None else 0):
+                    journal.mark_simulated()
+                    report.simulated_teacher = True
             write_report(run, report)
         return report
 
     async def _generate_in_batches(
-        self, journal: Journal, source: str | os.PathLike[str], run: RunDir, report: RunReport
+        self,
+        journal: Journal,
+        source: str | os.PathLike[str],
+        run: RunDir,
+        report: RunReport,
+        limit: int | None,
     ) -> None:
         """Passes over the corpus (:func:`~raftkit.batch.run_in_rounds`); each pass's
         unanswered teacher calls go out as one batch, answered in the next pass.
@@ -194,10 +247,14 @@ class RaftPipeline:
             if batches:
                 for name in _WALK_FIELDS:
                     setattr(attempt, name, getattr(report, name))
-            await self._generate(client, source, run, attempt, reuse_chunks=batches > 0)
-            for name in RunReport.model_fields:
-                setattr(report, name, getattr(attempt, name))
-            report.batch_rounds = batches
+            try:
+                await self._generate(
+                    client, source, run, attempt, reuse_chunks=batches > 0, limit=limit
+                )
+            finally:  # a stopped pass's counts are the run's
+                for name in RunReport.model_fields:
+                    setattr(report, name, getattr(attempt, name))
+                report.batch_rounds = batches
 
         await run_in_rounds(
             self.client,
@@ -216,18 +273,32 @@ class RaftPipeline:
         run: RunDir,
         report: RunReport,
         reuse_chunks: bool,
+        halt: Halt,
     ) -> None:
-        async with feed.send:
-            if reuse_chunks:
-                await reload_chunks(feed, run, report)
-            else:
-                chunker = self._chunker or default_chunker(self.config, client)
-                extractors = run_extractors(self.config, self._extractors, client)
-                await extract_chunks(
-                    feed, source, extractors=extractors, chunker=chunker, run=run, report=report
-                )
-        feed.sampler = await make_sampler(self._sampler, client, self.config, feed.chunks)
-        feed.ready.set()
+        """The corpus into ``feed``, then the distractor sampler. A failure here (a vision
+        page over the budget, a source without text) halts the run like a chunk's would."""
+        try:
+            async with feed.send:
+                if reuse_chunks:
+                    await reload_chunks(feed, run, report)
+                else:
+                    chunker = self._chunker or default_chunker(self.config, client)
+                    extractors = run_extractors(self.config, self._extractors, client)
+                    await extract_chunks(
+                        feed,
+                        source,
+                        extractors=extractors,
+                        chunker=chunker,
+                        run=run,
+                        report=report,
+                        halt=halt,
+                    )
+            if not halt.requested:
+                feed.sampler = await make_sampler(self._sampler, client, self.config, feed.chunks)
+        except Exception as e:
+            halt.request(e)
+        finally:
+            feed.ready.set()  # with no sampler when halted: waiting questions give up
 
     # ------------------------------------------------------------------ one pass
 
@@ -239,14 +310,16 @@ class RaftPipeline:
         report: RunReport,
         *,
         reuse_chunks: bool,
+        limit: int | None = None,
     ) -> None:
+        """One pass over the corpus. A halt (see :mod:`~raftkit.pipeline.halt`) stops handing
+        out chunks, lets the chunks in progress finish their calls and raises its cause once
+        what was done is written: ``examples.jsonl``, ``rejections.jsonl``, the counts."""
         c = self.config
         synthesizer = make_synthesizer(self._synthesizer, client, c, self.prompts)
         answerer = make_answerer(self._answerer, client, c, self.prompts)
-        feed = ChunkFeed()
-        partial = run.examples.with_name(run.examples.name + ".partial")
-        offsets: list[tuple[tuple[int, int], int, int]] = []
-        reasons: Counter[str] = Counter()
+        feed = ChunkFeed(limit)
+        halt = Halt()
         send_out, receive_out = anyio.create_memory_object_stream[Outcome | int](c.concurrency * 4)
 
         async def work(
@@ -254,99 +327,29 @@ class RaftPipeline:
         ) -> None:
             async with inbox, outbox:
                 async for index in inbox:
-                    await self._one_chunk(index, feed, synthesizer, answerer, outbox)
+                    if not halt.requested:  # when halted, the queue drains without work
+                        await work_on_chunk(
+                            index, feed, synthesizer, answerer, outbox, halt=halt, config=c
+                        )
 
-        with (
-            partial.open("w+b") as sink,
-            run.rejections.open("w", encoding="utf-8") as rejects,
-        ):
-            stopped: BudgetExceededError | None = None
-            try:
-                async with anyio.create_task_group() as tg:
-                    tg.start_soon(self._feed, client, source, feed, run, report, reuse_chunks)
-                    async with send_out:
-                        for _ in range(c.concurrency):
-                            tg.start_soon(work, feed.receive.clone(), send_out.clone())
-                    feed.receive.close()
-                    async with receive_out:
-                        async for item in receive_out:
-                            if isinstance(item, int):  # a chunk finished
-                                report.chunks_done += 1
-                                self._report_progress(report, reasons)
-                                continue
-                            report.questions += 1
-                            report.short_contexts += int(item.short)
-                            if item.example is not None:
-                                line = (item.example.model_dump_json() + "\n").encode("utf-8")
-                                offsets.append((item.order, sink.tell(), len(line)))
-                                sink.write(line)
-                                report.examples += 1
-                                report.examples_with_oracle += int(item.example.oracle_present)
-                            elif item.rejection is not None:
-                                reasons[item.rejection["reason"]] += 1
-                                rejects.write(json.dumps(item.rejection, ensure_ascii=False))
-                                rejects.write("\n")
-                                report.rejections = dict(reasons)
-            except BaseExceptionGroup as group:
-                budget, rest = group.split(BudgetExceededError)
-                if budget is not None and rest is not None:
-                    # the stop closed the workers' inbox while the feed, between two awaits,
-                    # was still handing out chunks: a consequence of the stop, not a failure
-                    rest = rest.split(anyio.BrokenResourceError)[1]
-                if rest is not None:
-                    raise _unwrap(rest) from None
-                assert budget is not None
-                stopped = _first(budget)
-            finally:
-                sink.flush()
-                write_ordered(sink, offsets, run.examples)
-            partial.unlink(missing_ok=True)
-            if stopped is not None:
-                raise stopped
+        with RunOutput(run, report) as output:
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(self._feed, client, source, feed, run, report, reuse_chunks, halt)
+                async with send_out:
+                    for _ in range(c.concurrency):
+                        tg.start_soon(work, feed.receive.clone(), send_out.clone())
+                feed.receive.close()
+                async with receive_out:
+                    async for item in receive_out:
+                        if isinstance(item, int):  # a chunk finished
+                            report.chunks_done += 1
+                            self._report_progress(report, output.rejected)
+                        else:
+                            output.add(item)
+        if halt.cause is not None:
+            raise halt.cause
 
-    async def _one_chunk(
-        self,
-        index: int,
-        feed: ChunkFeed,
-        synthesizer: QuestionSynthesizer,
-        answerer: AnswerGenerator,
-        outbox: ObjectSendStream[Outcome | int],
-    ) -> None:
-        c = self.config
-        oracle = feed.chunks[index]
-        try:
-            questions = await synthesizer.synthesize(oracle, c.questions_per_chunk)
-        except (Deferred, BaseExceptionGroup) as e:
-            # batch mode: asked in this pass's batch, answered in the next pass
-            if not _only_deferred(e):
-                raise
-            questions = []
-
-        async def one(position: int, question: Question) -> None:
-            try:
-                result = await answerer.generate(question, oracle)
-            except (Deferred, BaseExceptionGroup) as e:
-                if not _only_deferred(e):
-                    raise
-                return
-            await feed.ready.wait()
-            assert feed.sampler is not None
-            context = await build_context(
-                question,
-                oracle,
-                feed.sampler,
-                rng=question_rng(c.seed, question.id),
-                k=c.distractors,
-                p=c.oracle_probability,
-            )
-            await outbox.send(outcome((index, position), question, oracle, context, result, c))
-
-        async with anyio.create_task_group() as tg:
-            for position, question in enumerate(questions):
-                tg.start_soon(one, position, question)
-        await outbox.send(index)
-
-    def _report_progress(self, report: RunReport, reasons: Counter[str]) -> None:
+    def _report_progress(self, report: RunReport, rejected: int) -> None:
         if self._progress is not None:
             self._progress(
                 Progress(
@@ -354,27 +357,6 @@ class RaftPipeline:
                     chunks_total=report.chunks,
                     questions=report.questions,
                     examples=report.examples,
-                    rejected=sum(reasons.values()),
+                    rejected=rejected,
                 )
             )
-
-
-def _only_deferred(error: BaseException) -> bool:
-    """Whether ``error`` is a deferral (or a group of them, from a plug-in's task group)."""
-    if isinstance(error, BaseExceptionGroup):
-        return error.split(Deferred)[1] is None
-    return isinstance(error, Deferred)
-
-
-def _unwrap(error: BaseException) -> BaseException:
-    while isinstance(error, BaseExceptionGroup) and len(error.exceptions) == 1:
-        error = error.exceptions[0]
-    return error
-
-
-def _first(group: BaseExceptionGroup[BudgetExceededError]) -> BudgetExceededError:
-    error: BaseException = group
-    while isinstance(error, BaseExceptionGroup):
-        error = error.exceptions[0]
-    assert isinstance(error, BudgetExceededError)
-    return error

@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from pydantic import BaseModel, ConfigDict, Field
 
 from raftkit.errors import UsageError
+from raftkit.html_page import simulated_html, simulated_markdown
 from raftkit.retrieval.measure import RetrievalResult, compare_results
 from raftkit.stats import Comparison
 
@@ -43,14 +44,15 @@ class RetrievalReport(BaseModel):
     metrics: list[str]
     rows: list[SystemRow]
     notes: list[str] = Field(default_factory=list)
+    simulated: bool = Field(
+        default=False, description="the questions or embeddings came from raftkit's simulator"
+    )
 
     def markdown(self) -> str:
-        lines = [
-            f"# {self.title}",
-            "",
-            f"Questions: {self.split} split; baseline: `{self.baseline}`.",
-            "",
-        ]
+        lines = [f"# {self.title}", ""]
+        if self.simulated:
+            lines += [simulated_markdown(), ""]
+        lines += [f"Questions: {self.split} split; baseline: `{self.baseline}`.", ""]
         lines.append("| system | queries | " + " | ".join(self.metrics) + " |")
         lines.append("|---|---:|" + "---:|" * len(self.metrics))
         for row in self.rows:
@@ -97,7 +99,9 @@ class RetrievalReport(BaseModel):
             "td:first-child,th:first-child{text-align:left}"
             ".better{background:#e6f4e6}.worse{background:#fbe6e6}"
             "</style></head><body>"
-            f"<h1>{esc(self.title)}</h1><p>Questions: {esc(self.split)} split; baseline: "
+            f"<h1>{esc(self.title)}</h1>"
+            + (simulated_html() if self.simulated else "")
+            + f"<p>Questions: {esc(self.split)} split; baseline: "
             f"<code>{esc(self.baseline)}</code>.</p>"
             f"<table><tr><th>system</th><th>queries</th>{head}</tr>{body}</table>"
             + (

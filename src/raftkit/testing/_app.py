@@ -32,7 +32,7 @@ from raftkit.testing._faults import Fault
 from raftkit.testing._gate import hold
 from raftkit.testing._state import RecordedRequest, SimulatorState
 
-__all__ = ["SimulatorGateway", "build_app"]
+__all__ = ["SIMULATOR_HEADER", "SimulatorGateway", "build_app"]
 
 _SECRET_HEADERS = frozenset({"authorization", "api-key"})
 _MISSING_KEY = (
@@ -48,6 +48,8 @@ _AZURE_DENIED = (
     "a valid key for an active subscription and use a correct regional API endpoint for your "
     "resource."
 )
+#: On every response, so a client can tell (and a report say) that nothing real answered.
+SIMULATOR_HEADER = "x-raftkit-simulator"
 _BROKEN_JSON = b'{"id": "chatcmpl-broken", "object": "chat.completion", "choices": [{"index": 0'
 
 
@@ -82,7 +84,7 @@ class SimulatorGateway:
         body = await _read_body(receive)
         status = 0
         recorded = False
-        added = [(b"x-request-id", request_id.encode())]
+        added = [(b"x-request-id", request_id.encode()), (SIMULATOR_HEADER.encode(), b"1")]
         if _is_azure(path):
             added.append((b"apim-request-id", request_id.removeprefix("req_").encode()))
 
