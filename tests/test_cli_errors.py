@@ -46,11 +46,10 @@ def docs(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def no_retries(monkeypatch: pytest.MonkeyPatch) -> None:
-    """One attempt per request and a short read timeout, so network failures surface fast."""
+    """One attempt per request, so network failures surface fast (a short read timeout is
+    the command's own ``--request-timeout``)."""
     monkeypatch.setattr(
-        clients,
-        "OpenAIClient",
-        functools.partial(OpenAIClient, retry=RetryPolicy(max_attempts=1), timeout=1.0),
+        clients, "OpenAIClient", functools.partial(OpenAIClient, retry=RetryPolicy(max_attempts=1))
     )
 
 
@@ -97,13 +96,17 @@ def test_a_wrong_key_is_two_lines_naming_the_variable_not_a_traceback(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     monkeypatch.setenv("OPENAI_API_KEY", "sk-wrong-key-0123456789")
-    out = str(tmp_path / "run")
-    code, err = run(capsys, "generate", str(docs), "--out", out, "--questions", "1", sim=sim)
+    argv = ["generate", str(docs), "--out", str(tmp_path / "run"), "--questions", "1"]
+    argv += ["--teacher-model", "gpt-4.1"]
+    code, err = run(capsys, *argv, sim=sim)
     assert code == 3
-    assert_short(err, "generate", "401", "OPENAI_API_KEY", "/v1/chat/completions")
+    # the first call is the teacher's lifecycle look-up: the key is refused there, before any
+    # paid call, and the message names that endpoint
+    assert_short(err, "generate", "401", "OPENAI_API_KEY", "GET", "/v1/models/gpt-4.1")
     assert "sk-wrong-key" not in err
+    assert not [r for r in sim.requests if r.path.endswith("/chat/completions")]
     # -v adds the traceback, for the curious and for bug reports
-    code, err = run(capsys, "generate", str(docs), "--out", out, "--questions", "1", "-v", sim=sim)
+    code, err = run(capsys, *argv, "-v", sim=sim)
     assert code == 3
     assert "Traceback" in err
     assert "sk-wrong-key" not in err
@@ -192,9 +195,9 @@ def test_a_server_that_never_answers(
     tmp_path: Path, no_retries: None, sim: Simulator, capsys: pytest.CaptureFixture[str]
 ) -> None:
     sim.add_fault(Fault.timeout(30.0, path="/fine_tuning/jobs"))
-    code, err = run(capsys, "jobs", "list", sim=sim)
+    code, err = run(capsys, "jobs", "list", "--request-timeout", "1", sim=sim)
     assert code == ExitCode.UNREACHABLE
-    assert_short(err, "jobs", "did not answer in time", "/v1/fine_tuning/jobs")
+    assert_short(err, "jobs", "did not answer in time", "/v1/fine_tuning/jobs", "--request-timeout")
 
 
 async def test_a_host_name_that_does_not_resolve(anyio_backend: str) -> None:

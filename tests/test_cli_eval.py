@@ -121,8 +121,10 @@ def test_base_and_tuned_at_two_endpoints_with_the_exported_prompt_and_split(
 ) -> None:
     base, tuned = sims
     run = _write_run(tmp_path / "run")
-    # exit 1: the tiny validation file would be rejected, but the export is written
-    main(["export", str(run.root), "--system-prompt", _SYSTEM, "--seed", "3"])
+    # exit 1: the tiny validation file would be rejected, but the export is written; the
+    # student's lifecycle dates are asked of a simulator, never of api.openai.com
+    export = ["export", str(run.root), "--system-prompt", _SYSTEM, "--seed", "3"]
+    main([*export, "--model", "gpt-4.1-nano", "--base-url", base.base_url])
     assert run.export_manifest.is_file()
     capsys.readouterr()
     # both servers answer to the same model name: their journals must still stay apart

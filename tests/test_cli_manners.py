@@ -17,6 +17,7 @@ import raftkit
 from finetune_support import example, training_jsonl
 from raftkit.cli import COMMANDS, main
 from raftkit.dataset import write_examples
+from raftkit.reference_data import default_models
 
 ROOT = Path(__file__).resolve().parents[1]
 SRC = ROOT / "src"
@@ -53,7 +54,8 @@ def test_help_shows_the_defaults(capsys: pytest.CaptureFixture[str]) -> None:
     assert "--chunker {token,markdown,semantic} (default: token)" in shown
     assert main(["finetune", "--help"]) == 0
     shown = " ".join(capsys.readouterr().out.split())
-    assert "the base model to fine-tune (default: gpt-4o-mini)" in shown
+    student = default_models().student  # the shipped defaults table's
+    assert f"the base model to fine-tune (default: {student}, from raftkit's defaults" in shown
     assert "(default: None)" not in shown
 
 

@@ -4,6 +4,7 @@ the simulator's clock (its Date header), never the wall clock."""
 
 from __future__ import annotations
 
+import socket
 from datetime import date
 from pathlib import Path
 
@@ -229,6 +230,29 @@ def test_an_openai_student_after_the_cutoff_is_stopped_before_any_paid_call(
     exported = capsys.readouterr()
     assert "the files are written anyway" in exported.err
     assert (directory / "dataset" / "chat" / "train.jsonl").is_file()
+
+
+def test_an_export_needs_no_service_to_answer(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The lifecycle look-up of an export is advice: a service that cannot be asked is a
+    warning, the dated table judges alone, and the files are written."""
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
+    monkeypatch.setenv("RAFTKIT_TODAY", "2027-01-07")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        nobody = f"http://127.0.0.1:{s.getsockname()[1]}/v1"
+    directory = _run_dir(tmp_path)
+    argv = ["export", str(directory), "--model", "gpt-4o-mini", "--base-url", nobody]
+    assert raftkit.cli.main(argv) == 0
+    err = capsys.readouterr().err
+    assert "could not ask the service about gpt-4o-mini (connection refused by 127.0.0.1" in err
+    # the table still judges: past OpenAI's cut-off, and the files are written anyway
+    assert "since 2027-01-06" in err
+    assert "the files are written anyway" in err
+    assert (directory / "dataset" / "chat" / "train.jsonl").is_file()
+    # work that needs the service still stops at once
+    assert raftkit.cli.main(["finetune", str(directory), "--base-url", nobody]) == 4
 
 
 def test_finetune_and_eval_warn_with_the_days_left(

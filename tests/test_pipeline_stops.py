@@ -31,12 +31,13 @@ from raftkit.errors import (
     StructuredOutputError,
     UnprocessableEntityError,
     UsageError,
+    root_cause,
 )
 from raftkit.extract import Extractor, default_extractors
 from raftkit.llm import LLMClient, OpenAIClient
 from raftkit.llm.usage import UsageLedger
 from raftkit.pipeline import Progress, RaftConfig, RaftPipeline
-from raftkit.pipeline.halt import classify_failure, describe, root_cause
+from raftkit.pipeline.halt import classify_failure, describe
 from raftkit.run_dir import RunDir
 from raftkit.synth import AnswerGenerator, AnswerResult, TeacherAnswerGenerator
 from raftkit.testing import Fault, Simulator

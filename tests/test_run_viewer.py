@@ -233,15 +233,18 @@ def test_every_string_from_data_is_escaped(tmp_path: Path) -> None:
 
 def test_locate_quotes_tolerates_what_verification_tolerates() -> None:
     text = "蝙蝠依靠回声\n定位 捕食。Full-width ＡＢＣ１２３ and “curly” — dashes.\nA long\nline."
+    # each quote has the substance verification asks for, and the final answer restates it,
+    # so the one thing that varies is the normalisation the quote needs to be found
     cases = {
         "蝙蝠依靠回声定位捕食。": "蝙蝠依靠回声\n定位 捕食。",
-        "ABC123": "ＡＢＣ１２３",
-        '"curly" - dashes.': "“curly” — dashes.",
+        "Full-width ABC123 and": "Full-width ＡＢＣ１２３ and",
+        'and "curly" - dashes.': "and “curly” — dashes.",
         "A long line.": "A long\nline.",
         "「蝙蝠依靠回声定位」": "蝙蝠依靠回声\n定位",  # wrapping quotation marks are not quoted
     }
     for quote, covered in cases.items():
-        assert verify_answer(f"##begin_quote##{quote}##end_quote##\n<ANSWER>: x", text).ok, quote
+        answer = f"##begin_quote##{quote}##end_quote##\n<ANSWER>: {quote}"
+        assert verify_answer(answer, text).ok, quote
         spans, found = locate_quotes([quote], text)
         assert found == 1, quote
         assert [text[a:b] for a, b in spans] == [covered], quote

@@ -206,7 +206,9 @@ async def test_a_generation_run_reports_the_mode_it_fell_back_to(tmp_path: Path)
         # the first structured request meets a llama.cpp-style refusal of json_schema
         sim.add_fault(Fault.error(500, message=LLAMA_CPP_PYTHON["error"]["message"]), times=1)
         async with OpenAIClient(base_url=sim.base_url, api_key=sim.api_key, retry=FAST) as c:
-            config = RaftConfig(questions_per_chunk=1, chunk_size=256, concurrency=1)
+            config = RaftConfig(
+                teacher_model="gpt-4.1", questions_per_chunk=1, chunk_size=256, concurrency=1
+            )
             report = await RaftPipeline(c, config).run(docs, tmp_path / "run")
         formats = [
             (r.json or {}).get("response_format", {}).get("type")
@@ -215,10 +217,10 @@ async def test_a_generation_run_reports_the_mode_it_fell_back_to(tmp_path: Path)
         ]
     assert report.status == "completed"
     assert report.examples > 0
-    assert report.structured_modes == {"gpt-4o": "json_object"}
+    assert report.structured_modes == {"gpt-4.1": "json_object"}
     assert formats[0] == "json_schema"
     assert {f for f in formats[1:] if f is not None} == {"json_object"}  # answers ask no JSON
     markdown = (tmp_path / "run" / "report.md").read_text(encoding="utf-8")
-    assert "| structured output | gpt-4o: json_object |" in markdown
+    assert "| structured output | gpt-4.1: json_object |" in markdown
     saved = json.loads((tmp_path / "run" / "report.json").read_text(encoding="utf-8"))
-    assert saved["structured_modes"] == {"gpt-4o": "json_object"}
+    assert saved["structured_modes"] == {"gpt-4.1": "json_object"}

@@ -196,12 +196,29 @@ class Journal:
         file.seek(0, os.SEEK_END)
         self._end = good_end
 
+    def check_settings(self, settings: Mapping[str, Any]) -> None:
+        """Raise as :meth:`open` would if ``settings`` differ from the run's recorded ones,
+        writing nothing (a run not started yet passes): a resume that will be refused is
+        refused before anything is asked of a service."""
+        self._compare_settings(dict(settings))
+
     def _check_settings(self, settings: dict[str, Any]) -> None:
+        recorded, canonical = self._compare_settings(settings)
         path = RunDir(self.run_dir).settings
-        canonical = json.loads(json.dumps(settings, sort_keys=True, default=str))
-        if not path.exists():
+        if recorded is None:
             _write_settings(path, canonical)
-            return
+        elif canonical.get("simulated") is True and recorded.get("simulated") is not True:
+            _write_settings(path, {**recorded, "simulated": True})
+
+    def _compare_settings(
+        self, settings: dict[str, Any]
+    ) -> tuple[dict[str, Any] | None, dict[str, Any]]:
+        """The recorded settings (``None`` for a new run) and ``settings`` as they would be
+        recorded; raises when they differ."""
+        path = RunDir(self.run_dir).settings
+        canonical: dict[str, Any] = json.loads(json.dumps(settings, sort_keys=True, default=str))
+        if not path.exists():
+            return None, canonical
         try:
             recorded = json.loads(path.read_text(encoding="utf-8"))
         except ValueError:
@@ -235,8 +252,7 @@ class Journal:
                 f"--out NEW_DIR), or resume with the original settings:\n{lines}",
                 differences,
             )
-        if canonical.get("simulated") is True and recorded.get("simulated") is not True:
-            _write_settings(path, {**recorded, "simulated": True})
+        return recorded, canonical
 
 
 def _show(value: Any) -> str:

@@ -208,7 +208,7 @@ def _unreachable(error: APIConnectionError) -> Explained:
             (
                 f"{host} did not answer in time ({_at(error)})",
                 "the server may be overloaded or hung: try again later, or allow more time "
-                "per request if the model is slow",
+                "per request with --request-timeout SECONDS if the model is slow",
             ),
         )
     dns = any(isinstance(e, socket.gaierror) for e in chain) or any(

@@ -15,7 +15,8 @@ import os
 import sys
 from datetime import date
 
-from raftkit.errors import UsageError
+from raftkit.cli._errors import explain
+from raftkit.errors import APIError, UsageError
 from raftkit.finetune import LifecycleReport, LifecycleTable, check_model
 from raftkit.finetune.lifecycle import Purpose
 from raftkit.llm import LLMClient
@@ -101,15 +102,24 @@ async def report_lifecycle(
     note: str = "",
 ) -> LifecycleReport:
     """Check ``model``, print its warnings to stderr and raise on a refusal (or, with
-    ``refuse=False``, print the refusal as a warning followed by ``note``)."""
-    report = await check_model(
-        client,
-        model,
-        provider=hosted_provider(provider),
-        purpose=purpose,
-        table=lifecycle_table(args),
-        today=today_override(),
-    )
+    ``refuse=False``, print the refusal as a warning followed by ``note``).
+
+    With ``refuse=False`` the check is advice for work that needs no service (an export): a
+    service that cannot be asked (unreachable, or refusing the key) is a warning, and the
+    dated table judges alone.
+    """
+    try:
+        report = await _check(args, client, model, provider, purpose)
+    except APIError as error:
+        if refuse or client is None:
+            raise
+        why = explain(error).lines[0]
+        print(
+            f"raftkit: warning: could not ask the service about {model} ({why}); "
+            "judging by raftkit's dated lifecycle table alone",
+            file=sys.stderr,
+        )
+        report = await _check(args, None, model, provider, purpose)
     for message in report.warnings:
         print(f"raftkit: warning: {message}", file=sys.stderr)
     if refuse:
@@ -119,6 +129,23 @@ async def report_lifecycle(
             if finding.level == "refused":
                 print(f"raftkit: warning: {finding.message}{note}", file=sys.stderr)
     return report
+
+
+async def _check(
+    args: argparse.Namespace,
+    client: LLMClient | None,
+    model: str,
+    provider: str,
+    purpose: Purpose,
+) -> LifecycleReport:
+    return await check_model(
+        client,
+        model,
+        provider=hosted_provider(provider),
+        purpose=purpose,
+        table=lifecycle_table(args),
+        today=today_override(),
+    )
 
 
 def require_provider(provider: str, option: str, *allowed: str) -> None:

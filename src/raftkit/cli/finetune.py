@@ -80,10 +80,17 @@ from raftkit.finetune_run import FineTuneRun
 from raftkit.html_page import simulated_markdown
 from raftkit.llm import AzureAccount, AzureManagementClient, LLMClient, PollPolicy
 from raftkit.llm.azure_management import MANAGEMENT_SCOPE
+from raftkit.reference_data import default_models
 from raftkit.run_dir import RunDir
 from raftkit.students import audit_student
 
 __all__ = ["add_export", "add_jobs", "add_parser", "add_validate", "run"]
+
+
+def _student_default_help() -> str:
+    """What ``--model`` defaults to, as help shows it: the shipped table's student (a
+    ``--defaults-file`` may name another)."""
+    return f"{default_models().student}, from raftkit's defaults table"
 
 
 def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -100,7 +107,7 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     p.add_argument("run_dir", type=Path, help="the run directory of `raftkit generate`")
     p.add_argument(
-        "--model", help="the base model to fine-tune (default: raftkit's defaults table)"
+        "--model", help=f"the base model to fine-tune (default: {_student_default_help()})"
     )
     p.add_argument(
         "--method",
@@ -168,7 +175,11 @@ def add_export(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     p.add_argument("--system-prompt", help="a system message at the start of every chat row")
     p.add_argument("--seed", type=int, default=0, help="the split's seed")
-    p.add_argument("--model", help="the student, for token limits, cost and its lifecycle dates")
+    p.add_argument(
+        "--model",
+        help="the student, for token limits, cost and its lifecycle dates "
+        f"(default: {_student_default_help()})",
+    )
     p.add_argument("--epochs", type=int, help="for the cost estimate (default: auto)")
     p.add_argument(
         "--preference-pairs",
@@ -200,7 +211,7 @@ def add_validate(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
         "preference pairs of --formats dpo); exit 1 if it would be rejected.",
     )
     p.add_argument("file", type=Path)
-    p.add_argument("--model", help="default: the student of raftkit's defaults table")
+    p.add_argument("--model", help=f"default: {_student_default_help()}")
     p.add_argument("--epochs", type=int, help="for the cost estimate (default: auto)")
     p.add_argument(
         "--purpose",

@@ -194,7 +194,6 @@ async def run(args: argparse.Namespace) -> int:
         await _check_models(args, None, config.teacher_model, chosen_provider(args), refuse=False)
         return 0
     async with open_client(args) as opened:
-        await _check_models(args, opened.client, config.teacher_model, opened.provider)
         status = StatusLine(
             "generate", quiet=args.quiet, ledger=opened.ledger, activity=opened.client.activity
         )
@@ -205,6 +204,9 @@ async def run(args: argparse.Namespace) -> int:
             batch=args.batch,
             batch_progress=lambda b: _show_batch(status, b),
         )
+        # a run that will not resume here is refused before the endpoint is asked anything
+        pipeline.check_resumable(args.out, simulated_teacher=opened.simulated)
+        await _check_models(args, opened.client, config.teacher_model, opened.provider)
         async with status.shown():
             report = await pipeline.run(
                 args.docs, args.out, simulated_teacher=opened.simulated, limit=args.limit

@@ -44,9 +44,10 @@ from raftkit.errors import (
     QuotaExceededError,
     RaftkitError,
     UsageError,
+    root_cause,
 )
 
-__all__ = ["FailureKind", "Halt", "cause_key", "classify_failure", "describe", "root_cause"]
+__all__ = ["FailureKind", "Halt", "cause_key", "classify_failure", "describe"]
 
 FailureKind = Literal["chunk", "stop", "fail"]
 
@@ -71,14 +72,6 @@ def classify_failure(error: BaseException) -> FailureKind:
     return "chunk"
 
 
-def root_cause(error: BaseException) -> BaseException:
-    """The first failure inside exception groups that is not a cancellation caused by it."""
-    while isinstance(error, BaseExceptionGroup):
-        leaves = [e for e in error.exceptions if not _is_cancellation(e)]
-        error = (leaves or list(error.exceptions))[0]
-    return error
-
-
 def describe(error: BaseException) -> str:
     """One line for a report: the error's class and message (an API error's message starts
     with its status and code)."""
@@ -97,11 +90,6 @@ def cause_key(error: BaseException) -> str:
             part for part in (type(error).__name__, str(error.status_code), error.code) if part
         )
     return type(error).__name__
-
-
-def _is_cancellation(error: BaseException) -> bool:
-    # asyncio's CancelledError and trio's Cancelled, by name: this module is loop-agnostic
-    return type(error).__name__ in ("CancelledError", "Cancelled")
 
 
 class Halt:

@@ -15,13 +15,14 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import anyio
 from anyio.abc import ObjectReceiveStream, ObjectSendStream
 
 from raftkit.batch import BatchStatus, run_in_rounds
 from raftkit.chunking import AsyncChunker, Chunker
-from raftkit.errors import BudgetExceededError, UsageError
+from raftkit.errors import BudgetExceededError, UsageError, root_cause
 from raftkit.extract import Extractor
 from raftkit.journal import Journal
 from raftkit.llm import LLMClient
@@ -30,7 +31,7 @@ from raftkit.llm.usage import PriceTable
 from raftkit.pipeline.chunk_work import work_on_chunk
 from raftkit.pipeline.config import Progress, RaftConfig, default_chunker
 from raftkit.pipeline.feed import ChunkFeed, extract_chunks, reload_chunks
-from raftkit.pipeline.halt import Halt, describe, root_cause
+from raftkit.pipeline.halt import Halt, describe
 from raftkit.pipeline.output import (
     Outcome,
     RunOutput,
@@ -152,6 +153,30 @@ class RaftPipeline:
         with run.lock("raftkit generate"):
             return await self._run(source, run, simulated_teacher=simulated_teacher, limit=limit)
 
+    def check_resumable(
+        self, run_dir: str | os.PathLike[str], *, simulated_teacher: bool = False
+    ) -> None:
+        """Raise :class:`~raftkit.errors.ResumeMismatchError` now if :meth:`run` would refuse
+        to resume ``run_dir`` (other settings, another endpoint), before anything is asked of
+        a service; a run not started yet passes, and nothing is written."""
+        Journal(run_dir).check_settings(self._settings(simulated_teacher))
+
+    def _settings(self, simulated_teacher: bool) -> dict[str, Any]:
+        """What the run's ``settings.json`` records: the config, the plug-ins by name, the
+        endpoint and whether it is simulated."""
+        plugins = {
+            "chunker": self._chunker,
+            "extractors": self._extractors,
+            "synthesizer": self._synthesizer,
+            "answerer": self._answerer,
+            "sampler": self._sampler,
+        }
+        settings = run_settings(self.config, plugins)
+        identity = self.client.endpoint_identity
+        settings["endpoint"] = identity.model_dump() if identity is not None else None
+        settings["simulated"] = simulated_teacher
+        return settings
+
     async def _run(
         self,
         source: str | os.PathLike[str],
@@ -160,27 +185,15 @@ class RaftPipeline:
         simulated_teacher: bool,
         limit: int | None,
     ) -> RunReport:
-        c = self.config
         started = anyio.current_time()
         report = RunReport(
             source=str(source),
             run_dir=str(run.root),
-            teacher_model=c.teacher_model,
+            teacher_model=self.config.teacher_model,
             simulated_teacher=simulated_teacher,
             limit=limit,
         )
-        plugins = {
-            "chunker": self._chunker,
-            "extractors": self._extractors,
-            "synthesizer": self._synthesizer,
-            "answerer": self._answerer,
-            "sampler": self._sampler,
-        }
-        settings = run_settings(c, plugins)
-        identity = self.client.endpoint_identity
-        settings["endpoint"] = identity.model_dump() if identity is not None else None
-        settings["simulated"] = simulated_teacher
-        journal = Journal(run).open(settings)
+        journal = Journal(run).open(self._settings(simulated_teacher))
         report.simulated_teacher = run.simulated()
         ledger = self.client.ledger
         before = ledger.report() if ledger is not None else None
