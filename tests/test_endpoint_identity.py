@@ -258,7 +258,20 @@ def test_the_commands_after_a_simulated_run_say_simulated(
     run = RunDir(out)
 
     simulator = ["--provider", "simulator"]
-    assert main(["eval", str(out), "--models", "a,b", "--split", "train", *simulator]) == 0
+    assert (
+        main(
+            [
+                "eval",
+                str(out),
+                "--models",
+                "gpt-4.1-mini,gpt-4.1-nano",
+                "--split",
+                "train",
+                *simulator,
+            ]
+        )
+        == 0
+    )
     assert (run.eval / "report.md").read_text("utf-8").splitlines()[2].startswith("> **SIMULATED**")
     assert "SIMULATED" in (run.eval / "report.html").read_text("utf-8")
     assert json.loads((run.eval / "report.json").read_text("utf-8"))["simulated"] is True
