@@ -4,7 +4,8 @@
   synthesized, split by chunk;
 - :mod:`~raftkit.retrieval.embedders` — :class:`ClientEmbedder` (an API model) and
   :class:`SentenceTransformerEmbedder` (local, offline MiniLM by default), both cached on disk;
-- :mod:`~raftkit.retrieval.adapters` — linear and residual-MLP adapters trained in numpy;
+- :mod:`~raftkit.retrieval.adapters` — linear and residual-MLP adapters (trained in numpy by
+  :mod:`~raftkit.retrieval.adapter_training`);
 - :mod:`~raftkit.retrieval.encoder_training` — full bi-encoder fine-tuning and a cross-encoder
   reranker (the ``embeddings`` extra);
 - :mod:`~raftkit.retrieval.measure` — hit rate, MRR, recall and nDCG per query, compared with
@@ -22,16 +23,14 @@ from typing import TYPE_CHECKING, Protocol, runtime_checkable
 import numpy as np
 import numpy.typing as npt
 
-from raftkit.retrieval.adapters import (
-    AdaptedEmbedder,
-    Adapter,
-    AdapterKind,
+from raftkit.retrieval.adapter_training import (
     TrainingConfig,
     TrainingHistory,
     fit_adapter,
     mnrl_loss,
     train_adapter,
 )
+from raftkit.retrieval.adapters import AdaptedEmbedder, Adapter, AdapterKind
 from raftkit.retrieval.cache import CacheStats, EmbeddingCache
 from raftkit.retrieval.embedders import (
     ClientEmbedder,
