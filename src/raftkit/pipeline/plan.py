@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import os
 from collections.abc import Sequence
 
@@ -13,6 +14,7 @@ from raftkit.pipeline.config import RaftConfig, default_chunker
 from raftkit.pipeline.plugins import run_extractors
 from raftkit.run_report import CostEstimate
 from raftkit.synth import Prompts
+from raftkit.synth.critique import critique_messages, judge_context
 from raftkit.synth.prompts import answer_messages, question_messages
 from raftkit.types import Chunk, Usage
 
@@ -62,16 +64,33 @@ async def estimate_cost(
     )
     answer_tokens = c.answer_max_tokens or _ANSWER_TOKENS
     questions = n * len(chunks)
-    prompt = question_prompt + answer_prompt
-    completion = questions * _QUESTION_TOKENS + questions * answer_tokens
+    # Refusals are written without a call: (1 - p) of the answers, times the refusing share.
+    refused = (1 - c.oracle_probability) * c.no_oracle_answer.refuses_share()
+    answer_prompt = round(answer_prompt * (1 - refused))
+    critique = _critique_usage(chunks, c, prompts)
+    multi_hop = _multi_hop_usage(chunks, c, prompts, answer_tokens)
+    prompt = question_prompt + answer_prompt + critique.prompt_tokens + multi_hop.prompt_tokens
+    completion = (
+        questions * _QUESTION_TOKENS
+        + round(questions * (1 - refused)) * answer_tokens
+        + critique.completion_tokens
+        + multi_hop.completion_tokens
+    )
     # Re-asks resend the whole conversation plus the rejected answer.
     extra = c.max_answer_attempts - 1
     prompt_max = (
         question_prompt
         + answer_prompt * (1 + extra)
         + questions * answer_tokens * (extra * (extra + 1) // 2)
+        + critique.prompt_tokens
+        + multi_hop.prompt_tokens
     )
-    completion_max = questions * _QUESTION_TOKENS + questions * answer_tokens * (1 + extra)
+    completion_max = (
+        questions * _QUESTION_TOKENS
+        + questions * answer_tokens * (1 + extra)
+        + critique.completion_tokens
+        + multi_hop.completion_tokens
+    )
     embedded = c.sampler == "embedding" or c.chunker == "semantic"
     embedding_tokens = sum(estimate_tokens(ch.text) for ch in chunks) if embedded else 0
     # Vision: at most one call per PDF page (fewer with vision_pages="tables").
@@ -81,10 +100,18 @@ async def estimate_cost(
         completion_tokens=vision_calls * _VISION_PAGE_TOKENS,
     )
 
+    judge = c.critique.model
+
     def dollars(p: int, q: int) -> float | None:
+        if judge is not None and judge != c.teacher_model:
+            # the judge's tokens at the judge's price
+            p, q = p - critique.prompt_tokens, q - critique.completion_tokens
         cost = prices.cost(
             c.teacher_model, Usage(prompt_tokens=p, completion_tokens=q), kind="chat"
         )
+        if cost is not None and judge is not None and judge != c.teacher_model:
+            judged = prices.cost(judge, critique, kind="chat")
+            cost = None if judged is None else cost + judged
         if cost is not None and c.vision_model is not None:
             seen = prices.cost(c.vision_model, vision_usage, kind="chat")
             cost = None if seen is None else cost + seen
@@ -95,13 +122,21 @@ async def estimate_cost(
             cost = None if emb is None else cost + emb
         return cost
 
+    answered = round(questions * (1 - refused))
+    critique_calls = len(chunks) if c.critique.mode == "judge" else 0
+    multi_hop_calls = 2 * _multi_hop_count(chunks, c)
     return CostEstimate(
         documents=walk.report.documents,
         pages=pages,
         chunks=len(chunks),
         questions=questions,
-        teacher_calls_min=len(chunks) + questions,
-        teacher_calls_max=len(chunks) + questions * c.max_answer_attempts,
+        teacher_calls_min=len(chunks) + answered + critique_calls + multi_hop_calls,
+        teacher_calls_max=len(chunks)
+        + answered * c.max_answer_attempts
+        + critique_calls
+        + multi_hop_calls * c.max_answer_attempts,
+        critique_calls=critique_calls,
+        multi_hop_calls=multi_hop_calls,
         vision_calls_max=vision_calls,
         prompt_tokens=prompt + vision_usage.prompt_tokens,
         completion_tokens=completion + vision_usage.completion_tokens,
@@ -118,3 +153,44 @@ def _price_note(prices: PriceTable, config: RaftConfig) -> str:
     if config.chunker == "semantic":
         notes.append("Semantic chunks are estimated as token windows of the same size.")
     return " ".join(n for n in notes if n)
+
+
+def _critique_usage(chunks: Sequence[Chunk], c: RaftConfig, prompts: Prompts) -> Usage:
+    """The judge calls: one per chunk, over its first ``n`` sentences (about what the excerpts
+    hold) or the whole chunk, and ``n`` questions."""
+    if c.critique.mode != "judge":
+        return Usage()
+    n = c.questions_per_chunk
+    model = c.critique.model or c.teacher_model
+    questions = ["?" * _QUESTION_TOKENS] * n
+    prompt = 0
+    for chunk in chunks:
+        shown = judge_context(chunk.text, n, c.critique.context)
+        prompt += count_message_tokens(critique_messages(shown, questions, prompts), model)
+    return Usage(prompt_tokens=prompt, completion_tokens=len(chunks) * (12 + 4 * n))
+
+
+def _multi_hop_count(chunks: Sequence[Chunk], c: RaftConfig) -> int:
+    return round(c.multi_hop * len(chunks)) if len(chunks) > 1 else 0
+
+
+def _multi_hop_usage(
+    chunks: Sequence[Chunk], c: RaftConfig, prompts: Prompts, answer_tokens: int
+) -> Usage:
+    """Per multi-hop question: a call that sees two chunks and an answer call over both
+    (estimated with each chunk paired with the next)."""
+    count = _multi_hop_count(chunks, c)
+    if not count:
+        return Usage()
+    prompt = 0
+    for first, second in itertools.pairwise(chunks):
+        texts = [first.text, second.text]
+        prompt += count_message_tokens(
+            question_messages("\n".join(texts), 1, prompts), c.teacher_model
+        )
+        prompt += count_message_tokens(answer_messages("?" * 20, texts, prompts), c.teacher_model)
+    per_pair = prompt / max(1, len(chunks) - 1)
+    return Usage(
+        prompt_tokens=round(per_pair * count),
+        completion_tokens=count * (_QUESTION_TOKENS + answer_tokens),
+    )

@@ -43,16 +43,16 @@ from raftkit.pipeline.plugins import (
     run_extractors,
     run_settings,
 )
+from raftkit.pipeline.quality import QualitySteps
 from raftkit.run_dir import RunDir
 from raftkit.run_report import CostEstimate, RunReport
 from raftkit.synth import (
-    AnswerGenerator,
     Prompts,
     QuestionSynthesizer,
     build_context,
     question_rng,
 )
-from raftkit.types import Question
+from raftkit.types import Chunk, Question
 
 __all__ = ["RaftPipeline"]
 
@@ -216,6 +216,7 @@ class RaftPipeline:
         run: RunDir,
         report: RunReport,
         reuse_chunks: bool,
+        quality: QualitySteps,
     ) -> None:
         async with feed.send:
             if reuse_chunks:
@@ -227,6 +228,7 @@ class RaftPipeline:
                     feed, source, extractors=extractors, chunker=chunker, run=run, report=report
                 )
         feed.sampler = await make_sampler(self._sampler, client, self.config, feed.chunks)
+        await quality.prepare(feed.chunks, feed.sampler)
         feed.ready.set()
 
     # ------------------------------------------------------------------ one pass
@@ -243,6 +245,8 @@ class RaftPipeline:
         c = self.config
         synthesizer = make_synthesizer(self._synthesizer, client, c, self.prompts)
         answerer = make_answerer(self._answerer, client, c, self.prompts)
+        quality = QualitySteps(client, c, self.prompts, answerer=answerer)
+        report.quality = quality.counts
         feed = ChunkFeed()
         partial = run.examples.with_name(run.examples.name + ".partial")
         offsets: list[tuple[tuple[int, int], int, int]] = []
@@ -254,7 +258,7 @@ class RaftPipeline:
         ) -> None:
             async with inbox, outbox:
                 async for index in inbox:
-                    await self._one_chunk(index, feed, synthesizer, answerer, outbox)
+                    await self._one_chunk(index, feed, synthesizer, quality, outbox)
 
         with (
             partial.open("w+b") as sink,
@@ -263,7 +267,9 @@ class RaftPipeline:
             stopped: BudgetExceededError | None = None
             try:
                 async with anyio.create_task_group() as tg:
-                    tg.start_soon(self._feed, client, source, feed, run, report, reuse_chunks)
+                    tg.start_soon(
+                        self._feed, client, source, feed, run, report, reuse_chunks, quality
+                    )
                     async with send_out:
                         for _ in range(c.concurrency):
                             tg.start_soon(work, feed.receive.clone(), send_out.clone())
@@ -276,6 +282,7 @@ class RaftPipeline:
                                 continue
                             report.questions += 1
                             report.short_contexts += int(item.short)
+                            quality.count(item)
                             if item.example is not None:
                                 line = (item.example.model_dump_json() + "\n").encode("utf-8")
                                 offsets.append((item.order, sink.tell(), len(line)))
@@ -305,22 +312,27 @@ class RaftPipeline:
         index: int,
         feed: ChunkFeed,
         synthesizer: QuestionSynthesizer,
-        answerer: AnswerGenerator,
+        quality: QualitySteps,
         outbox: ObjectSendStream[Outcome | int],
     ) -> None:
         c = self.config
         oracle = feed.chunks[index]
-        try:
-            questions = await synthesizer.synthesize(oracle, c.questions_per_chunk)
-        except (Deferred, BaseExceptionGroup) as e:
-            # batch mode: asked in this pass's batch, answered in the next pass
-            if not _only_deferred(e):
-                raise
-            questions = []
-
-        async def one(position: int, question: Question) -> None:
+        async with quality.turn(index) as turn:  # de-duplication goes in corpus order
             try:
-                result = await answerer.generate(question, oracle)
+                questions = await synthesizer.synthesize(oracle, c.questions_per_chunk)
+                kept, rejected = await quality.review(turn, index, oracle, questions)
+            except (Deferred, BaseExceptionGroup) as e:
+                # batch mode: asked in this pass's batch, answered in the next pass
+                if not _only_deferred(e):
+                    raise
+                kept, rejected = [], []
+        for item in rejected:
+            await outbox.send(item)
+
+        async def one(position: int, question: Question, partner: Chunk | None = None) -> None:
+            oracles = [oracle] if partner is None else [oracle, partner]
+            try:
+                result = await quality.answer(question, oracles)
             except (Deferred, BaseExceptionGroup) as e:
                 if not _only_deferred(e):
                     raise
@@ -334,12 +346,42 @@ class RaftPipeline:
                 rng=question_rng(c.seed, question.id),
                 k=c.distractors,
                 p=c.oracle_probability,
+                partners=oracles[1:],
+                exclude=quality.excluded(oracle),
             )
-            await outbox.send(outcome((index, position), question, oracle, context, result, c))
+            if result is None:
+                result = quality.refusal(oracle, context)
+            group, extra = quality.example_extras(question, oracles, result)
+            await outbox.send(
+                outcome(
+                    (index, position),
+                    question,
+                    oracle,
+                    context,
+                    result,
+                    c,
+                    split_group=group,
+                    metadata=extra,
+                )
+            )
+
+        async def multi_hop() -> None:
+            await feed.ready.wait()
+            try:
+                found = await quality.multi_hop(index, oracle, feed.chunks, c.questions_per_chunk)
+            except (Deferred, BaseExceptionGroup) as e:
+                if not _only_deferred(e):
+                    raise
+                return
+            if isinstance(found, Outcome):
+                await outbox.send(found)
+            elif found is not None:
+                await one(c.questions_per_chunk, *found)
 
         async with anyio.create_task_group() as tg:
-            for position, question in enumerate(questions):
+            for position, question in kept:
                 tg.start_soon(one, position, question)
+            tg.start_soon(multi_hop)
         await outbox.send(index)
 
     def _report_progress(self, report: RunReport, reasons: Counter[str]) -> None:
