@@ -206,6 +206,7 @@ class QualitySteps:
                 )
             )
         kept, duplicates = await turn.admit([q for _, q in passed])
+        counts.dedup_embedding_calls = self.dedup.embedding_calls
         place = {id(q): position for position, q in passed}
         for duplicate in duplicates:
             counts.duplicate_questions += 1

@@ -7,9 +7,9 @@ training measures memory. :class:`QuestionDeduplicator` keeps the **first in cor
 (chunk, then the synthesizer's order) of each set of near-duplicates:
 
 - *text*: two questions are one when their :func:`question_key` is equal — case, width,
-  punctuation, function words (but not the question words who/what/when/where/why/how/which)
-  and a plural ``s`` are ignored, so "What's the capital of France?" and "What is the capital
-  of France" are one question;
+  punctuation, contractions, function words (but not the question words
+  who/what/when/where/why/how/which) and a plural ``s`` are ignored, so "What's the capital
+  of France?" and "What is the capital of France" are one question;
 - *embeddings* (when ``similarity`` is set and an embedder is given): also when the cosine
   similarity of their embeddings is at least ``similarity``.
 
@@ -64,6 +64,8 @@ _CJK_LETTER = re.compile(f"[{_CJK_RUN}]")
 _WORD = re.compile(r"[^\W_]+")
 _QUESTION_WORD_TEXT = "who whom whose what when where why how which"
 _QUESTION_WORDS = frozenset(_QUESTION_WORD_TEXT.split())
+# "what's", "they're", "isn't": the contraction says nothing the key needs
+_CONTRACTION = re.compile(r"n['’]t\b|['’](?:s|re|ve|ll|d|m)\b")
 _UNIT_MIN_WORDS = 6
 _UNIT_MIN_CJK = 10
 
@@ -92,7 +94,8 @@ class DedupRules(BaseModel):
 def question_key(text: str) -> str:
     """``text`` as the text comparison sees it (see the module docstring)."""
     words: list[str] = []
-    for piece in _PIECES.findall(unicodedata.normalize("NFKC", text).casefold()):
+    folded = _CONTRACTION.sub(" ", unicodedata.normalize("NFKC", text).casefold())
+    for piece in _PIECES.findall(folded):
         if _CJK_LETTER.match(piece):
             words.append(piece)
             continue

@@ -53,7 +53,7 @@ _CJK = "\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af\uf900-\ufaff"
 _NAME = re.compile(rf"(?<=[^\s.!?。！？])\s+([^\W\d_{_CJK}][\w-]*[^\W_])")
 _NUMBER = re.compile(r"(?<![\w.,])\d{3,}(?![\w])")
 _CJK_RUN = re.compile(f"[{_CJK}]+")
-_MAX_SPREAD = 0.1  # a term in more than this share of the chunks relates nothing
+_MAX_SPREAD = 0.1  # a term in more than this share of the chunks (and 3) relates nothing
 _NEAR_DUPLICATE = 0.98
 _BLOCK = 256
 
@@ -96,7 +96,7 @@ def _lexical_partners(
     for index, found in enumerate(terms):
         for term in found:
             holders[term].append(index)
-    spread = max(2, math.ceil(_MAX_SPREAD * len(chunks)))
+    spread = max(3, math.ceil(_MAX_SPREAD * len(chunks)))
     partners: dict[int, int] = {}
     for owner in owners:
         score: defaultdict[int, float] = defaultdict(float)

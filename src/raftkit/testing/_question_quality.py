@@ -84,7 +84,7 @@ def _rate(question: str, documents: str) -> tuple[list[int], str]:
         )
         if not ok
     ]
-    return row, "; ".join(problems)
+    return row, ", ".join(problems)
 
 
 def rating_answer(
