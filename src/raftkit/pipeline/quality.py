@@ -223,13 +223,18 @@ class QualitySteps:
             )
         return [(place[id(q)], q) for q in kept], rejected
 
+    def wants_multi_hop(self, oracle: Chunk) -> bool:
+        """Whether the chunk is drawn to get a multi-hop question (known before the corpus)."""
+        c = self.config
+        return self.writer is not None and multi_hop_selected(c.seed, oracle.id, c.multi_hop)
+
     async def multi_hop(
         self, index: int, oracle: Chunk, chunks: Sequence[Chunk], position: int
     ) -> tuple[Question, Chunk] | Outcome | None:
         """The chunk's multi-hop question and its partner, a rejection, or ``None`` (not drawn,
         or no partner). Call once the corpus is known."""
         c = self.config
-        if self.writer is None or not multi_hop_selected(c.seed, oracle.id, c.multi_hop):
+        if self.writer is None or not self.wants_multi_hop(oracle):
             return None
         partner_index = self.partners.get(index)
         if partner_index is None:

@@ -381,7 +381,8 @@ class RaftPipeline:
         async with anyio.create_task_group() as tg:
             for position, question in kept:
                 tg.start_soon(one, position, question)
-            tg.start_soon(multi_hop)
+            if quality.wants_multi_hop(oracle):
+                tg.start_soon(multi_hop)
         await outbox.send(index)
 
     def _report_progress(self, report: RunReport, reasons: Counter[str]) -> None:

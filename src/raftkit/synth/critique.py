@@ -38,6 +38,7 @@ from raftkit.llm import ChatMessage, LLMClient
 from raftkit.synth._language import script_of
 from raftkit.synth._support import is_function_word
 from raftkit.synth._text import bm25_tokens, dedup_key, match_form, sentences
+from raftkit.synth._text_references import TEXT_REFERENCE_LANGUAGES, find_text_reference
 from raftkit.synth.prompts import Prompts, format_documents
 from raftkit.types import Chunk, Question, Usage
 
@@ -94,57 +95,6 @@ _CRITERION_REASON: dict[str, QuestionRejectionReason] = {
     "language": "question_wrong_language",
 }
 
-#: Languages whose "the text / this passage" phrasings the filter knows.
-TEXT_REFERENCE_LANGUAGES: tuple[str, ...] = ("en", "zh", "ja", "ko", "de", "fr", "es", "pt", "it")
-
-_EN_CORE = r"(?:text|passage|chunk|excerpt|snippet|extract|document|paragraph)s?"
-_EN_OTHER = r"(?:context|article|section|source|material|reading)s?"
-_EN_DETERMINER = (
-    r"(?:this|that|these|those|the\s+(?:given|provided|above|following|preceding|previous"
-    r"|original|accompanying|same))"
-)
-_ZH_NOUN = r"(?:文章|文本|文字|段落|材料|资料|資料|文档|文檔|文件|片段|摘录|摘錄|内容|內容)"
-_TEXT_REFERENCES = re.compile(
-    "|".join(
-        [
-            # English
-            rf"\b(?:the|this|that|these|those)\s+{_EN_CORE}\b",
-            rf"\b{_EN_DETERMINER}\s+(?:{_EN_CORE}|{_EN_OTHER})\b",
-            r"\b(?:mentioned|described|stated|discussed|presented|listed|shown|given)\s+"
-            r"(?:above|below|here|earlier)\b",
-            r"\bthe\s+above\b",
-            # Chinese (simplified and traditional)
-            r"(?<![日基课課])本文",
-            r"(?<![中英日法德韩韓外语語])文中",
-            r"原文|上文|下文|文本中|文章中|段落中",
-            rf"(?:该|該|此|这|這|本|上述|以上|所给|所給|给定|給定)(?:篇|段|份|个|個)?{_ZH_NOUN}",
-            r"根[据據](?:文章|文本|材料|上文|段落|文档|文檔|原文|资料|資料|本文)",
-            # Japanese
-            r"この(?:文章|段落|テキスト|文書|資料|記事|一節|抜粋)|上記の?(?:文章|内容|文書)",
-            r"(?:文章|テキスト|本文)によると|本稿",
-            # Korean
-            r"이\s*(?:글(?![자씨])|문서|문단|단락|텍스트|지문|본문|자료|기사)",
-            r"본문|위\s*(?:글|문서|문단|내용|지문)|(?:글|문서|지문)에\s*(?:따르면|의하면)",
-            # German
-            r"\b(?:der|dem|den|des|diese[mnrs]?|im|vom|laut|gemäß)\s+(?:(?:obigen|vorliegenden|"
-            r"gegebenen|folgenden)\s+)?(?:Text(?:es|s)?|Dokument(?:s|es)?|Abschnitt(?:s|es)?|"
-            r"Absatz(?:es)?|Passage|Auszug(?:s|es)?)\b",
-            # French
-            r"\b(?:le|ce|cet|cette|du|au|dans\s+le|selon\s+le|d'après\s+le)\s+(?:texte|document|"
-            r"passage|extrait|paragraphe)s?\b|\bl['’]extrait\b",
-            # Spanish
-            r"\b(?:el|este|esta|del|al|según\s+el|en\s+el)\s+(?:texto|documento|pasaje|fragmento|"
-            r"párrafo|extracto)s?\b",
-            # Portuguese
-            r"\b(?:o|este|esta|do|no|segundo\s+o)\s+(?:texto|documento|trecho|passagem|parágrafo|"
-            r"excerto)s?\b",
-            # Italian
-            r"\b(?:il|questo|questa|del|nel|secondo\s+il)\s+(?:testo|documento|brano|passaggio|"
-            r"paragrafo|estratto)s?\b",
-        ]
-    ),
-    re.IGNORECASE,
-)
 _WORD = re.compile(r"[^\W_]+")
 _CJK_LETTER = re.compile("[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af\uf900-\ufaff]")
 
@@ -229,10 +179,10 @@ def filter_question(
         or cjk > rules.max_question_cjk_chars
     ):
         return "question_too_long", f"the question is too long ({words} words, {len(form)} chars)"
-    found = _TEXT_REFERENCES.search(form)
-    if found:
+    found = find_text_reference(form)
+    if found is not None:
         return "question_text_reference", (
-            f"the question refers to its source ({found.group(0)!r}) instead of naming its subject"
+            f"the question refers to its source ({found!r}) instead of naming its subject"
         )
     key = dedup_key(form)
     for sentence_key in _copy_keys(chunk_text, rules.copy_min_words, rules.copy_min_cjk_chars):
@@ -299,8 +249,7 @@ def ratings_output_model(n: int) -> type[BaseModel]:
         ratings=(
             list[str | list[int]],
             Field(
-                description="per question, in order: four digits 1-5 for self_contained, "
-                "answerable, specific, language",
+                # the prompt says what the digits are: a description here is paid again
                 json_schema_extra={
                     "minItems": n,
                     "maxItems": n,
@@ -308,10 +257,7 @@ def ratings_output_model(n: int) -> type[BaseModel]:
                 },
             ),
         ),
-        notes=(
-            str,
-            Field(description="'N: problem; ...' for the questions rated below 3, else empty"),
-        ),
+        notes=(str, ...),
     )
     return model
 
@@ -413,8 +359,6 @@ class QuestionCritic:
                 ratings_output_model(n),
                 model=self.model,
                 temperature=0.0,
-                # a row of four digits and a short note per question
-                max_tokens=40 + 30 * n,
                 sample=sample,
             )
         except StructuredOutputError as e:
