@@ -164,7 +164,9 @@ async def test_dry_run_estimates_without_calls(tmp_path: Path) -> None:
     estimate = await estimate_cost(docs, RaftConfig(questions_per_chunk=2, chunk_size=256))
     assert estimate.chunks > 0
     assert estimate.questions == 2 * estimate.chunks
-    assert estimate.teacher_calls_min == estimate.chunks + estimate.questions
+    # one critique judge call per chunk (on by default) besides the question and answer calls
+    assert estimate.critique_calls == estimate.chunks
+    assert estimate.teacher_calls_min == 2 * estimate.chunks + estimate.questions
     assert estimate.cost_usd is not None
     assert estimate.cost_usd_max is not None
     assert 0 < estimate.cost_usd <= estimate.cost_usd_max

@@ -9,6 +9,7 @@ import re
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import anyio
 import pytest
 
 from raftkit.cli import main
@@ -19,10 +20,11 @@ from raftkit.dataset import (
     leaked_groups,
     split_examples,
 )
-from raftkit.errors import ResumeMismatchError
+from raftkit.errors import NotFoundError, ResumeMismatchError
 from raftkit.evaluate import refusal_answer_of
 from raftkit.llm import OpenAIClient
 from raftkit.pipeline import RaftConfig, RaftPipeline, estimate_cost
+from raftkit.reference_data import default_models
 from raftkit.synth import (
     MULTI_HOP_TYPE,
     QUESTION_REJECTION_REASONS,
@@ -101,7 +103,8 @@ def chunk_texts(run: Path) -> dict[str, str]:
 async def lazy() -> AsyncIterator[Simulator]:
     """A teacher that writes bad questions of every kind the simulator knows."""
     behaviour = ModelBehaviour(bad_questions=0.5, bad_question_kinds=BAD_QUESTION_KINDS)
-    async with Simulator(SimulatorConfig(model_behaviour={"gpt-4o": behaviour})) as simulator:
+    teacher = default_models().teacher
+    async with Simulator(SimulatorConfig(model_behaviour={teacher: behaviour})) as simulator:
         yield simulator
 
 
@@ -434,3 +437,27 @@ def test_bad_options_are_refused_in_one_line(
     assert code == 2
     assert message in err
     assert "Traceback" not in err
+
+
+async def test_a_judge_the_endpoint_lacks_stops_the_run_without_a_hang(
+    anyio_backend: str, sim: Simulator, tmp_path: Path
+) -> None:
+    """A 404 on the judge call ends the run like any account-level failure; the chunks left in
+    the queue still take their de-duplication turn, so no worker waits for them for ever."""
+    docs = make_docs(tmp_path, duplicate=True)
+    run = tmp_path / "run"
+    config = RaftConfig(
+        questions_per_chunk=3,
+        chunk_size=64,
+        chunk_overlap=0,
+        concurrency=3,
+        critique=CritiqueRules(model="no-such-judge"),
+    )
+    async with OpenAIClient(base_url=sim.base_url, api_key=sim.api_key) as client:
+        with anyio.fail_after(60), pytest.raises(NotFoundError):
+            await RaftPipeline(client, config).run(docs, run)
+    report = json.loads((run / "report.json").read_text(encoding="utf-8"))
+    assert report["status"] == "failed"
+    assert "no-such-judge" in report["stop_reason"] or "404" in report["stop_reason"]
+    assert report["examples"] == 0
+    assert not list(run.glob("*.partial"))
