@@ -41,6 +41,7 @@ from default_corpus import default_corpus  # noqa: E402
 from raftkit.llm import OpenAIClient  # noqa: E402
 from raftkit.llm.tokens import count_tokens  # noqa: E402
 from raftkit.pipeline import RaftConfig, RaftPipeline  # noqa: E402
+from raftkit.reference_data import default_models  # noqa: E402
 from raftkit.synth import AbstentionRules, CritiqueRules, DedupRules  # noqa: E402
 from raftkit.testing import Simulator, SimulatorConfig  # noqa: E402
 from raftkit.testing._behaviour import BAD_QUESTION_KINDS, ModelBehaviour  # noqa: E402
@@ -87,7 +88,7 @@ def measure(run: Path) -> Tokens:
         usage = response.get("usage") or {}
         spent = int(usage.get("prompt_tokens", 0)) + int(usage.get("completion_tokens", 0))
         fmt = request.get("response_format")
-        schema = count_tokens(json.dumps(fmt), "gpt-4o") if isinstance(fmt, dict) else 0
+        schema = count_tokens(json.dumps(fmt), default_models().teacher) if isinstance(fmt, dict) else 0
         tokens.total += spent
         tokens.schema += schema
         tokens.calls += 1
@@ -106,7 +107,7 @@ def measure(run: Path) -> Tokens:
 async def run_all(corpus: Path, lazy: float, questions: int) -> dict[str, Tokens]:
     behaviour = {}
     if lazy:
-        behaviour["gpt-4o"] = ModelBehaviour(
+        behaviour[default_models().teacher] = ModelBehaviour(
             bad_questions=lazy, bad_question_kinds=BAD_QUESTION_KINDS
         )
     results: dict[str, Tokens] = {}
