@@ -88,7 +88,9 @@ def measure(run: Path) -> Tokens:
         usage = response.get("usage") or {}
         spent = int(usage.get("prompt_tokens", 0)) + int(usage.get("completion_tokens", 0))
         fmt = request.get("response_format")
-        schema = count_tokens(json.dumps(fmt), default_models().teacher) if isinstance(fmt, dict) else 0
+        schema = (
+            count_tokens(json.dumps(fmt), default_models().teacher) if isinstance(fmt, dict) else 0
+        )
         tokens.total += spent
         tokens.schema += schema
         tokens.calls += 1
