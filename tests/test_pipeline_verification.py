@@ -12,7 +12,13 @@ from raftkit.cli import main as cli_main
 from raftkit.errors import ResumeMismatchError
 from raftkit.llm import OpenAIClient
 from raftkit.pipeline import RaftConfig, RaftPipeline
-from raftkit.synth import NORMALISATIONS, REJECTION_REASONS, VerifyRules
+from raftkit.synth import (
+    NORMALISATIONS,
+    REJECTION_REASONS,
+    CritiqueRules,
+    DedupRules,
+    VerifyRules,
+)
 from raftkit.testing import Simulator
 from raftkit.types import RaftExample
 
@@ -70,7 +76,13 @@ async def test_rejections_name_the_rule_and_the_report_counts_it(
     # Thresholds no sentence can meet: every answer fails the substance rule.
     rules = VerifyRules(min_quote_words=500, min_quote_chars=5000, min_quote_cjk_chars=500)
     config = RaftConfig(
-        questions_per_chunk=2, chunk_size=128, max_answer_attempts=1, verification=rules
+        questions_per_chunk=2,
+        chunk_size=128,
+        max_answer_attempts=1,
+        verification=rules,
+        # every question reaches the answer step
+        critique=CritiqueRules(mode="off"),
+        dedup=DedupRules(questions=False),
     )
     async with OpenAIClient(base_url=sim.base_url, api_key=sim.api_key) as client:
         report = await RaftPipeline(client, config).run(make_docs(tmp_path), tmp_path / "run")

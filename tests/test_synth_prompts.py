@@ -20,7 +20,18 @@ from raftkit.synth.prompts import (
 # pymupdf has no type hints
 PDF: Any = pymupdf
 
-MODULES = ["prompts", "questions", "distractors", "answers", "verify"]
+MODULES = [
+    "prompts",
+    "questions",
+    "distractors",
+    "answers",
+    "verify",
+    "critique",
+    "dedup",
+    "abstain",
+    "multihop",
+    "question_mix",
+]
 
 
 def test_question_prompt_asks_for_n_in_the_chunks_language() -> None:

@@ -14,8 +14,10 @@ ZH_ORACLE = (
     "蝙蝠是唯一能够真正飞行的\n哺乳 动物。它们的前肢演化为翼，\n大多数蝙蝠在夜间活动（夜行性）。"
 )
 BQ, EQ = "##begin_quote##", "##end_quote##"
+# A second oracle, for multi-hop answers that must quote both.
+CAVE_ORACLE = "The Cueva del Guácharo in Venezuela is home to a colony of oilbirds and bats."
 
-CASES: list[tuple[str, str, str, RejectionReason | None]] = [
+CASES: list[tuple[str, str | list[str], str, RejectionReason | None]] = [
     (
         "english exact quote",
         EN_ORACLE,
@@ -158,6 +160,19 @@ CASES: list[tuple[str, str, str, RejectionReason | None]] = [
         f"{BQ}many roost in caves or other refuges{EQ}\n<ANSWER>: in Madagascar",
         "answer_not_supported",
     ),
+    (
+        "a multi-hop answer quoting each of its oracles",
+        [EN_ORACLE, CAVE_ORACLE],
+        f"{BQ}Most bats are nocturnal{EQ} and {BQ}home to a colony of oilbirds and bats{EQ}"
+        "\n<ANSWER>: nocturnal bats in the Cueva del Guácharo",
+        None,
+    ),
+    (
+        "a multi-hop answer that leaves one oracle unquoted",
+        [EN_ORACLE, CAVE_ORACLE],
+        f"{BQ}Most bats are nocturnal, and many roost in caves{EQ}\n<ANSWER>: in caves",
+        "oracle_not_quoted",
+    ),
 ]
 
 
@@ -165,7 +180,9 @@ CASES: list[tuple[str, str, str, RejectionReason | None]] = [
     ("answer", "oracle", "expected"),
     [pytest.param(a, o, e, id=name) for name, o, a, e in CASES],
 )
-def test_verify_answer_table(answer: str, oracle: str, expected: RejectionReason | None) -> None:
+def test_verify_answer_table(
+    answer: str, oracle: str | list[str], expected: RejectionReason | None
+) -> None:
     result = verify_answer(answer, oracle)
     assert result.reason == expected
     assert result.ok is (expected is None)
@@ -329,3 +346,28 @@ def test_every_problem_is_named_in_the_detail() -> None:
         "than": ("missing", True),
         "ats are the only": ("splits_word", False),
     }
+
+
+def test_each_quote_is_attributed_to_the_oracle_it_comes_from() -> None:
+    answer = (
+        f"{BQ}home to a colony of oilbirds and bats{EQ} and {BQ}Most bats are nocturnal{EQ}"
+        "\n<ANSWER>: nocturnal"
+    )
+    result = verify_answer(answer, [EN_ORACLE, CAVE_ORACLE])
+    assert result.ok
+    assert [c.oracle for c in result.quote_checks] == [1, 0]
+    one = verify_answer(f"{BQ}Most bats are nocturnal{EQ}\n<ANSWER>: nocturnal", EN_ORACLE)
+    assert [c.oracle for c in one.quote_checks] == [0]
+    missing = verify_answer(f"{BQ}Bats live on the Moon{EQ}\n<ANSWER>: Moon", [EN_ORACLE])
+    assert [c.oracle for c in missing.quote_checks] == [None]
+
+
+def test_a_multi_hop_final_answer_may_draw_on_every_oracle() -> None:
+    # "Venezuela" is only in the second oracle: supported there, not by the first alone
+    answer = (
+        f"{BQ}Most bats are nocturnal{EQ} {BQ}The Cueva del Guácharo in Venezuela{EQ}"
+        "\n<ANSWER>: Venezuela"
+    )
+    assert verify_answer(answer, [EN_ORACLE, CAVE_ORACLE]).ok
+    alone = verify_answer(answer, EN_ORACLE)
+    assert alone.reason == "quote_not_in_oracle"

@@ -33,6 +33,7 @@ __all__ = [
     "SplitName",
     "SplitReport",
     "assign_groups",
+    "connected_groups",
     "leaked_groups",
     "split_groups",
 ]
@@ -177,6 +178,39 @@ def split_groups(
         group_counts=(len(assigned[0]), len(assigned[1]), len(assigned[2])),
         group_by=group_by,
     )
+
+
+def connected_groups(members: Iterable[str], links: Iterable[tuple[str, str]]) -> dict[str, str]:
+    """Each member's group key: the first member, in the order given, of the members ``links``
+    join to it (directly or through others).
+
+    Chunks that share text (or feed one multi-hop question) must land on one side of a split;
+    this turns their pairwise links into group keys for :func:`split_groups`. Members named only
+    in ``links`` follow the given ones, in the order they first appear. A member nothing links
+    is its own group. The result depends only on the order of ``members`` and the set of links.
+    """
+    order: dict[str, int] = {}
+    for member in members:
+        order.setdefault(member, len(order))
+    pairs = list(links)
+    for left, right in pairs:
+        order.setdefault(left, len(order))
+        order.setdefault(right, len(order))
+    parent = list(range(len(order)))
+
+    def root(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    for left, right in pairs:
+        a, b = root(order[left]), root(order[right])
+        if a != b:
+            # the earlier member stays the root, so the key is the component's first member
+            parent[max(a, b)] = min(a, b)
+    names = list(order)
+    return {name: names[root(i)] for name, i in order.items()}
 
 
 def leaked_groups(split: Split[_T], key: Callable[[_T], Hashable]) -> set[Hashable]:

@@ -8,7 +8,7 @@ from pydantic import BaseModel, Field
 
 from raftkit.html_page import simulated_markdown
 
-__all__ = ["CostEstimate", "RunReport"]
+__all__ = ["CostEstimate", "QualityCounts", "RunReport"]
 
 
 class CostEstimate(BaseModel):
@@ -21,6 +21,8 @@ class CostEstimate(BaseModel):
     teacher_calls_min: int = Field(description="calls if no answer is ever re-asked")
     teacher_calls_max: int = Field(description="calls if every answer uses every attempt")
     vision_calls_max: int = Field(0, description="PDF pages that may be sent to a vision model")
+    critique_calls: int = Field(0, description="question-critique judge calls (in the calls)")
+    multi_hop_calls: int = Field(0, description="multi-hop question and answer calls (in them)")
     prompt_tokens: int
     completion_tokens: int
     embedding_tokens: int = 0
@@ -43,6 +45,10 @@ class CostEstimate(BaseModel):
             ("chunks", f"{self.chunks}"),
             ("questions (at most)", f"{self.questions}"),
             ("teacher calls", f"{self.teacher_calls_min:,} – {self.teacher_calls_max:,}"),
+            (
+                "of which question critique / multi-hop",
+                f"{self.critique_calls:,} / {self.multi_hop_calls:,}",
+            ),
             ("vision calls (at most)", f"{self.vision_calls_max:,}"),
             ("prompt tokens (est.)", f"{self.prompt_tokens:,}"),
             ("completion tokens (est., upper bound)", f"{self.completion_tokens:,}"),
@@ -71,6 +77,73 @@ class CostEstimate(BaseModel):
             lines += ["", "Files that could not be extracted:", ""]
             lines += [f"- {e}" for e in self.extraction_errors]
         return "\n".join(lines) + "\n"
+
+
+class QualityCounts(BaseModel):
+    """What question critique, de-duplication, refusals and multi-hop questions did and cost.
+
+    Calls and tokens count replayed responses too, so a rerun reports what the run cost in all.
+    """
+
+    critique_calls: int = Field(0, description="judge calls (one per chunk with questions left)")
+    critique_prompt_tokens: int = 0
+    critique_completion_tokens: int = 0
+    questions_judged: int = 0
+    questions_unjudged: int = Field(0, description="kept because the judge gave no rating")
+    duplicate_questions: int = 0
+    dedup_embedding_calls: int = 0
+    duplicate_chunk_groups: int = Field(0, description="sets of chunks sharing their text")
+    chunks_in_duplicate_groups: int = 0
+    refusals: int = Field(0, description="examples that refuse (their context lacks the oracle)")
+    multi_hop_calls: int = Field(0, description="calls that wrote multi-hop questions")
+    multi_hop_prompt_tokens: int = 0
+    multi_hop_completion_tokens: int = 0
+    multi_hop_questions: int = 0
+    multi_hop_examples: int = 0
+    multi_hop_unpaired: int = Field(0, description="chunks drawn for one with no related chunk")
+    questions_by_type: dict[str, int] = Field(default_factory=dict)
+    examples_by_type: dict[str, int] = Field(default_factory=dict)
+
+    def active(self) -> bool:
+        return any(bool(v) for v in self.model_dump().values())
+
+    def markdown(self, teacher_tokens: int | None) -> list[str]:
+        """The report's section; ``teacher_tokens`` (the run's, all paid this time) gives the
+        critique's share of them."""
+        critique_tokens = self.critique_prompt_tokens + self.critique_completion_tokens
+        share = (
+            f" ({critique_tokens / teacher_tokens:.1%} of the run's tokens)"
+            if teacher_tokens and critique_tokens
+            else ""
+        )
+        lines = ["", "## Question quality", "", "| | |", "|---|---|"]
+        lines.append(
+            f"| critique: judge calls / questions judged | {self.critique_calls} / "
+            f"{self.questions_judged} |"
+        )
+        lines.append(
+            f"| critique tokens prompt / completion | {self.critique_prompt_tokens:,} / "
+            f"{self.critique_completion_tokens:,}{share} |"
+        )
+        lines.append(f"| duplicate questions dropped | {self.duplicate_questions} |")
+        lines.append(
+            f"| chunks sharing text (groups) | {self.chunks_in_duplicate_groups} "
+            f"({self.duplicate_chunk_groups}) |"
+        )
+        lines.append(f"| refusals (no teacher call) | {self.refusals} |")
+        if self.multi_hop_calls or self.multi_hop_unpaired:
+            lines.append(
+                f"| multi-hop: calls / questions / examples / unpaired | {self.multi_hop_calls} / "
+                f"{self.multi_hop_questions} / {self.multi_hop_examples} / "
+                f"{self.multi_hop_unpaired} |"
+            )
+        if self.questions_by_type:
+            lines += ["", "| question type | questions | examples |", "|---|---|---|"]
+            lines += [
+                f"| {name} | {count} | {self.examples_by_type.get(name, 0)} |"
+                for name, count in sorted(self.questions_by_type.items())
+            ]
+        return lines
 
 
 class RunReport(BaseModel):
@@ -118,6 +191,7 @@ class RunReport(BaseModel):
     structured_modes: dict[str, str] = Field(
         default_factory=dict, description="per model, how structured output was asked for"
     )
+    quality: QualityCounts = Field(default_factory=QualityCounts)
 
     @property
     def examples_per_minute(self) -> float:
@@ -160,6 +234,10 @@ class RunReport(BaseModel):
         if self.structured_modes:
             modes = ", ".join(f"{m}: {mode}" for m, mode in sorted(self.structured_modes.items()))
             lines.append(f"| structured output | {modes} |")
+        if self.quality.active():
+            paid_all = self.teacher_calls_replayed == 0
+            tokens = self.prompt_tokens + self.completion_tokens if paid_all else None
+            lines += self.quality.markdown(tokens)
         if self.rejections:
             lines += ["", "## Rejections by reason", "", "| reason | questions |", "|---|---|"]
             lines += [f"| {k} | {v} |" for k, v in sorted(self.rejections.items())]

@@ -81,6 +81,12 @@ class Question(_Record):
     id: str
     chunk_id: str
     text: str
+    question_type: str | None = Field(
+        None, description="the kind of question asked (factoid, explanation, …) when set"
+    )
+    metadata: dict[str, str] = Field(
+        default_factory=dict, description="how it was asked (e.g. the persona), when set"
+    )
 
 
 class ContextDocument(_Record):
@@ -135,6 +141,11 @@ class RaftExample(_Record):
         description="refusal: the context lacks the oracle and the teacher wrote an abstention",
     )
     split: Literal["train", "validation", "test"] | None = None
+    split_group: str | None = Field(
+        None,
+        description="the split keeps examples sharing this key on one side (near-duplicate or "
+        "multi-hop chunks); None: the oracle chunk alone",
+    )
     metadata: dict[str, Any] = Field(default_factory=dict)
 
     @property

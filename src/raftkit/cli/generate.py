@@ -24,7 +24,7 @@ from raftkit.errors import UsageError
 from raftkit.llm import LLMClient
 from raftkit.pipeline import Progress, RaftConfig, RaftPipeline, estimate_cost
 from raftkit.run_dir import RunDir
-from raftkit.synth import VerifyRules
+from raftkit.synth import AbstentionRules, CritiqueRules, DedupRules, QuestionMix, VerifyRules
 
 __all__ = ["add_parser", "run"]
 
@@ -113,6 +113,7 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         default=rules.min_answer_support,
         help="share of the final answer's content words that must occur in the oracle",
     )
+    _add_quality_arguments(p, defaults)
     p.add_argument(
         "--concurrency",
         type=int,
@@ -142,6 +143,97 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     p.set_defaults(handler=run)
 
 
+def _add_quality_arguments(p: argparse.ArgumentParser, defaults: RaftConfig) -> None:
+    """Question critique, de-duplication, refusals, multi-hop questions, question types."""
+    critique, dedup = defaults.critique, defaults.dedup
+    p.add_argument(
+        "--critique",
+        nargs="?",
+        const="judge",
+        choices=["judge", "filters", "off"],
+        default=critique.mode,
+        help="question critique: free filters then one judge call per chunk (judge), the "
+        "filters only, or none (see docs/synthesis.md)",
+    )
+    p.add_argument(
+        "--no-critique", dest="critique", action="store_const", const="off", help="--critique off"
+    )
+    p.add_argument("--critique-model", help="the judge model (default: the teacher)")
+    p.add_argument(
+        "--critique-threshold",
+        type=int,
+        default=critique.threshold,
+        help="a rating (1-5) below this rejects a question",
+    )
+    p.add_argument(
+        "--critique-context",
+        choices=["excerpts", "chunk"],
+        default=critique.context,
+        help="what the judge sees: the chunk's sentences nearest each question, or all of it",
+    )
+    p.add_argument(
+        "--no-dedup",
+        action="store_true",
+        help="keep near-duplicate questions across the corpus",
+    )
+    p.add_argument(
+        "--dedup-similarity",
+        type=float,
+        help="also drop questions whose embeddings (--embedding-model) are this similar "
+        "(cosine, e.g. 0.95) to an earlier one's",
+    )
+    p.add_argument(
+        "--duplicate-chunk-overlap",
+        type=float,
+        default=dedup.chunk_overlap,
+        help="chunks sharing this share of their sentences go to one split group (0: off)",
+    )
+    p.add_argument(
+        "--no-oracle-answer",
+        default=defaults.no_oracle_answer.spec(),
+        metavar="paper|refuse|mix:SHARE",
+        help="examples whose context lacks the oracle: the oracle's answer (the paper), a "
+        "refusal, or a refusal for a share of them",
+    )
+    p.add_argument(
+        "--refusal-answer",
+        default=defaults.no_oracle_answer.phrase,
+        help="the final answer of a refusal (what evaluation recognises)",
+    )
+    p.add_argument(
+        "--multi-hop",
+        type=float,
+        default=defaults.multi_hop,
+        metavar="SHARE",
+        help="share of chunks that also get a question needing a related chunk",
+    )
+    p.add_argument(
+        "--question-mix",
+        metavar="SPEC|FILE",
+        help="question types and shares, e.g. factoid=0.5,explanation=0.3,comparison=0.2, or "
+        "a JSON file with types and personas",
+    )
+    p.add_argument(
+        "--personas",
+        help="personas the questions are asked as, separated by ';' (with --question-mix)",
+    )
+
+
+def _question_mix(args: argparse.Namespace) -> QuestionMix | None:
+    personas = [p for p in (args.personas or "").split(";") if p.strip()]
+    if args.question_mix is None:
+        if personas:
+            raise UsageError("--personas needs --question-mix")
+        return None
+    path = Path(args.question_mix)
+    if path.suffix.lower() == ".json" or path.is_file():
+        mix = QuestionMix.load(path)
+        if personas:
+            mix = mix.model_copy(update={"personas": tuple(personas)})
+        return mix
+    return QuestionMix.parse(args.question_mix, personas=personas)
+
+
 def _config(args: argparse.Namespace) -> RaftConfig:
     return RaftConfig(
         teacher_model=args.teacher_model or teacher_default(args),
@@ -165,6 +257,20 @@ def _config(args: argparse.Namespace) -> RaftConfig:
             min_quote_cjk_chars=args.min_quote_cjk_chars,
             min_answer_support=args.min_answer_support,
         ),
+        critique=CritiqueRules(
+            mode=args.critique,
+            model=args.critique_model,
+            threshold=args.critique_threshold,
+            context=args.critique_context,
+        ),
+        dedup=DedupRules(
+            questions=not args.no_dedup,
+            similarity=args.dedup_similarity,
+            chunk_overlap=args.duplicate_chunk_overlap,
+        ),
+        no_oracle_answer=AbstentionRules.parse(args.no_oracle_answer, phrase=args.refusal_answer),
+        multi_hop=args.multi_hop,
+        question_mix=_question_mix(args),
         concurrency=args.concurrency,
     )
 

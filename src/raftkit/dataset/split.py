@@ -3,6 +3,12 @@
 Questions written from the same chunk share their answer's evidence, so whole groups go to one
 part; the grouped split itself (:func:`split_groups` and its report) lives in
 :mod:`raftkit.grouped_split` and is re-exported here.
+
+An example's :attr:`~raftkit.types.RaftExample.split_group`, when set, joins chunks that share
+evidence: near-duplicate chunks (the same paragraph in two documents) and the two chunks of a
+multi-hop question. Grouped by chunk, that key replaces the chunk; grouped by document, the
+documents such examples join (and a multi-hop example's ``metadata["oracle_document_ids"]``)
+form one group, named by the first of them in sorted order.
 """
 
 from __future__ import annotations
@@ -19,6 +25,7 @@ from raftkit.grouped_split import (
     SplitName,
     SplitReport,
     assign_groups,
+    connected_groups,
     leaked_groups,
     split_groups,
 )
@@ -55,7 +62,12 @@ def split_examples(
     if group_by == "chunk":
         key: Callable[[RaftExample], str] = _chunk_key
     elif group_by == "document":
-        key = _document_key
+        examples = list(examples)
+        joined = _document_groups(examples)
+
+        def key(example: RaftExample) -> str:
+            return joined[example.document_id]
+
     else:
         raise UsageError(f"group_by must be 'chunk' or 'document', not {group_by!r}")
     split = split_groups(
@@ -73,11 +85,21 @@ def split_examples(
 
 
 def _chunk_key(example: RaftExample) -> str:
-    return example.chunk_id
+    return example.split_group or example.chunk_id
 
 
-def _document_key(example: RaftExample) -> str:
-    return example.document_id
+def _document_groups(examples: list[RaftExample]) -> dict[str, str]:
+    """Each document's group: documents joined by a shared split group or a multi-hop example
+    are one, named by the first in sorted order (so the result ignores the examples' order)."""
+    documents = sorted({e.document_id for e in examples})
+    links: set[tuple[str, str]] = set()
+    for example in examples:
+        if example.split_group is not None:
+            links.add((example.document_id, f"\x00{example.split_group}"))
+        others = example.metadata.get("oracle_document_ids")
+        if isinstance(others, list):
+            links.update((example.document_id, str(d)) for d in others)
+    return connected_groups(documents, sorted(links))
 
 
 def _example_order(example: RaftExample) -> str:

@@ -1,4 +1,5 @@
-"""One chunk's work: its questions, an answer to each, a context for each, the outcomes.
+"""One chunk's work: its questions (critiqued and de-duplicated), an answer to each (or a
+refusal), a context for each, its multi-hop question, the outcomes.
 
 A failure of the chunk's question call or of one answer is decided by
 :func:`~raftkit.pipeline.halt.classify_failure`: recorded as that chunk's or question's outcome
@@ -18,8 +19,9 @@ from raftkit.pipeline.config import RaftConfig
 from raftkit.pipeline.feed import ChunkFeed
 from raftkit.pipeline.halt import Halt, classify_failure, describe
 from raftkit.pipeline.output import Outcome, failed_outcome, outcome
-from raftkit.synth import AnswerGenerator, QuestionSynthesizer, build_context, question_rng
-from raftkit.types import Question
+from raftkit.pipeline.quality import QualitySteps
+from raftkit.synth import QuestionSynthesizer, build_context, question_rng
+from raftkit.types import Chunk, Question
 
 __all__ = ["work_on_chunk"]
 
@@ -30,7 +32,7 @@ async def work_on_chunk(
     index: int,
     feed: ChunkFeed,
     synthesizer: QuestionSynthesizer,
-    answerer: AnswerGenerator,
+    quality: QualitySteps,
     outbox: ObjectSendStream[Outcome | int],
     *,
     halt: Halt,
@@ -38,7 +40,8 @@ async def work_on_chunk(
 ) -> None:
     """Send an :class:`Outcome` per question (or one for a failed question call) to
     ``outbox``, then ``index`` when the chunk is done — unless the run halted before all of
-    its work was decided."""
+    its work was decided. ``quality`` critiques and de-duplicates the questions, answers them
+    (or writes a refusal) and adds the chunk's multi-hop question."""
     c = config
     oracle = feed.chunks[index]
     unfinished = False
@@ -53,21 +56,26 @@ async def work_on_chunk(
             halt.request(error)
             unfinished = True
 
-    try:
-        questions = await synthesizer.synthesize(oracle, c.questions_per_chunk)
-    except (Deferred, BaseExceptionGroup) as e:
-        # batch mode: asked in this pass's batch, answered in the next pass
-        if not _only_deferred(e):
-            await failed(e, -1, None)
-        questions = []
-    except Exception as e:
-        await failed(e, -1, None)
-        questions = []
-
-    async def one(position: int, question: Question) -> None:
-        nonlocal unfinished
+    kept: list[tuple[int, Question]] = []
+    rejected: list[Outcome] = []
+    async with quality.turn(index) as turn:  # de-duplication goes in corpus order
         try:
-            result = await answerer.generate(question, oracle)
+            questions = await synthesizer.synthesize(oracle, c.questions_per_chunk)
+            kept, rejected = await quality.review(turn, index, oracle, questions)
+        except (Deferred, BaseExceptionGroup) as e:
+            # batch mode: asked in this pass's batch, answered in the next pass
+            if not _only_deferred(e):
+                await failed(e, -1, None)
+        except Exception as e:
+            await failed(e, -1, None)
+    for item in rejected:
+        await outbox.send(item)
+
+    async def one(position: int, question: Question, partner: Chunk | None = None) -> None:
+        nonlocal unfinished
+        oracles = [oracle] if partner is None else [oracle, partner]
+        try:
+            result = await quality.answer(question, oracles)
         except (Deferred, BaseExceptionGroup) as e:
             if not _only_deferred(e):
                 await failed(e, position, question)
@@ -86,12 +94,51 @@ async def work_on_chunk(
             rng=question_rng(c.seed, question.id),
             k=c.distractors,
             p=c.oracle_probability,
+            partners=oracles[1:],
+            exclude=quality.excluded(oracle),
         )
-        await outbox.send(outcome((index, position), question, oracle, context, result, c))
+        if result is None:  # the example refuses: no call was made
+            result = quality.refusal(oracle, context)
+        group, extra = quality.example_extras(question, oracles, result)
+        await outbox.send(
+            outcome(
+                (index, position),
+                question,
+                oracle,
+                context,
+                result,
+                c,
+                split_group=group,
+                metadata=extra,
+            )
+        )
+
+    async def multi_hop() -> None:
+        nonlocal unfinished
+        await feed.ready.wait()
+        if feed.sampler is None:  # halted before the corpus was whole
+            unfinished = True
+            return
+        position = c.questions_per_chunk
+        try:
+            found = await quality.multi_hop(index, oracle, feed.chunks, position)
+        except (Deferred, BaseExceptionGroup) as e:
+            if not _only_deferred(e):
+                await failed(e, position, None)
+            return
+        except Exception as e:
+            await failed(e, position, None)
+            return
+        if isinstance(found, Outcome):
+            await outbox.send(found)
+        elif found is not None:
+            await one(position, *found)
 
     async with anyio.create_task_group() as tg:
-        for position, question in enumerate(questions):
+        for position, question in kept:
             tg.start_soon(one, position, question)
+        if quality.wants_multi_hop(oracle):
+            tg.start_soon(multi_hop)
     if not unfinished:
         await outbox.send(index)
 

@@ -11,7 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from raftkit.chunking import AsyncChunker, Chunker, MarkdownChunker, SemanticChunker, TokenChunker
 from raftkit.llm import LLMClient
 from raftkit.reference_data import default_models
-from raftkit.synth import VerifyRules
+from raftkit.synth import AbstentionRules, CritiqueRules, DedupRules, QuestionMix, VerifyRules
 
 __all__ = ["Progress", "RaftConfig", "default_chunker"]
 
@@ -53,6 +53,23 @@ class RaftConfig(BaseModel):
     )
     verification: VerifyRules = Field(
         default_factory=VerifyRules, description="the answer verifier's thresholds"
+    )
+    critique: CritiqueRules = Field(
+        default_factory=CritiqueRules, description="question filters and the judge call"
+    )
+    dedup: DedupRules = Field(
+        default_factory=DedupRules, description="near-duplicate questions and chunks"
+    )
+    no_oracle_answer: AbstentionRules = Field(
+        default_factory=AbstentionRules,
+        description="what examples whose context lacks the oracle say: the paper's answer or a "
+        "refusal",
+    )
+    multi_hop: float = Field(
+        0.0, ge=0.0, le=1.0, description="share of chunks that also get a two-chunk question"
+    )
+    question_mix: QuestionMix | None = Field(
+        None, description="question types and their shares, optional personas; None: untyped"
     )
     concurrency: int = Field(16, ge=1, description="chunks in flight; does not change the data")
 

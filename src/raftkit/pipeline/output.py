@@ -74,7 +74,12 @@ def outcome(
     context: Any,
     result: AnswerResult,
     config: RaftConfig,
+    *,
+    split_group: str | None = None,
+    metadata: dict[str, Any] | None = None,
 ) -> Outcome:
+    """``split_group`` and ``metadata`` (added to the example's) come from the question-quality
+    steps (:mod:`raftkit.pipeline.quality`)."""
     short = bool(context.short)
     if not result.accepted:
         rejection = {
@@ -86,6 +91,8 @@ def outcome(
             "attempts": result.attempts,
             "last_answer": result.cot_answer,
         }
+        if question.question_type is not None:
+            rejection["question_type"] = question.question_type
         return Outcome(order, None, rejection, short)
     example = RaftExample(
         id=question.id,
@@ -100,10 +107,14 @@ def outcome(
         quotes=list(result.quotes),
         teacher_model=result.model or config.teacher_model,
         usage=result.usage,
+        question_type=question.question_type,
+        answer_kind=result.kind,
+        split_group=split_group,
         metadata={
             "attempts": result.attempts,
             "page_start": oracle.page_start,
             "normalisations": list(result.normalisations),
+            **(metadata or {}),
         },
     )
     return Outcome(order, example, None, short)

@@ -16,6 +16,7 @@ from raftkit.pipeline.feed import empty_input
 from raftkit.pipeline.plugins import run_extractors
 from raftkit.run_report import CostEstimate
 from raftkit.synth import Prompts
+from raftkit.synth.critique import critique_messages, judge_context
 from raftkit.synth.prompts import answer_messages, question_messages
 from raftkit.types import Usage
 
@@ -36,6 +37,9 @@ class _Tally:
     question_prompt: list[int] = field(default_factory=list)
     answer_prompt: list[int] = field(default_factory=list)
     embedding: list[int] = field(default_factory=list)
+    critique_prompt: list[int] = field(default_factory=list)  # the judge call's prompt
+    # the multi-hop calls' prompts over this chunk and the one before it (0 for the first)
+    pair_prompt: list[int] = field(default_factory=list)
     document: list[int] = field(default_factory=list)  # the chunk's document, by ordinal
     pages: list[int] = field(default_factory=list)  # pages of each document, by ordinal
 
@@ -68,10 +72,14 @@ async def estimate_cost(
     n = c.questions_per_chunk
     embedded = c.sampler == "embedding" or c.chunker == "semantic"
     tally = _Tally()
+    previous: str | None = None
     async with walk:
         async for document in walk:
             tally.pages.append(len(document.pages))
             for ch in await chunk_document(chunker, document):
+                tally.critique_prompt.append(_critique_prompt(ch.text, c, prompts))
+                tally.pair_prompt.append(_pair_prompt(previous, ch.text, c, prompts))
+                previous = ch.text
                 tally.question_prompt.append(
                     count_message_tokens(question_messages(ch.text, n, prompts), c.teacher_model)
                 )
@@ -104,16 +112,33 @@ def _forecast(tally: _Tally, count: int, c: RaftConfig, prices: PriceTable) -> C
     answer_prompt = n * sum(tally.answer_prompt[:count])
     answer_tokens = c.answer_max_tokens or _ANSWER_TOKENS
     questions = n * count
-    prompt = question_prompt + answer_prompt
-    completion = questions * _QUESTION_TOKENS + questions * answer_tokens
+    # Refusals are written without a call: (1 - p) of the answers, times the refusing share.
+    refused = (1 - c.oracle_probability) * c.no_oracle_answer.refuses_share()
+    answer_prompt = round(answer_prompt * (1 - refused))
+    critique = _critique_usage(tally, count, c)
+    multi_hop = _multi_hop_usage(tally, count, c, answer_tokens)
+    prompt = question_prompt + answer_prompt + critique.prompt_tokens + multi_hop.prompt_tokens
+    completion = (
+        questions * _QUESTION_TOKENS
+        + round(questions * (1 - refused)) * answer_tokens
+        + critique.completion_tokens
+        + multi_hop.completion_tokens
+    )
     # Re-asks resend the whole conversation plus the rejected answer.
     extra = c.max_answer_attempts - 1
     prompt_max = (
         question_prompt
         + answer_prompt * (1 + extra)
         + questions * answer_tokens * (extra * (extra + 1) // 2)
+        + critique.prompt_tokens
+        + multi_hop.prompt_tokens
     )
-    completion_max = questions * _QUESTION_TOKENS + questions * answer_tokens * (1 + extra)
+    completion_max = (
+        questions * _QUESTION_TOKENS
+        + questions * answer_tokens * (1 + extra)
+        + critique.completion_tokens
+        + multi_hop.completion_tokens
+    )
     embedding_tokens = sum(tally.embedding[:count])
     # Vision: at most one call per PDF page (fewer with vision_pages="tables").
     vision_calls = pages if c.vision_model is not None else 0
@@ -122,10 +147,18 @@ def _forecast(tally: _Tally, count: int, c: RaftConfig, prices: PriceTable) -> C
         completion_tokens=vision_calls * _VISION_PAGE_TOKENS,
     )
 
+    judge = c.critique.model
+
     def dollars(p: int, q: int) -> float | None:
+        if judge is not None and judge != c.teacher_model:
+            # the judge's tokens at the judge's price
+            p, q = p - critique.prompt_tokens, q - critique.completion_tokens
         cost = prices.cost(
             c.teacher_model, Usage(prompt_tokens=p, completion_tokens=q), kind="chat"
         )
+        if cost is not None and judge is not None and judge != c.teacher_model:
+            judged = prices.cost(judge, critique, kind="chat")
+            cost = None if judged is None else cost + judged
         if cost is not None and c.vision_model is not None:
             seen = prices.cost(c.vision_model, vision_usage, kind="chat")
             cost = None if seen is None else cost + seen
@@ -136,13 +169,21 @@ def _forecast(tally: _Tally, count: int, c: RaftConfig, prices: PriceTable) -> C
             cost = None if emb is None else cost + emb
         return cost
 
+    answered = round(questions * (1 - refused))
+    critique_calls = count if c.critique.mode == "judge" else 0
+    multi_hop_calls = 2 * _multi_hop_count(count, c)
     return CostEstimate(
         documents=len(documents),
         pages=pages,
         chunks=count,
         questions=questions,
-        teacher_calls_min=count + questions,
-        teacher_calls_max=count + questions * c.max_answer_attempts,
+        teacher_calls_min=count + answered + critique_calls + multi_hop_calls,
+        teacher_calls_max=count
+        + answered * c.max_answer_attempts
+        + critique_calls
+        + multi_hop_calls * c.max_answer_attempts,
+        critique_calls=critique_calls,
+        multi_hop_calls=multi_hop_calls,
         vision_calls_max=vision_calls,
         prompt_tokens=prompt + vision_usage.prompt_tokens,
         completion_tokens=completion + vision_usage.completion_tokens,
@@ -158,3 +199,55 @@ def _price_note(prices: PriceTable, config: RaftConfig) -> str:
     if config.chunker == "semantic":
         notes.append("Semantic chunks are estimated as token windows of the same size.")
     return " ".join(n for n in notes if n)
+
+
+def _critique_prompt(text: str, c: RaftConfig, prompts: Prompts) -> int:
+    """The judge call's prompt for one chunk: over its first ``n`` sentences (about what the
+    excerpts hold) or the whole chunk, and ``n`` questions."""
+    if c.critique.mode != "judge":
+        return 0
+    n = c.questions_per_chunk
+    model = c.critique.model or c.teacher_model
+    shown = judge_context(text, n, c.critique.context)
+    questions = ["?" * _QUESTION_TOKENS] * n
+    return count_message_tokens(critique_messages(shown, questions, prompts), model)
+
+
+def _pair_prompt(previous: str | None, text: str, c: RaftConfig, prompts: Prompts) -> int:
+    """A multi-hop question's two calls (the question, the answer) over two chunks, estimated
+    with each chunk paired with the one before it."""
+    if previous is None or not c.multi_hop:
+        return 0
+    texts = [previous, text]
+    question = count_message_tokens(
+        question_messages("\n".join(texts), 1, prompts), c.teacher_model
+    )
+    return question + count_message_tokens(
+        answer_messages("?" * 20, texts, prompts), c.teacher_model
+    )
+
+
+def _critique_usage(tally: _Tally, count: int, c: RaftConfig) -> Usage:
+    """The judge calls of the first ``count`` chunks: one per chunk."""
+    if c.critique.mode != "judge":
+        return Usage()
+    return Usage(
+        prompt_tokens=sum(tally.critique_prompt[:count]),
+        completion_tokens=count * (12 + 4 * c.questions_per_chunk),
+    )
+
+
+def _multi_hop_count(count: int, c: RaftConfig) -> int:
+    return round(c.multi_hop * count) if count > 1 else 0
+
+
+def _multi_hop_usage(tally: _Tally, count: int, c: RaftConfig, answer_tokens: int) -> Usage:
+    """Per multi-hop question: a call that sees two chunks and an answer call over both."""
+    pairs = _multi_hop_count(count, c)
+    if not pairs:
+        return Usage()
+    per_pair = sum(tally.pair_prompt[1:count]) / max(1, count - 1)
+    return Usage(
+        prompt_tokens=round(per_pair * pairs),
+        completion_tokens=pairs * (_QUESTION_TOKENS + answer_tokens),
+    )

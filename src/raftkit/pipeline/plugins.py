@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TypeVar, cast
 
+from raftkit.errors import UsageError
 from raftkit.extract import Extractor, PdfExtractor, VisionPdfExtractor, default_extractors
 from raftkit.llm import LLMClient
 from raftkit.pipeline.config import RaftConfig
@@ -18,6 +19,7 @@ from raftkit.synth import (
     QuestionSynthesizer,
     TeacherAnswerGenerator,
     TeacherQuestionSynthesizer,
+    TypedQuestionSynthesizer,
     UniformSampler,
 )
 from raftkit.types import Chunk
@@ -44,9 +46,25 @@ _PluginT = TypeVar("_PluginT")
 def make_synthesizer(
     given: SynthesizerArg, client: LLMClient, config: RaftConfig, prompts: Prompts
 ) -> QuestionSynthesizer:
-    """``given`` (an instance, or a factory taking the journaled client), else the teacher."""
+    """``given`` (an instance, or a factory taking the journaled client), else the teacher
+    (asking for the config's question mix, when it has one)."""
+    mix = config.question_mix
+    if mix is not None and given is not None:
+        raise UsageError(
+            "a question mix is asked of the built-in question synthesizer; a synthesizer of "
+            "your own sets Question.question_type itself (leave question_mix unset)"
+        )
 
     def default(client: LLMClient) -> QuestionSynthesizer:
+        if mix is not None:
+            return TypedQuestionSynthesizer(
+                client,
+                config.teacher_model,
+                mix,
+                prompts=prompts,
+                seed=config.seed,
+                max_tokens=config.question_max_tokens,
+            )
         return TeacherQuestionSynthesizer(
             client, config.teacher_model, prompts=prompts, max_tokens=config.question_max_tokens
         )

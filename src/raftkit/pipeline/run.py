@@ -50,6 +50,7 @@ from raftkit.pipeline.plugins import (
     run_extractors,
     run_settings,
 )
+from raftkit.pipeline.quality import QualitySteps
 from raftkit.run_dir import RunDir
 from raftkit.run_report import CostEstimate, RunReport
 from raftkit.synth import Prompts
@@ -287,9 +288,11 @@ class RaftPipeline:
         report: RunReport,
         reuse_chunks: bool,
         halt: Halt,
+        quality: QualitySteps,
     ) -> None:
-        """The corpus into ``feed``, then the distractor sampler. A failure here (a vision
-        page over the budget, a source without text) halts the run like a chunk's would."""
+        """The corpus into ``feed``, then the distractor sampler and the question-quality
+        steps' view of the corpus. A failure here (a vision page over the budget, a source
+        without text) halts the run like a chunk's would."""
         try:
             async with feed.send:
                 if reuse_chunks:
@@ -307,7 +310,9 @@ class RaftPipeline:
                         halt=halt,
                     )
             if not halt.requested:
-                feed.sampler = await make_sampler(self._sampler, client, self.config, feed.chunks)
+                sampler = await make_sampler(self._sampler, client, self.config, feed.chunks)
+                await quality.prepare(feed.chunks, sampler)
+                feed.sampler = sampler  # only once the groups and pairs are known
         except Exception as e:
             halt.request(e)
         finally:
@@ -333,6 +338,8 @@ class RaftPipeline:
         answerer = make_answerer(self._answerer, client, c, self.prompts)
         feed = ChunkFeed(limit)
         halt = Halt()
+        quality = QualitySteps(client, c, self.prompts, answerer=answerer)
+        report.quality = quality.counts
         send_out, receive_out = anyio.create_memory_object_stream[Outcome | int](c.concurrency * 4)
 
         async def work(
@@ -342,12 +349,23 @@ class RaftPipeline:
                 async for index in inbox:
                     if not halt.requested:  # when halted, the queue drains without work
                         await work_on_chunk(
-                            index, feed, synthesizer, answerer, outbox, halt=halt, config=c
+                            index,
+                            feed,
+                            synthesizer,
+                            quality,
+                            outbox,
+                            halt=halt,
+                            config=c,
                         )
+                    else:
+                        async with quality.turn(index):  # later chunks' de-duplication goes on
+                            pass
 
         with RunOutput(run, report) as output:
             async with anyio.create_task_group() as tg:
-                tg.start_soon(self._feed, client, source, feed, run, report, reuse_chunks, halt)
+                tg.start_soon(
+                    self._feed, client, source, feed, run, report, reuse_chunks, halt, quality
+                )
                 async with send_out:
                     for _ in range(c.concurrency):
                         tg.start_soon(work, feed.receive.clone(), send_out.clone())
@@ -359,6 +377,8 @@ class RaftPipeline:
                             self._report_progress(report, output.rejected)
                         else:
                             output.add(item)
+                            if item.is_question:
+                                quality.count(item)
         if halt.cause is not None:
             raise halt.cause
 

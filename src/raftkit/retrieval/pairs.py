@@ -3,7 +3,8 @@
 A generation run already paid for them: every question in ``examples.jsonl`` was written from
 one chunk, its oracle. Questions whose *answer* was rejected (``rejections.jsonl``) are still
 questions about their chunk — the teacher's answer failed verification, not the question — so
-they are kept by default (``include_rejected=False`` drops them).
+they are kept by default (``include_rejected=False`` drops them). Questions rejected
+themselves (``"stage": "question"``: the critique, or a duplicate) are never used.
 
 The split is grouped by chunk and decided by :func:`~raftkit.grouped_split.split_groups` from
 the chunk ids and a seed alone, never by position: a resumed or re-ordered run puts every
@@ -143,6 +144,8 @@ def _pairs_from_run_sync(run_dir: Path, include_rejected: bool) -> list[Retrieva
             record = json.loads(line)
             if not all(record.get(k) for k in ("question_id", "question", "chunk_id")):
                 continue
+            if record.get("stage") == "question":
+                continue  # the question itself was rejected (critique, duplicate)
             pairs.append(
                 RetrievalPair(
                     question_id=str(record["question_id"]),

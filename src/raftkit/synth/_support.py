@@ -28,6 +28,7 @@ __all__ = [
     "OracleVocabulary",
     "QuoteSubstance",
     "answer_support",
+    "is_function_word",
     "oracle_vocabulary",
     "quote_substance",
 ]
@@ -121,6 +122,14 @@ def _numbers(text: str) -> set[str]:
         _NUMBER_WORDS[w] for w in map(_fold_word, _LETTER_WORDS.findall(text)) if w in _NUMBER_WORDS
     }
     return found
+
+
+def is_function_word(word: str) -> bool:
+    """Whether ``word`` (a word, or a CJK character or pair) says nothing on its own: an
+    English function word, or CJK particles and function characters only."""
+    if _CJK_RUN.fullmatch(word):
+        return all(ch in _CJK_FUNCTION for ch in word)
+    return _fold_word(word) in _STOPWORDS
 
 
 @dataclass(frozen=True)

@@ -8,6 +8,8 @@ Three different notions of "the same text" live here, each for one purpose:
   and CJK) are all dropped, so "什么是蝙蝠？" and "什么是蝙蝠?" are one question.
 - :func:`bm25_tokens` — words for Latin-like scripts, character bigrams for CJK runs, which have
   no spaces to split on.
+
+:func:`sentences` cuts a chunk into sentences for question critique and duplicate detection.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ __all__ = [
     "bm25_tokens",
     "dedup_key",
     "match_form",
+    "sentences",
     "stable_int",
     "tidy_spaces",
 ]
@@ -59,6 +62,9 @@ _QUOTE_MARKS = str.maketrans(
         "\u2212": "-",
     }
 )
+# A sentence ends at .!? (then closing quotes, brackets and citation marks like "[4]") before
+# whitespace, right after 。！？； and their closing quotes, or at a blank line.
+_SENTENCE_END = re.compile(r"[.!?][\"'”’)\]]*(?:\[\w{1,4}\])*\s+|[。！？；][」』”’）]*\s*|\n\s*\n")
 _BM25_PIECE = re.compile(rf"[{_CJK_LETTERS}]+|[^\W_{_CJK_LETTERS}]+", re.UNICODE)
 _CJK_RUN = re.compile(rf"[{_CJK_LETTERS}]+")
 
@@ -104,3 +110,18 @@ def bm25_tokens(text: str) -> list[str]:
 def stable_int(text: str) -> int:
     """A 64-bit integer from ``text`` that is the same in every process (unlike ``hash``)."""
     return int.from_bytes(hashlib.sha256(text.encode("utf-8")).digest()[:8], "big")
+
+
+def sentences(text: str) -> list[str]:
+    """The sentences of ``text``, stripped, in order (abbreviations may cut one in two)."""
+    found: list[str] = []
+    start = 0
+    for match in _SENTENCE_END.finditer(text):
+        piece = text[start : match.end()].strip()
+        if piece:
+            found.append(piece)
+        start = match.end()
+    tail = text[start:].strip()
+    if tail:
+        found.append(tail)
+    return found

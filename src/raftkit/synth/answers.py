@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from typing import Protocol, runtime_checkable
+from typing import Literal, Protocol, runtime_checkable
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -26,6 +26,7 @@ from raftkit.types import Chunk, Question, Usage
 __all__ = [
     "AnswerGenerator",
     "AnswerResult",
+    "MultiOracleAnswerGenerator",
     "TeacherAnswerGenerator",
 ]
 
@@ -56,6 +57,10 @@ class AnswerResult(BaseModel):
     attempts: int = Field(ge=0)
     usage: Usage = Field(default_factory=Usage, description="summed over all attempts")
     model: str = Field(default="", description="the model the server says answered")
+    kind: Literal["answer", "refusal"] = Field(
+        default="answer",
+        description="refusal: an abstention written for a context without the oracle",
+    )
 
 
 @runtime_checkable
@@ -68,6 +73,20 @@ class AnswerGenerator(Protocol):
 
     async def generate(
         self, question: Question, oracle: Chunk, *, sample: int = 0
+    ) -> AnswerResult: ...
+
+
+@runtime_checkable
+class MultiOracleAnswerGenerator(Protocol):
+    """An answer generator that can also answer from several oracles (a multi-hop question):
+    every oracle must be quoted (:func:`~raftkit.synth.verify.verify_answer` with a list)."""
+
+    async def generate(
+        self, question: Question, oracle: Chunk, *, sample: int = 0
+    ) -> AnswerResult: ...
+
+    async def generate_multi(
+        self, question: Question, oracles: Sequence[Chunk], *, sample: int = 0
     ) -> AnswerResult: ...
 
 
@@ -121,7 +140,31 @@ class TeacherAnswerGenerator:
         return answer_messages(question.text, [oracle.text], self.prompts, [title])
 
     async def generate(self, question: Question, oracle: Chunk, *, sample: int = 0) -> AnswerResult:
-        first = self.messages(question, oracle)
+        return await self._generate(question, [oracle], self.messages(question, oracle), sample)
+
+    async def generate_multi(
+        self, question: Question, oracles: Sequence[Chunk], *, sample: int = 0
+    ) -> AnswerResult:
+        """An answer that needs every one of ``oracles``: the teacher sees them all, is told to
+        quote each, and the answer verifies only if it does."""
+        if len(oracles) < 2:
+            return await self.generate(question, oracles[0], sample=sample)
+        titles = [o.metadata.get("title", "") for o in oracles]
+        first = answer_messages(question.text, [o.text for o in oracles], self.prompts, titles)
+        note = self.prompts.multi_hop_answer.format()
+        first[-1] = {"role": "user", "content": f"{first[-1]['content']}\n{note}"}
+        return await self._generate(question, list(oracles), first, sample)
+
+    async def _generate(
+        self,
+        question: Question,
+        oracles: list[Chunk],
+        first: list[ChatMessage],
+        sample: int,
+    ) -> AnswerResult:
+        oracle_text: str | list[str] = (
+            oracles[0].text if len(oracles) == 1 else [o.text for o in oracles]
+        )
         messages: Sequence[ChatMessage] = first
         usage = Usage()
         rejections: list[RejectionReason] = []
@@ -141,7 +184,7 @@ class TeacherAnswerGenerator:
             text = response.text
             model = response.model
             check = verify_answer(
-                text, oracle.text, rules=self.rules, require_quotes=self.require_quotes
+                text, oracle_text, rules=self.rules, require_quotes=self.require_quotes
             )
             if check.ok:
                 return AnswerResult(

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import math
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from typing import Literal, Protocol, runtime_checkable
 
 import anyio
@@ -42,6 +42,7 @@ __all__ = [
     "EmbeddingSampler",
     "UniformSampler",
     "build_context",
+    "oracle_kept",
     "question_rng",
 ]
 
@@ -67,6 +68,13 @@ def question_rng(seed: int, question_id: str) -> np.random.Generator:
     if seed < 0:
         raise UsageError(f"seed must be >= 0, got {seed}")
     return np.random.default_rng([seed, stable_int(question_id)])
+
+
+def oracle_kept(seed: int, question_id: str, p: float) -> bool:
+    """Whether :func:`build_context` keeps the question's oracle, given
+    ``rng=question_rng(seed, question_id)``: its first draw, known before the context is built
+    (so an answer that will not be used need not be paid for)."""
+    return bool(question_rng(seed, question_id).random() < p)
 
 
 class _Corpus:
@@ -232,6 +240,13 @@ class EmbeddingSampler:
             f"EmbeddingSampler(chunks={len(self._corpus.chunks)}, dim={self._matrix.shape[1]}, "
             f"near_duplicate={self.near_duplicate}, pool_factor={self.pool_factor})"
         )
+
+    @property
+    def embeddings(self) -> _FloatArray:
+        """The corpus's embeddings, one unit-length row per chunk in chunk order (read-only)."""
+        view = self._matrix.view()
+        view.flags.writeable = False
+        return view
 
     async def sample(
         self, question: Question, oracle: Chunk, k: int, rng: np.random.Generator
@@ -436,8 +451,14 @@ async def build_context(
     rng: np.random.Generator,
     k: int = 4,
     p: float = 0.8,
+    partners: Sequence[Chunk] = (),
+    exclude: Collection[str] = (),
 ) -> Context:
     """The RAFT context for ``question``: the oracle kept with probability ``p``, ``k`` distractors.
+
+    ``partners`` are more oracles (a multi-hop question's second chunk): kept or left out with
+    the oracle, never drawn as distractors. Chunks whose ids are in ``exclude`` (the oracle's
+    near-duplicates, which hold its answer) are never drawn either.
 
     When the oracle is left out it is replaced by one more distractor, so the context has
     ``k + 1`` documents either way (as in the RAFT reference, which swaps the oracle for another
@@ -449,21 +470,24 @@ async def build_context(
     if not 0.0 <= p <= 1.0:
         raise UsageError(f"p must be within [0, 1], got {p}")
     keep = bool(rng.random() < p)
-    wanted = k if keep else k + 1
-    seen = {oracle.id}
+    oracles = [oracle, *partners]
+    wanted = k if keep else k + len(oracles)
+    seen = {c.id for c in oracles} | set(exclude)
     distractors: list[Chunk] = []
-    # A user-written sampler may slip: never show the oracle twice or a chunk twice.
-    for chunk in await sampler.sample(question, oracle, wanted, rng):
+    # A user-written sampler may slip: never show the oracle twice or a chunk twice. Excluded
+    # chunks the sampler may draw are made up for by asking for as many more.
+    spare = len(seen) - 1
+    for chunk in await sampler.sample(question, oracle, wanted + spare, rng):
         if chunk.id not in seen and len(distractors) < wanted:
             seen.add(chunk.id)
             distractors.append(chunk)
-    shown = [oracle, *distractors] if keep else distractors
+    shown = [*oracles, *distractors] if keep else distractors
     order = rng.permutation(len(shown))
     documents = [
         ContextDocument(
             chunk_id=shown[i].id,
             position=position,
-            is_oracle=keep and i == 0,
+            is_oracle=keep and i < len(oracles),
             title=shown[i].metadata.get("title", ""),
             text=shown[i].text,
         )

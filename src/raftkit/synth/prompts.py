@@ -83,6 +83,43 @@ _UNSUPPORTED_ANSWER = (
     "remember the source, and end with the final answer on its own line, in the form "
     "<ANSWER>: $answer."
 )
+# Question quality (raftkit.synth.critique, question_mix, multihop): kept short, as the judge
+# call is paid once per chunk on top of a run.
+_CRITIQUE_SYSTEM = (
+    "Rate each numbered question 1-5 for: self_contained (clear without the document; no "
+    "'the text'), answerable (by the excerpts), specific (not vague, trivial or yes/no about "
+    "the title), language (5 if the excerpts' language, else 1). Reply "
+    '{{"ratings": ["5535", ...], "notes": "N: problem; ..."}}, one string per question; '
+    "notes for ratings under 3."
+)
+_CRITIQUE_USER = "Document excerpts:\n{documents}\nQuestions:\n{questions}"
+_TYPED_QUESTION_SYSTEM = (
+    "You are a synthetic question generator. Given a chunk of a document, write {n} different "
+    "questions that a user could ask and that are answered by information in the chunk, of "
+    "these types:\n{types}\nEach question must be answerable from the chunk alone and must "
+    "make sense without seeing the chunk (name the subject instead of saying 'the text' or "
+    "'this passage'). Write the questions in the same language as the chunk. Return them as a "
+    'JSON object of the form {{"questions": [{{"type": "...", "question": "..."}}, ...]}} with '
+    "exactly {n} questions, each with its type."
+)
+_TYPED_QUESTION_RETRY = (
+    "These questions were already written for this chunk:\n{existing}\n"
+    "Write {n} more questions about the chunk, each different from all of the above, of these "
+    "types:\n{types}\nReturn exactly {n} questions in the same JSON form."
+)
+_PERSONA = "Write every question as {persona} would ask it."
+_MULTI_HOP_SYSTEM = (
+    "You write one question that can only be answered by combining information from BOTH "
+    "documents below: neither document alone answers it. The question must make sense without "
+    "seeing the documents (name the subjects), be answerable in a few words or a short "
+    "sentence, and be written in the language of the documents. Return it as a JSON object of "
+    'the form {{"questions": ["..."]}}.'
+)
+_MULTI_HOP_USER = "{documents}"
+_MULTI_HOP_ANSWER = (
+    "The question needs every document above: quote each of them, copying exactly the "
+    "sentence each one contributes."
+)
 
 _REQUIRED: dict[str, frozenset[str]] = {
     "question_system": frozenset({"n"}),
@@ -92,6 +129,14 @@ _REQUIRED: dict[str, frozenset[str]] = {
     "answer_user": frozenset({"documents", "question"}),
     "answer_retry": frozenset({"problem"}),
     "document": frozenset({"text"}),
+    "critique_system": frozenset(),
+    "critique_user": frozenset({"documents", "questions"}),
+    "typed_question_system": frozenset({"n", "types"}),
+    "typed_question_retry": frozenset({"n", "existing", "types"}),
+    "persona": frozenset({"persona"}),
+    "multi_hop_system": frozenset(),
+    "multi_hop_user": frozenset({"documents"}),
+    "multi_hop_answer": frozenset(),
 }
 _ALLOWED: dict[str, frozenset[str]] = {
     "question_system": frozenset({"n"}),
@@ -101,6 +146,14 @@ _ALLOWED: dict[str, frozenset[str]] = {
     "answer_user": frozenset({"documents", "question", "begin_quote", "end_quote"}),
     "answer_retry": frozenset({"problem", "begin_quote", "end_quote"}),
     "document": frozenset({"text", "title"}),
+    "critique_system": frozenset(),
+    "critique_user": frozenset({"documents", "questions"}),
+    "typed_question_system": frozenset({"n", "types"}),
+    "typed_question_retry": frozenset({"n", "existing", "types"}),
+    "persona": frozenset({"persona"}),
+    "multi_hop_system": frozenset(),
+    "multi_hop_user": frozenset({"documents"}),
+    "multi_hop_answer": frozenset(),
 }
 
 
@@ -118,6 +171,13 @@ class Prompts(BaseModel):
       ``{begin_quote}``/``{end_quote}``): the RAFT chain-of-thought answer prompt.
     - ``answer_retry`` (``{problem}``): feedback sent after an answer failed verification.
     - ``document`` (``{text}``, optionally ``{title}``): how one document is wrapped.
+    - ``critique_system`` and ``critique_user`` (``{documents}``, ``{questions}``): the judge
+      that rates a chunk's questions (:mod:`~raftkit.synth.critique`).
+    - ``typed_question_system`` (``{n}``, ``{types}``), ``typed_question_retry`` (``{n}``,
+      ``{existing}``, ``{types}``) and ``persona`` (``{persona}``): questions of given types
+      (:mod:`~raftkit.synth.question_mix`).
+    - ``multi_hop_system``, ``multi_hop_user`` (``{documents}``) and ``multi_hop_answer`` (added
+      to the answer prompt): a question that needs two chunks (:mod:`~raftkit.synth.multihop`).
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -129,6 +189,14 @@ class Prompts(BaseModel):
     answer_user: str = _ANSWER_USER
     answer_retry: str = _ANSWER_RETRY
     document: str = _DOCUMENT
+    critique_system: str = _CRITIQUE_SYSTEM
+    critique_user: str = _CRITIQUE_USER
+    typed_question_system: str = _TYPED_QUESTION_SYSTEM
+    typed_question_retry: str = _TYPED_QUESTION_RETRY
+    persona: str = _PERSONA
+    multi_hop_system: str = _MULTI_HOP_SYSTEM
+    multi_hop_user: str = _MULTI_HOP_USER
+    multi_hop_answer: str = _MULTI_HOP_ANSWER
 
     @model_validator(mode="after")
     def _check_placeholders(self) -> Prompts:

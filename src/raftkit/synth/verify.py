@@ -15,6 +15,10 @@ checks, in order:
 4. the final answer is supported: its numbers occur in the oracle, and so do its named entities
    and most of its content words (:mod:`raftkit.synth._support`).
 
+A multi-hop answer has several oracles: each quote is looked for in each of them (in order) and
+attributed to the first it occurs in (:attr:`QuoteCheck.oracle`), every oracle must be quoted,
+and the final answer may draw on all of them.
+
 Every rejection carries a stable reason code (:data:`REJECTION_REASONS`) and a detail fit to
 show the teacher. A quote may elide text with ``...`` or ``…``; the pieces must occur in order.
 """
@@ -22,6 +26,7 @@ show the teacher. A quote may elide text with ``...`` or ``…``; the pieces mus
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -63,6 +68,7 @@ RejectionReason = Literal[
     "no_substantive_quote",
     "answer_number_not_in_oracle",
     "answer_not_supported",
+    "oracle_not_quoted",
 ]
 REJECTION_REASONS: tuple[RejectionReason, ...] = (
     "invalid_response",
@@ -76,6 +82,7 @@ REJECTION_REASONS: tuple[RejectionReason, ...] = (
     "no_substantive_quote",
     "answer_number_not_in_oracle",
     "answer_not_supported",
+    "oracle_not_quoted",
 )
 
 # Tolerated spellings: "## begin_quote ##", "##BEGIN QUOTE##", "##begin-quote##".
@@ -116,6 +123,9 @@ class QuoteCheck(BaseModel):
     normalisations: list[Normalisation] = Field(default_factory=list)
     too_short: bool = False
     has_content: bool = True
+    oracle: int | None = Field(
+        None, description="the index of the oracle the quote was found in; None if not found"
+    )
 
 
 class Verification(BaseModel):
@@ -179,10 +189,24 @@ def quote_in_text(quote: str, text: str, *, allow_ellipsis: bool = True) -> bool
     return found == "found"
 
 
+def _find_in_oracles(
+    quote: str, oracles: Sequence[OracleForms], allow_ellipsis: bool
+) -> tuple[Literal["found", "splits_word", "missing"], tuple[Normalisation, ...], int | None]:
+    """The first oracle ``quote`` occurs in; else whether it occurs anywhere cutting a word."""
+    status: Literal["found", "splits_word", "missing"] = "missing"
+    for index, forms in enumerate(oracles):
+        found, needed = find_quote(quote, forms, allow_ellipsis=allow_ellipsis)
+        if found == "found":
+            return found, needed, index
+        if found == "splits_word":
+            status = found
+    return status, (), None
+
+
 def _check_quote(
-    quote: str, forms: OracleForms, rules: VerifyRules, allow_ellipsis: bool
+    quote: str, oracles: Sequence[OracleForms], rules: VerifyRules, allow_ellipsis: bool
 ) -> QuoteCheck:
-    found, needed = find_quote(quote, forms, allow_ellipsis=allow_ellipsis)
+    found, needed, where = _find_in_oracles(quote, oracles, allow_ellipsis)
     size = quote_substance(match_form(quote))
     long_enough = (
         size.words >= rules.min_quote_words
@@ -195,6 +219,7 @@ def _check_quote(
         normalisations=list(needed),
         too_short=not long_enough,
         has_content=size.has_content,
+        oracle=where,
     )
 
 
@@ -230,6 +255,19 @@ def _quote_problem(
     return None
 
 
+def _unquoted_oracles(checks: list[QuoteCheck], oracles: int) -> tuple[RejectionReason, str] | None:
+    if oracles < 2:
+        return None
+    quoted = {c.oracle for c in checks if c.has_content}
+    missing = [str(i + 1) for i in range(oracles) if i not in quoted]
+    if not missing:
+        return None
+    return "oracle_not_quoted", (
+        "the question needs every document, but the reasoning quotes nothing from document(s) "
+        f"{', '.join(missing)}; quote the sentence of each document that the answer uses"
+    )
+
+
 def _answer_problem(
     final: str, oracle: str, rules: VerifyRules
 ) -> tuple[RejectionReason, str] | None:
@@ -252,7 +290,7 @@ def _answer_problem(
 
 def verify_answer(
     cot_answer: str,
-    oracle_text: str,
+    oracle_text: str | Sequence[str],
     *,
     rules: VerifyRules | None = None,
     require_quotes: bool = True,
@@ -262,9 +300,12 @@ def verify_answer(
 
     The checks and their order are in the module docstring; the first that fails names the
     :attr:`Verification.reason`. ``require_quotes=False`` accepts an answer without quotes (the
-    quotes it has are still checked).
+    quotes it has are still checked). ``oracle_text`` may be several oracles (a multi-hop
+    question): each must then be quoted (``oracle_not_quoted``), and each quote's
+    :attr:`QuoteCheck.oracle` says which one it was found in.
     """
     rules = rules if rules is not None else VerifyRules()
+    texts = [oracle_text] if isinstance(oracle_text, str) else list(oracle_text)
     if not cot_answer.strip():
         return Verification(ok=False, reason="invalid_response", detail="the response is empty")
     quotes = extract_quotes(cot_answer)
@@ -294,7 +335,7 @@ def verify_answer(
             detail="the reasoning quotes nothing between ##begin_quote## and ##end_quote##",
             final_answer=final,
         )
-    forms = oracle_forms(oracle_text)
+    forms = [oracle_forms(text) for text in texts or [""]]
     checks = [_check_quote(q, forms, rules, allow_ellipsis) for q in quotes]
     needed = {name for c in checks for name in c.normalisations}
     common = {
@@ -304,7 +345,11 @@ def verify_answer(
         "normalisations": [name for name in NORMALISATIONS if name in needed],
         "quote_checks": checks,
     }
-    problem = _quote_problem(checks, rules) or _answer_problem(final, forms.base, rules)
+    problem = (
+        _quote_problem(checks, rules)
+        or _unquoted_oracles(checks, len(forms))
+        or _answer_problem(final, "\n".join(f.base for f in forms), rules)
+    )
     if problem is not None:
         reason, detail = problem
         return Verification(ok=False, reason=reason, detail=detail, **common)

@@ -170,11 +170,17 @@ def short_answer(sentence: str, question: str = "") -> str:
 
 class _Filler:
     def __init__(
-        self, root: dict[str, Any], text: str, seed: int, flaws: QuestionFlaws | None = None
+        self,
+        root: dict[str, Any],
+        text: str,
+        seed: int,
+        flaws: QuestionFlaws | None = None,
+        types: list[str] | None = None,
     ) -> None:
         self.root = root
         self.seed = seed
         self.flaws = flaws
+        self.types = list(types or [])
         self.questions: list[str] = []
         sentences = [s for s in split_sentences(text) if len(s) > 1]
         self.sentences = sentences or [text.strip() or "No text was given."]
@@ -217,6 +223,8 @@ class _Filler:
             return schema["const"]
         if schema.get("enum"):
             options = list(schema["enum"])
+            if hint.endswith(".type") and self.types and self.types[0] in options:
+                return self.types.pop(0)  # the types the prompt asked for, in order
             return options[stable_hash(self.seed, hint) % len(options)]
         for combinator in ("anyOf", "oneOf"):
             options = schema.get(combinator)
@@ -335,9 +343,15 @@ class _Filler:
 
 
 def fill_schema(
-    schema: dict[str, Any], text: str, *, seed: int = 0, flaws: QuestionFlaws | None = None
+    schema: dict[str, Any],
+    text: str,
+    *,
+    seed: int = 0,
+    flaws: QuestionFlaws | None = None,
+    types: list[str] | None = None,
 ) -> Any:
     """An instance valid under ``schema`` whose strings come from the sentences of ``text``;
-    with ``flaws``, a share of its questions is flawed on purpose."""
-    filler = _Filler(schema, text, seed, flaws)
+    with ``flaws``, a share of its questions is flawed on purpose; ``types`` fill the fields
+    named ``type`` that have an ``enum``, in order, while they last."""
+    filler = _Filler(schema, text, seed, flaws, types)
     return filler.fill(schema, "")

@@ -17,6 +17,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from raftkit.testing._question_quality import (
+    combined_question,
+    rating_answer,
+    requested_types,
+)
 from raftkit.testing._schema_fill import QuestionFlaws, fill_schema, short_answer
 from raftkit.testing._text import is_cjk, split_sentences, stable_hash, word_set
 
@@ -36,6 +41,8 @@ __all__ = [
 _CITATION = re.compile(r"\[(?:\d{1,4}|[a-z])\]")
 _DOCUMENT = re.compile(r"<DOCUMENT>(.*?)</DOCUMENT>", re.DOTALL | re.IGNORECASE)
 _SCHEMA_KEYS = ("properties", "$schema", "items", "$defs")
+# raftkit's multi-hop answer prompt: the answer must quote every document it was given.
+_EVERY_DOCUMENT = re.compile(r"quote each of them", re.IGNORECASE)
 
 
 @dataclass(frozen=True)
@@ -121,12 +128,19 @@ def structured_answer(
             if not documents:
                 # the schema's own text is no source for answers
                 source = source[:start] + source[end:]
-    if schema is None:
+    special = rating_answer(messages, schema, documents) or combined_question(
+        messages, schema, documents
+    )
+    if special is not None:
+        instance: Any = special
+    elif schema is None:
         sentences = split_sentences(source) or [source]
         sentence = sentences[variation % len(sentences)]
-        instance: Any = {"answer": short_answer(sentence), "evidence": sentence}
+        instance = {"answer": short_answer(sentence), "evidence": sentence}
     else:
-        instance = fill_schema(schema, source, seed=variation, flaws=flaws)
+        instance = fill_schema(
+            schema, source, seed=variation, flaws=flaws, types=requested_types(messages)
+        )
     rendered = json.dumps(instance, ensure_ascii=False)
     if teaching.invalid_json:
         # cut before the closing bracket so no JSON parser accepts it
@@ -204,7 +218,11 @@ def raft_answer(
     passage: Passage | None = None,
 ) -> str:
     """A RAFT chain-of-thought answer quoting a sentence of the best-matching document (or of
-    ``passage``, when it was already picked)."""
+    ``passage``, when it was already picked); asked to quote each document, a sentence of each
+    of the two best-matching ones."""
+    every = any(_EVERY_DOCUMENT.search(message_text(m)) for m in messages)
+    if every and len(documents_in(messages)) >= 2:
+        return _two_document_answer(messages, variation=variation, teaching=teaching)
     if passage is None:
         passage = pick_passage(
             messages, variation=variation, explore=explore, document_rank=document_rank
@@ -229,6 +247,38 @@ def raft_answer(
     if teaching.missing_answer:
         return reasoning
     return f"{reasoning}\n<ANSWER>: {answer}"
+
+
+def _two_document_answer(
+    messages: Sequence[dict[str, Any]], *, variation: int, teaching: Teaching
+) -> str:
+    passages = [
+        pick_passage(messages, variation=variation, explore=False, document_rank=rank)
+        for rank in (0, 1)
+    ]
+    quotes = [p.sentence for p in passages]
+    chinese = passages[0].chinese
+    if teaching.invented_quote:
+        quotes[0] = _invent(quotes[0], passages[0].documents, chinese=chinese)
+    answers = [
+        _whole_numbers(short_answer(_CITATION.sub("", p.sentence), p.question), p.sentence)
+        for p in passages
+    ]
+    if chinese:
+        reasoning = (
+            f"第一篇文档说：##begin_quote##{quotes[0]}##end_quote##。"
+            f"另一篇文档说：##begin_quote##{quotes[1]}##end_quote##。两者合起来回答了这个问题。"
+        )
+        final = "；".join(answers)
+    else:
+        reasoning = (
+            f"One document says ##begin_quote##{quotes[0]}##end_quote## and another says "
+            f"##begin_quote##{quotes[1]}##end_quote## Together they answer the question."
+        )
+        final = "; ".join(answers)
+    if teaching.missing_answer:
+        return reasoning
+    return f"{reasoning}\n<ANSWER>: {final}"
 
 
 def _substantial(sentence: str) -> bool:
