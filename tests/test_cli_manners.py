@@ -53,7 +53,10 @@ def test_help_shows_the_defaults(capsys: pytest.CaptureFixture[str]) -> None:
     assert "--chunker {token,markdown,semantic} (default: token)" in shown
     assert main(["finetune", "--help"]) == 0
     shown = " ".join(capsys.readouterr().out.split())
-    assert "the base model to fine-tune (default: gpt-4o-mini)" in shown
+    assert (
+        "the base model to fine-tune (default gpt-4o-mini; with --provider local: the BASE)"
+        in shown
+    )
     assert "(default: None)" not in shown
 
 

@@ -12,7 +12,9 @@
   another). On Azure, ``--deployment NAME`` with the ARM arguments deploys the model. The
   workflow itself is :class:`raftkit.finetune_run.FineTuneRun`; this module only reads the
   arguments and prints.
-- ``raftkit jobs list | show ID | cancel ID``.
+  ``--provider local --model BASE`` trains a LoRA adapter on this machine instead
+  (:mod:`raftkit.cli._local_training`: its flags, and ``RUN_DIR/finetune/local/``).
+- ``raftkit jobs list | show ID | cancel ID`` (``--run RUN_DIR``: that run's local jobs).
 """
 
 from __future__ import annotations
@@ -27,6 +29,13 @@ from pathlib import Path
 import anyio
 
 from raftkit.cli._clients import OpenedClient, add_client_arguments, open_client
+from raftkit.cli._local_training import (
+    add_local_arguments,
+    local_base,
+    local_job_lines,
+    local_provider,
+    next_steps,
+)
 from raftkit.cli._progress import StatusLine
 from raftkit.dataset import (
     exporter_names,
@@ -42,10 +51,11 @@ from raftkit.finetune import (
     FineTuneProvider,
     Hyperparameters,
     JobEvent,
+    LocalLoRAProvider,
     OpenAIFineTuneProvider,
 )
 from raftkit.finetune_run import FineTuneRun
-from raftkit.llm import AzureAccount, AzureManagementClient, PollPolicy
+from raftkit.llm import AzureAccount, AzureManagementClient, PollPolicy, RequestActivity
 from raftkit.llm.azure_management import MANAGEMENT_SCOPE
 from raftkit.run_dir import RunDir
 from raftkit.students import audit_student
@@ -57,13 +67,19 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     """Add ``finetune`` alone."""
     p = commands.add_parser(
         "finetune",
-        help="fine-tune a student model on a run's examples (OpenAI or Azure OpenAI)",
+        help="fine-tune a student model on a run's examples (OpenAI, Azure OpenAI, or LoRA "
+        "on this machine)",
         description="Export RUN_DIR's examples if needed, upload the chat files, start a "
         "supervised fine-tuning job and (with --wait) follow it to the end. Run it again to "
-        "resume waiting for the job recorded in RUN_DIR/finetune.json.",
+        "resume waiting for the job recorded in RUN_DIR/finetune.json. --provider local "
+        "--model BASE trains a LoRA adapter of an open-weight model here instead; a training "
+        "that was killed resumes from its last checkpoint when the command is run again.",
     )
     p.add_argument("run_dir", type=Path, help="the run directory of `raftkit generate`")
-    p.add_argument("--model", default="gpt-4o-mini", help="the base model to fine-tune")
+    p.add_argument(
+        "--model",
+        help="the base model to fine-tune (default gpt-4o-mini; with --provider local: the BASE)",
+    )
     p.add_argument("--epochs", type=int, help="epochs (default: the service chooses)")
     p.add_argument("--batch-size", type=int)
     p.add_argument("--learning-rate-multiplier", type=float)
@@ -73,7 +89,7 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     p.add_argument("--new", action="store_true", help="start a new job even if one is recorded")
     p.add_argument("--quiet", action="store_true", help="no live status line while waiting")
     p.add_argument(
-        "--poll-interval", type=float, default=10.0, help="seconds between polls at first"
+        "--poll-interval", type=float, help="seconds between polls at first (default 10; local 0.5)"
     )
     p.add_argument("--timeout", type=float, help="stop waiting after this many seconds")
     arm = p.add_argument_group("Azure deployment (after --wait)")
@@ -88,7 +104,8 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     arm.add_argument("--sku", default="standard")
     arm.add_argument("--capacity", type=int, default=1)
     arm.add_argument("--management-url", default="https://management.azure.com")
-    add_client_arguments(p, role="fine-tuning")
+    add_local_arguments(p)
+    add_client_arguments(p, role="fine-tuning", extra_providers=("local",))
     p.set_defaults(handler=run)
 
 
@@ -156,6 +173,12 @@ def add_jobs(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     p.add_argument("action", choices=["list", "show", "cancel"])
     p.add_argument("job_id", nargs="?", help="the job (for show and cancel)")
     p.add_argument("--limit", type=int, default=20, help="jobs listed at most")
+    p.add_argument(
+        "--run",
+        type=Path,
+        metavar="RUN_DIR",
+        help="the local jobs of this run directory (`raftkit finetune --provider local`)",
+    )
     add_client_arguments(p, role="jobs")
     p.set_defaults(handler=run)
 
@@ -241,7 +264,7 @@ async def _validate(args: argparse.Namespace) -> int:
 
 
 def _provider(opened: OpenedClient, args: argparse.Namespace) -> FineTuneProvider:
-    interval: float = getattr(args, "poll_interval", 10.0)
+    interval: float = getattr(args, "poll_interval", None) or 10.0
     if interval <= 0:
         raise UsageError("--poll-interval must be positive")
     poll = PollPolicy(
@@ -268,43 +291,71 @@ def _warn(message: str) -> None:
 async def _finetune(args: argparse.Namespace) -> int:
     if not args.run_dir.is_dir():
         raise UsageError(f"{args.run_dir} is not a directory")
+    if args.provider == "local":
+        args.model = local_base(args.model)
+        async with local_provider(args, RunDir(args.run_dir)) as provider:
+            return await _follow(args, provider, "local", simulated=False, activity=None)
+    args.model = args.model or "gpt-4o-mini"
     async with open_client(args) as opened, _provider(opened, args) as provider:
-        finetuning = FineTuneRun(
-            args.run_dir,
-            provider,
-            provider_name=opened.provider,
-            model=args.model,
-            hyperparameters=Hyperparameters(
-                n_epochs=args.epochs,
-                batch_size=args.batch_size,
-                learning_rate_multiplier=args.learning_rate_multiplier,
-            ),
-            suffix=args.suffix,
-            seed=args.seed,
-            say=lambda message: print(message, flush=True),
-            warn=_warn,
-            simulated=opened.simulated,
-        )
-        job = await finetuning.start_or_resume(resume=not args.new)
-        if not args.wait:
-            print(f"follow it with: raftkit jobs show {job.id}")
-            return 0
-        status = StatusLine("finetune", quiet=args.quiet, activity=opened.client.activity)
-        status.update(phase=f"{job.id} {job.status}")
+        activity = opened.client.activity
+        return await _follow(args, provider, opened.provider, opened.simulated, activity)
 
-        def on_event(event: JobEvent) -> None:
-            step, total = event.data.get("step"), event.data.get("total_steps")
-            if isinstance(step, int | float) and isinstance(total, int | float):
-                status.update(done=int(step), total=int(total), unit="steps")
-            status.say(_event_line(event))
 
-        def on_job(polled: FineTuneJob) -> None:
-            model = f" → {polled.fine_tuned_model}" if polled.fine_tuned_model else ""
-            status.update(phase=f"{polled.id} {polled.status}{model}")
+async def _follow(
+    args: argparse.Namespace,
+    provider: FineTuneProvider,
+    provider_name: str,
+    simulated: bool,
+    activity: Callable[[], RequestActivity | None] | None,
+) -> int:
+    """Start or resume the run's job and, with ``--wait``, follow it on the status line."""
+    finetuning = FineTuneRun(
+        args.run_dir,
+        provider,
+        provider_name=provider_name,
+        model=args.model,
+        hyperparameters=Hyperparameters(
+            n_epochs=args.epochs,
+            batch_size=args.batch_size,
+            learning_rate_multiplier=args.learning_rate_multiplier,
+        ),
+        suffix=args.suffix,
+        seed=args.seed,
+        say=lambda message: print(message, flush=True),
+        warn=_warn,
+        simulated=simulated,
+    )
+    job = await finetuning.start_or_resume(resume=not args.new)
+    if not args.wait:
+        where = f" --run {args.run_dir}" if provider_name == "local" else ""
+        print(f"follow it with: raftkit jobs show {job.id}{where}")
+        return 0
+    status = StatusLine("finetune", quiet=args.quiet, activity=activity)
+    status.update(phase=f"{job.id} {job.status}")
 
-        async with status.shown():
-            done = await finetuning.wait(job, on_event=on_event, on_job=on_job)
-        return await _report(args, finetuning, done)
+    def on_event(event: JobEvent) -> None:
+        step, total = event.data.get("step"), event.data.get("total_steps")
+        if isinstance(step, int | float) and isinstance(total, int | float):
+            status.update(done=int(step), total=int(total), unit="steps", detail=_losses(event))
+        status.say(_event_line(event))
+
+    def on_job(polled: FineTuneJob) -> None:
+        model = f" → {polled.fine_tuned_model}" if polled.fine_tuned_model else ""
+        status.update(phase=f"{polled.id} {polled.status}{model}")
+
+    async with status.shown():
+        done = await finetuning.wait(job, on_event=on_event, on_job=on_job)
+    return await _report(args, finetuning, done)
+
+
+def _losses(event: JobEvent) -> str | None:
+    """``train loss 1.234  valid loss 1.456`` from a step event's data, when it has them."""
+    parts = [
+        f"{label} {value:.3f}"
+        for label, key in (("train loss", "train_loss"), ("valid loss", "valid_loss"))
+        if isinstance(value := event.data.get(key), int | float)
+    ]
+    return "  ".join(parts) or None
 
 
 async def _report(args: argparse.Namespace, finetuning: FineTuneRun, job: FineTuneJob) -> int:
@@ -324,6 +375,9 @@ async def _report(args: argparse.Namespace, finetuning: FineTuneRun, job: FineTu
         if summary.curve_svg is not None:
             print(f"training curve: {summary.curve_svg} ({summary.curve_csv})")
         print(f"summary: {summary.report}")
+    if finetuning.provider_name == "local":
+        for line in next_steps(finetuning.run):
+            print(line)
     if args.deployment:
         if not isinstance(finetuning.provider, AzureFineTuneProvider):
             raise UsageError("--deployment is for Azure; an OpenAI model is usable at once")
@@ -381,33 +435,47 @@ def _management_token() -> Callable[[], str]:
 async def _jobs(args: argparse.Namespace) -> int:
     if args.action != "list" and not args.job_id:
         raise UsageError(f"`raftkit jobs {args.action}` needs a job id")
+    if args.run is not None:
+        if not args.run.is_dir():
+            raise UsageError(f"--run {args.run} is not a directory")
+        async with local_provider(args, RunDir(args.run)) as local:
+            return await _job_action(args, local)
+    if (args.job_id or "").startswith("ftjob-local-"):
+        raise UsageError(f"{args.job_id} is a local job: add --run RUN_DIR (its run directory)")
     async with open_client(args) as opened, _provider(opened, args) as provider:
-        if args.action == "list":
-            shown = 0
-            async for job in provider.list_jobs():
-                print(f"{job.id}  {job.status:<16} {job.model}  {job.fine_tuned_model or '-'}")
-                shown += 1
-                if shown >= args.limit:
-                    break
-            if shown == 0:
-                print("no fine-tuning jobs")
-            return 0
-        if args.action == "cancel":
-            job = await provider.cancel_job(args.job_id)
-            print(f"job {job.id}: {job.status}")
-            return 0
-        job = await provider.get_job(args.job_id)
-        _show(job)
-        recent: list[JobEvent] = []
-        async for event in provider.events(job.id):
-            recent.append(event)
-            if len(recent) >= 10:
+        return await _job_action(args, provider)
+
+
+async def _job_action(args: argparse.Namespace, provider: FineTuneProvider) -> int:
+    if args.action == "list":
+        shown = 0
+        async for job in provider.list_jobs():
+            print(f"{job.id}  {job.status:<16} {job.model}  {job.fine_tuned_model or '-'}")
+            shown += 1
+            if shown >= args.limit:
                 break
-        for event in reversed(recent):
-            _print_event(event)
-        if job.status == "succeeded" and job.result_files:
-            print(f"metrics: {(await provider.metrics(job)).render()}")
+        if shown == 0:
+            print("no fine-tuning jobs")
         return 0
+    if args.action == "cancel":
+        job = await provider.cancel_job(args.job_id)
+        print(f"job {job.id}: {job.status}")
+        return 0
+    job = await provider.get_job(args.job_id)
+    _show(job)
+    if isinstance(provider, LocalLoRAProvider):
+        for line in local_job_lines(job):
+            print(line)
+    recent: list[JobEvent] = []
+    async for event in provider.events(job.id):
+        recent.append(event)
+        if len(recent) >= 10:
+            break
+    for event in reversed(recent):
+        _print_event(event)
+    if job.status == "succeeded" and job.result_files:
+        print(f"metrics: {(await provider.metrics(job)).render()}")
+    return 0
 
 
 def _show(job: FineTuneJob) -> None:
