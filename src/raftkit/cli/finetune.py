@@ -23,6 +23,7 @@ import argparse
 import os
 import sys
 from collections.abc import Awaitable, Callable
+from contextlib import AsyncExitStack
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -291,61 +292,56 @@ def _warn(message: str) -> None:
 async def _finetune(args: argparse.Namespace) -> int:
     if not args.run_dir.is_dir():
         raise UsageError(f"{args.run_dir} is not a directory")
-    if args.provider == "local":
-        args.model = local_base(args.model)
-        async with local_provider(args, RunDir(args.run_dir)) as provider:
-            return await _follow(args, provider, "local", simulated=False, activity=None)
-    args.model = args.model or "gpt-4o-mini"
-    async with open_client(args) as opened, _provider(opened, args) as provider:
-        activity = opened.client.activity
-        return await _follow(args, provider, opened.provider, opened.simulated, activity)
+    async with AsyncExitStack() as stack:
+        activity: Callable[[], RequestActivity | None] | None = None
+        if args.provider == "local":  # LoRA here: no endpoint to open
+            args.model = local_base(args.model)
+            provider: FineTuneProvider = await stack.enter_async_context(
+                local_provider(args, RunDir(args.run_dir))
+            )
+            name, simulated = "local", False
+        else:
+            args.model = args.model or "gpt-4o-mini"
+            opened = await stack.enter_async_context(open_client(args))
+            provider = await stack.enter_async_context(_provider(opened, args))
+            name, simulated, activity = opened.provider, opened.simulated, opened.client.activity
+        finetuning = FineTuneRun(
+            args.run_dir,
+            provider,
+            provider_name=name,
+            model=args.model,
+            hyperparameters=Hyperparameters(
+                n_epochs=args.epochs,
+                batch_size=args.batch_size,
+                learning_rate_multiplier=args.learning_rate_multiplier,
+            ),
+            suffix=args.suffix,
+            seed=args.seed,
+            say=lambda message: print(message, flush=True),
+            warn=_warn,
+            simulated=simulated,
+        )
+        job = await finetuning.start_or_resume(resume=not args.new)
+        if not args.wait:
+            where = f" --run {args.run_dir}" if name == "local" else ""
+            print(f"follow it with: raftkit jobs show {job.id}{where}")
+            return 0
+        status = StatusLine("finetune", quiet=args.quiet, activity=activity)
+        status.update(phase=f"{job.id} {job.status}")
 
+        def on_event(event: JobEvent) -> None:
+            step, total = event.data.get("step"), event.data.get("total_steps")
+            if isinstance(step, int | float) and isinstance(total, int | float):
+                status.update(done=int(step), total=int(total), unit="steps", detail=_losses(event))
+            status.say(_event_line(event))
 
-async def _follow(
-    args: argparse.Namespace,
-    provider: FineTuneProvider,
-    provider_name: str,
-    simulated: bool,
-    activity: Callable[[], RequestActivity | None] | None,
-) -> int:
-    """Start or resume the run's job and, with ``--wait``, follow it on the status line."""
-    finetuning = FineTuneRun(
-        args.run_dir,
-        provider,
-        provider_name=provider_name,
-        model=args.model,
-        hyperparameters=Hyperparameters(
-            n_epochs=args.epochs,
-            batch_size=args.batch_size,
-            learning_rate_multiplier=args.learning_rate_multiplier,
-        ),
-        suffix=args.suffix,
-        seed=args.seed,
-        say=lambda message: print(message, flush=True),
-        warn=_warn,
-        simulated=simulated,
-    )
-    job = await finetuning.start_or_resume(resume=not args.new)
-    if not args.wait:
-        where = f" --run {args.run_dir}" if provider_name == "local" else ""
-        print(f"follow it with: raftkit jobs show {job.id}{where}")
-        return 0
-    status = StatusLine("finetune", quiet=args.quiet, activity=activity)
-    status.update(phase=f"{job.id} {job.status}")
+        def on_job(polled: FineTuneJob) -> None:
+            model = f" → {polled.fine_tuned_model}" if polled.fine_tuned_model else ""
+            status.update(phase=f"{polled.id} {polled.status}{model}")
 
-    def on_event(event: JobEvent) -> None:
-        step, total = event.data.get("step"), event.data.get("total_steps")
-        if isinstance(step, int | float) and isinstance(total, int | float):
-            status.update(done=int(step), total=int(total), unit="steps", detail=_losses(event))
-        status.say(_event_line(event))
-
-    def on_job(polled: FineTuneJob) -> None:
-        model = f" → {polled.fine_tuned_model}" if polled.fine_tuned_model else ""
-        status.update(phase=f"{polled.id} {polled.status}{model}")
-
-    async with status.shown():
-        done = await finetuning.wait(job, on_event=on_event, on_job=on_job)
-    return await _report(args, finetuning, done)
+        async with status.shown():
+            done = await finetuning.wait(job, on_event=on_event, on_job=on_job)
+        return await _report(args, finetuning, done)
 
 
 def _losses(event: JobEvent) -> str | None:
