@@ -20,13 +20,15 @@ from raftkit.students.jobdir import LocalJobSpec, StepEvent
 
 __all__ = ["CURVE_COLUMNS", "curve_csv", "curve_rows", "curve_svg", "model_card"]
 
+# the order raftkit.finetune.training_curve_csv writes (known columns, then the others by
+# name), so a run's finetune/training-curve.csv is this file byte for byte
 CURVE_COLUMNS = (
     "step",
-    "epoch",
     "train_loss",
     "train_accuracy",
     "valid_loss",
     "valid_accuracy",
+    "epoch",
     "learning_rate",
     "tokens_per_second",
 )
@@ -214,11 +216,12 @@ def model_card(
         f"- final validation loss: {_number(valid[-1]['valid_loss']) if valid else '-'}",
         f"- first train loss: {_number(rows[0].get('train_loss')) if rows else '-'}",
         "",
-        "The curve is in `loss.csv` and `loss.svg` beside this card.",
+        "The curve is in `training-curve.csv` and `training-curve.svg` beside this card.",
         "",
         "## Use",
         "",
-        f"- raftkit: `raftkit serve {base.spec} --adapter raft=<this folder>/adapter`",
+        f"- raftkit: `raftkit serve {base.spec} --adapter raft=<this folder>` (or, in the run "
+        "directory it was trained for, `raftkit serve --run RUN_DIR`)",
         "- vLLM, llama.cpp: see raftkit's docs/open-models.md",
         "",
         f"Made with raftkit {version}.",
