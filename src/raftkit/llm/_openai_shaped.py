@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, Literal, Self, Unpack, cast
 import anyio
 import httpx
 
-from raftkit.errors import APIError, UsageError
+from raftkit.errors import APIError, BadRequestError, UsageError
 from raftkit.llm._api_errors import request_id_of
 from raftkit.llm._base import (
     ChatMessage,
@@ -29,8 +29,14 @@ from raftkit.llm._base import (
     StructuredParams,
     StructuredResponse,
 )
+from raftkit.llm._context import context_overflow, fit_cap, too_long
 from raftkit.llm._retry import RetryPolicy
-from raftkit.llm._store import DeferringStore, ResponseStore, request_key
+from raftkit.llm._store import (
+    DeferringStore,
+    ResponseStore,
+    request_key,
+    truncation_retry_sample,
+)
 from raftkit.llm._structured import (
     DEFAULT_STRUCTURED_ATTEMPTS,
     OutputSpec,
@@ -112,7 +118,15 @@ def plan_batches(
 
 
 class OpenAIShapedClient(LLMClient):
-    """Base of :class:`OpenAIClient` and :class:`AzureOpenAIClient`; not used directly."""
+    """Base of :class:`OpenAIClient` and :class:`AzureOpenAIClient`; not used directly.
+
+    ``send_prompt_cache_key``: whether a call's ``prompt_cache_key`` is sent (it is in
+    OpenAI's API; Azure OpenAI's published specs do not list it, so the Azure client leaves
+    it out). ``context_windows`` maps a model to its context window in tokens: given, or
+    learned from a server's context-length refusal; a request's cap is trimmed to fit it.
+    """
+
+    send_prompt_cache_key: bool = True
 
     def __init__(
         self,
@@ -138,6 +152,7 @@ class OpenAIShapedClient(LLMClient):
         self.max_tokens_field: MaxTokensField = max_tokens_field
         self.embedding_format: EmbeddingFormat = embedding_format
         self.embedding_concurrency = embedding_concurrency
+        self.context_windows: dict[str, int] = {}
 
     # ------------------------------------------------------------------ where things are
 
@@ -225,6 +240,9 @@ class OpenAIShapedClient(LLMClient):
             body["seed"] = seed
         if stop is not None:
             body["stop"] = stop if isinstance(stop, str) else list(stop)
+        cache_key = params.get("prompt_cache_key")
+        if cache_key and self.send_prompt_cache_key:
+            body["prompt_cache_key"] = cache_key
         extra_body = params.get("extra_body")
         if extra_body:
             body.update(extra_body)
@@ -238,6 +256,32 @@ class OpenAIShapedClient(LLMClient):
         sample: int,
         params: ChatParams,
     ) -> tuple[ChatResponse, str | None]:
+        response, refusal = await self._chat_once(
+            messages, model=model, sample=sample, params=params
+        )
+        cap = params.get("max_tokens")
+        if params.get("retry_truncated") and cap and response.finish_reason == "length":
+            # cut by its cap: once more with twice the cap, keyed apart from the cut reply
+            doubled = ChatParams(**{**params, "max_tokens": 2 * cap})
+            retry_sample = truncation_retry_sample(sample)
+            again, refusal = await self._chat_once(
+                messages, model=model, sample=retry_sample, params=doubled
+            )
+            response = again.model_copy(update={"truncated_usage": response.usage})
+        return response, refusal
+
+    async def _chat_once(
+        self,
+        messages: Sequence[ChatMessage],
+        *,
+        model: str,
+        sample: int,
+        params: ChatParams,
+    ) -> tuple[ChatResponse, str | None]:
+        prompt_tokens = count_message_tokens(messages, model)
+        window = self.context_windows.get(model)
+        if window is not None and params.get("max_tokens") is not None:
+            params = self._fitted(params, model, window, prompt_tokens)
         request = self.chat_request(messages, model=model, **params)
         key = request.key(sample) if self._store is not None else None
         if self._store is not None and key is not None:
@@ -246,21 +290,49 @@ class OpenAIShapedClient(LLMClient):
                 return _parse_chat(stored, model, None, from_journal=True)
             if isinstance(self._store, DeferringStore):
                 await self._store.on_miss(key, request, model=model, sample=sample)
-        max_tokens = params.get("max_tokens")
-        call = Call(
+        try:
+            reply = await self._transport.send(self._chat_call(request, model, prompt_tokens))
+        except BadRequestError as error:
+            overflow = context_overflow(error)
+            if overflow is None:
+                raise
+            # the server named its window: remember it, trim the cap and send once more
+            self.context_windows[model] = overflow.window
+            counted = overflow.prompt_tokens or prompt_tokens
+            params = self._fitted(params, model, overflow.window, counted, always=True)
+            request = self.chat_request(messages, model=model, **params)
+            reply = await self._transport.send(self._chat_call(request, model, prompt_tokens))
+        payload = _json_body(reply)
+        if self._store is not None and key is not None:
+            await self._store.put(key, request.body, payload)
+        return _parse_chat(payload, model, request_id_of(reply.response.headers))
+
+    def _fitted(
+        self, params: ChatParams, model: str, window: int, prompt: int, *, always: bool = False
+    ) -> ChatParams:
+        """``params`` with a cap that fits ``window``; raises when no useful cap does."""
+        cap = params.get("max_tokens")
+        fitted = fit_cap(window, prompt, cap)
+        if fitted is None:
+            raise too_long(model, window, prompt)
+        if fitted == cap and not always:
+            return params
+        return ChatParams(**{**params, "max_tokens": fitted})
+
+    def _chat_call(self, request: ChatRequest, model: str, prompt_tokens: int) -> Call:
+        # the limiter and the budget reserve exactly what is sent: the prompt and the cap
+        max_tokens = request.body.get(self.max_tokens_field)
+        return Call(
             "POST",
             request.path,
             json=request.body,
             model=model,
             kind="chat",
-            prompt_tokens=count_message_tokens(messages),
-            max_completion_tokens=max_tokens or self.default_max_tokens,
+            prompt_tokens=prompt_tokens,
+            max_completion_tokens=max_tokens
+            if isinstance(max_tokens, int)
+            else self.default_max_tokens,
         )
-        reply = await self._transport.send(call)
-        payload = _json_body(reply)
-        if self._store is not None and key is not None:
-            await self._store.put(key, request.body, payload)
-        return _parse_chat(payload, model, request_id_of(reply.response.headers))
 
     # ------------------------------------------------------------------ structured output
 
@@ -292,6 +364,8 @@ class OpenAIShapedClient(LLMClient):
             max_tokens=params.get("max_tokens"),
             seed=params.get("seed"),
             extra_body=extra,
+            prompt_cache_key=params.get("prompt_cache_key"),
+            retry_truncated=params.get("retry_truncated"),
         )
 
         async def ask(so_far: list[dict[str, Any]], index: int) -> tuple[ChatResponse, str | None]:

@@ -7,13 +7,14 @@ from collections.abc import Sequence
 
 from raftkit.chunking import AsyncChunker, Chunker, chunk_document
 from raftkit.extract import Extractor, iter_documents
+from raftkit.llm import ChatMessage
 from raftkit.llm.tokens import count_message_tokens, estimate_tokens
 from raftkit.llm.usage import PriceTable
 from raftkit.pipeline.config import RaftConfig, default_chunker
 from raftkit.pipeline.plugins import run_extractors
 from raftkit.run_report import CostEstimate
 from raftkit.synth import Prompts
-from raftkit.synth.prompts import answer_messages, question_messages
+from raftkit.synth.prompts import answer_messages, answers_messages, question_messages
 from raftkit.types import Chunk, Usage
 
 __all__ = ["estimate_cost"]
@@ -56,19 +57,26 @@ async def estimate_cost(
         count_message_tokens(question_messages(ch.text, n, prompts), c.teacher_model)
         for ch in chunks
     )
-    answer_prompt = n * sum(
-        count_message_tokens(answer_messages("?" * 20, [ch.text], prompts), c.teacher_model)
+    # answers_per_call questions of a chunk share one answer call (and its prompt)
+    groups = [min(c.answers_per_call, n - start) for start in range(0, n, c.answers_per_call)]
+    answer_prompt = sum(
+        count_message_tokens(_answer_prompt(ch.text, size, prompts), c.teacher_model)
         for ch in chunks
+        for size in groups
     )
     answer_tokens = c.answer_max_tokens or _ANSWER_TOKENS
     questions = n * len(chunks)
     prompt = question_prompt + answer_prompt
     completion = questions * _QUESTION_TOKENS + questions * answer_tokens
-    # Re-asks resend the whole conversation plus the rejected answer.
+    # Re-asks (one question each) resend its prompt, the rejected answer and the feedback.
     extra = c.max_answer_attempts - 1
+    single_prompt = n * sum(
+        count_message_tokens(_answer_prompt(ch.text, 1, prompts), c.teacher_model) for ch in chunks
+    )
     prompt_max = (
         question_prompt
-        + answer_prompt * (1 + extra)
+        + answer_prompt
+        + single_prompt * extra
         + questions * answer_tokens * (extra * (extra + 1) // 2)
     )
     completion_max = questions * _QUESTION_TOKENS + questions * answer_tokens * (1 + extra)
@@ -100,7 +108,7 @@ async def estimate_cost(
         pages=pages,
         chunks=len(chunks),
         questions=questions,
-        teacher_calls_min=len(chunks) + questions,
+        teacher_calls_min=len(chunks) * (1 + len(groups)),
         teacher_calls_max=len(chunks) + questions * c.max_answer_attempts,
         vision_calls_max=vision_calls,
         prompt_tokens=prompt + vision_usage.prompt_tokens,
@@ -111,6 +119,12 @@ async def estimate_cost(
         price_note=_price_note(prices, c),
         extraction_errors=[str(e) for e in walk.report.errors],
     )
+
+
+def _answer_prompt(chunk: str, questions: int, prompts: Prompts) -> list[ChatMessage]:
+    if questions == 1:
+        return answer_messages("?" * 20, [chunk], prompts)
+    return answers_messages(["?" * 20] * questions, [chunk], prompts)
 
 
 def _price_note(prices: PriceTable, config: RaftConfig) -> str:

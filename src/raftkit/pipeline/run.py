@@ -27,6 +27,7 @@ from raftkit.errors import BudgetExceededError, UsageError
 from raftkit.extract import Extractor
 from raftkit.journal import Journal
 from raftkit.llm import Deferred, LLMClient
+from raftkit.llm.caps import CompletionCaps
 from raftkit.llm.polling import PollPolicy
 from raftkit.llm.usage import PriceTable
 from raftkit.pipeline.config import Progress, RaftConfig, default_chunker
@@ -47,17 +48,20 @@ from raftkit.run_dir import RunDir
 from raftkit.run_report import CostEstimate, RunReport
 from raftkit.synth import (
     AnswerGenerator,
+    AnswerResult,
+    MultiAnswerGenerator,
     Prompts,
     QuestionSynthesizer,
     build_context,
     question_rng,
 )
-from raftkit.types import Question
 
 __all__ = ["RaftPipeline"]
 
 # What the first pass of a batch run learnt from the walk; later passes read chunks.jsonl.
 _WALK_FIELDS = ("files", "documents", "pages", "extraction_errors", "skipped_files")
+# Finished chunks between two saves of the learned completion caps.
+_SAVE_CAPS_EVERY = 10
 
 
 class RaftPipeline:
@@ -100,6 +104,9 @@ class RaftPipeline:
         self.batch = batch
         self._batch_poll = batch_poll
         self.prices = prices if prices is not None else PriceTable()
+        #: the completion caps of the run's teacher calls (``config.max_tokens_policy``),
+        #: restored from and saved to the run directory
+        self.caps = CompletionCaps(self.config.max_tokens_policy)
 
     # ------------------------------------------------------------------ dry run
 
@@ -145,6 +152,7 @@ class RaftPipeline:
             "sampler": self._sampler,
         }
         journal = Journal(run).open(run_settings(c, plugins))
+        self.caps.load(run.completion_caps)
         ledger = self.client.ledger
         before = ledger.report() if ledger is not None else None
         try:
@@ -163,6 +171,9 @@ class RaftPipeline:
             raise
         finally:
             journal.close()
+            self.caps.save(run.completion_caps)
+            report.max_tokens_policy = c.max_tokens_policy
+            report.completion_caps = [stats.model_dump() for stats in self.caps.stats()]
             report.wall_seconds = anyio.current_time() - started
             report.teacher_calls_paid = journal.recorded
             report.teacher_calls_replayed = journal.replayed
@@ -210,7 +221,7 @@ class RaftPipeline:
                 await reload_chunks(feed, run, report)
             else:
                 chunker = self._chunker or default_chunker(self.config, client)
-                extractors = run_extractors(self.config, self._extractors, client)
+                extractors = run_extractors(self.config, self._extractors, client, self.caps)
                 await extract_chunks(
                     feed, source, extractors=extractors, chunker=chunker, run=run, report=report
                 )
@@ -229,8 +240,8 @@ class RaftPipeline:
         reuse_chunks: bool,
     ) -> None:
         c = self.config
-        synthesizer = make_synthesizer(self._synthesizer, client, c, self.prompts)
-        answerer = make_answerer(self._answerer, client, c, self.prompts)
+        synthesizer = make_synthesizer(self._synthesizer, client, c, self.prompts, self.caps)
+        answerer = make_answerer(self._answerer, client, c, self.prompts, self.caps)
         feed = ChunkFeed()
         partial = run.examples.with_name(run.examples.name + ".partial")
         offsets: list[tuple[tuple[int, int], int, int]] = []
@@ -261,6 +272,8 @@ class RaftPipeline:
                             if isinstance(item, int):  # a chunk finished
                                 report.chunks_done += 1
                                 self._report_progress(report, reasons)
+                                if report.chunks_done % _SAVE_CAPS_EVERY == 0:
+                                    self.caps.save(run.completion_caps)
                                 continue
                             report.questions += 1
                             report.short_contexts += int(item.short)
@@ -306,28 +319,38 @@ class RaftPipeline:
                 raise
             questions = []
 
-        async def one(position: int, question: Question) -> None:
+        # answers_per_call questions of the chunk a call (an answerer that cannot: one each)
+        per_call = c.answers_per_call if isinstance(answerer, MultiAnswerGenerator) else 1
+
+        async def answer(first: int) -> None:
+            group = questions[first : first + per_call]
+            results: list[AnswerResult]
             try:
-                result = await answerer.generate(question, oracle)
+                if len(group) > 1:
+                    assert isinstance(answerer, MultiAnswerGenerator)
+                    results = await answerer.generate_many(group, oracle)
+                else:
+                    results = [await answerer.generate(group[0], oracle)]
             except (Deferred, BaseExceptionGroup) as e:
                 if not _only_deferred(e):
                     raise
                 return
             await feed.ready.wait()
             assert feed.sampler is not None
-            context = await build_context(
-                question,
-                oracle,
-                feed.sampler,
-                rng=question_rng(c.seed, question.id),
-                k=c.distractors,
-                p=c.oracle_probability,
-            )
-            await outbox.send(outcome((index, position), question, oracle, context, result, c))
+            for position, (question, result) in enumerate(zip(group, results, strict=True), first):
+                context = await build_context(
+                    question,
+                    oracle,
+                    feed.sampler,
+                    rng=question_rng(c.seed, question.id),
+                    k=c.distractors,
+                    p=c.oracle_probability,
+                )
+                await outbox.send(outcome((index, position), question, oracle, context, result, c))
 
         async with anyio.create_task_group() as tg:
-            for position, question in enumerate(questions):
-                tg.start_soon(one, position, question)
+            for first in range(0, len(questions), per_call):
+                tg.start_soon(answer, first)
         await outbox.send(index)
 
     def _report_progress(self, report: RunReport, reasons: Counter[str]) -> None:

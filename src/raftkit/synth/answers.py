@@ -1,6 +1,8 @@
 """Chain-of-thought answers from a teacher model, verified before they are kept.
 
 :class:`AnswerGenerator` is the plug-in point; :class:`TeacherAnswerGenerator` is the default.
+:class:`MultiAnswerGenerator` adds ``generate_many``: one call answering several questions of a
+chunk (``answers_per_call``), each answer verified on its own and a rejected one re-asked alone.
 
 The teacher sees the question and the oracle chunk only, not the distractors: this follows the
 RAFT reference implementation (``generate_label(client, q, chunk)`` in gorilla's ``raft.py``).
@@ -13,23 +15,40 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from functools import lru_cache
 from typing import Protocol, runtime_checkable
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, create_model
 
-from raftkit.errors import UsageError
-from raftkit.llm import ChatMessage, LLMClient
-from raftkit.synth.prompts import Prompts, answer_messages, answer_retry_messages
-from raftkit.synth.verify import RejectionReason, verify_answer
+from raftkit.errors import StructuredOutputError, UsageError
+from raftkit.llm import ChatMessage, ChatResponse, LLMClient
+from raftkit.llm.caps import Cap, CompletionCaps
+from raftkit.llm.tokens import estimate_tokens
+from raftkit.synth.prompts import (
+    Prompts,
+    answer_messages,
+    answer_retry_messages,
+    answers_messages,
+    chunk_cache_key,
+)
+from raftkit.synth.verify import RejectionReason, Verification, verify_answer
 from raftkit.types import Chunk, Question, Usage
 
 __all__ = [
     "AnswerGenerator",
     "AnswerResult",
+    "MultiAnswerGenerator",
     "TeacherAnswerGenerator",
+    "answers_output_model",
 ]
 
 logger = logging.getLogger("raftkit.synth")
+
+#: The completion cap of an answer before any reply was seen: this many tokens, plus half
+#: the oracle's (an answer quotes from it). Later answers get the cap the run learned.
+ANSWER_TOKENS = 128
+_ANSWERS_JSON = 32
+_MAX_INITIAL_ANSWER = 1024
 
 
 class AnswerResult(BaseModel):
@@ -67,15 +86,55 @@ class AnswerGenerator(Protocol):
     ) -> AnswerResult: ...
 
 
+@runtime_checkable
+class MultiAnswerGenerator(AnswerGenerator, Protocol):
+    """An :class:`AnswerGenerator` that can also answer several questions of one oracle in
+    one call: one :class:`AnswerResult` per question, in order, each verified on its own."""
+
+    async def generate_many(
+        self, questions: Sequence[Question], oracle: Chunk, *, sample: int = 0
+    ) -> list[AnswerResult]: ...
+
+
+@lru_cache(maxsize=64)
+def answers_output_model(n: int) -> type[BaseModel]:
+    """The structured-output model for ``n`` answers: ``{"answers": [str, ...]}``.
+
+    The schema says exactly ``n`` items; validation accepts any count, and a missing answer is
+    asked for alone instead of the whole reply being paid for again.
+    """
+    model: type[BaseModel] = create_model(
+        "Answers",
+        answers=(
+            list[str],
+            Field(
+                description=f"exactly {n} answers, the i-th to question i",
+                json_schema_extra={"minItems": n, "maxItems": n},
+            ),
+        ),
+    )
+    return model
+
+
 class TeacherAnswerGenerator:
     """Asks a teacher model for a RAFT chain-of-thought answer, re-asking until it verifies.
 
     Each attempt is one :meth:`LLMClient.chat` call with its own ``sample`` index
     (``sample * max_attempts + attempt``), so that a journal keeps every paid attempt. The first
     attempt uses ``temperature``; re-asks use ``retry_temperature`` (a repeat at temperature 0
-    would mostly repeat the mistake) and, with ``feedback=True``, show the teacher its rejected
-    answer and what was wrong with it. After ``max_attempts`` failures the result is a
-    rejection carrying the last reason. API errors propagate.
+    would mostly repeat the mistake) and, with ``feedback=True``, show the teacher (an excerpt
+    of) its rejected answer and what was wrong with it. After ``max_attempts`` failures the
+    result is a rejection carrying the last reason. API errors propagate.
+
+    Every call carries a completion cap: :data:`ANSWER_TOKENS` plus half the oracle's tokens
+    at first, then what ``caps`` (shared with the run's other calls) learned of answer
+    replies, re-asks included; ``max_tokens`` pins it per answer instead. A reply cut by a
+    learned cap is asked once more with twice the cap by the client, which is not an
+    attempt. Calls name the oracle chunk as their ``prompt_cache_key``.
+
+    :meth:`generate_many` answers several questions in one structured call (their shared
+    prompt is paid once); each answer is verified on its own and a rejected or missing one
+    is re-asked alone, as :meth:`generate` would re-ask it.
     """
 
     def __init__(
@@ -91,6 +150,7 @@ class TeacherAnswerGenerator:
         seed: int | None = None,
         feedback: bool = True,
         require_quotes: bool = True,
+        caps: CompletionCaps | None = None,
     ) -> None:
         if max_attempts < 1:
             raise UsageError("max_attempts must be >= 1")
@@ -104,6 +164,7 @@ class TeacherAnswerGenerator:
         self.seed = seed
         self.feedback = feedback
         self.require_quotes = require_quotes
+        self.caps = caps if caps is not None else CompletionCaps()
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(model={self.model!r}, max_attempts={self.max_attempts})"
@@ -113,26 +174,83 @@ class TeacherAnswerGenerator:
         title = oracle.metadata.get("title", "")
         return answer_messages(question.text, [oracle.text], self.prompts, [title])
 
+    def verify(self, text: str, oracle: Chunk) -> Verification:
+        """The check every answer passes before it is kept (one place for all paths)."""
+        return verify_answer(text, oracle.text, require_quotes=self.require_quotes)
+
+    def cap(self, oracle: Chunk, answers: int = 1) -> Cap:
+        """The completion cap of a call writing ``answers`` answers over ``oracle``."""
+        per_answer = min(_MAX_INITIAL_ANSWER, ANSWER_TOKENS + estimate_tokens(oracle.text) // 2)
+        initial = per_answer if answers == 1 else _ANSWERS_JSON + answers * per_answer
+        pinned = None if self.max_tokens is None else self.max_tokens * answers
+        return self.caps.cap("answers", self.model, initial=initial, units=answers, pinned=pinned)
+
     async def generate(self, question: Question, oracle: Chunk, *, sample: int = 0) -> AnswerResult:
-        first = self.messages(question, oracle)
-        messages: Sequence[ChatMessage] = first
+        return await self._answer(question, oracle, sample=sample)
+
+    async def generate_many(
+        self, questions: Sequence[Question], oracle: Chunk, *, sample: int = 0
+    ) -> list[AnswerResult]:
+        """Answers to ``questions`` (all of ``oracle``) from one call, each verified alone."""
+        if len(questions) <= 1:
+            return [await self._answer(q, oracle, sample=sample) for q in questions]
+        title = oracle.metadata.get("title", "")
+        texts = [q.text for q in questions]
+        cap = self.cap(oracle, len(questions))
+        try:
+            result = await self.client.chat_structured(
+                answers_messages(texts, [oracle.text], self.prompts, [title]),
+                answers_output_model(len(questions)),
+                model=self.model,
+                temperature=self.temperature,
+                max_tokens=cap.max_tokens,
+                retry_truncated=cap.retry_truncated,
+                prompt_cache_key=chunk_cache_key(oracle.id),
+                seed=self.seed,
+                sample=sample,
+            )
+        except StructuredOutputError as e:
+            logger.debug("chunk %s: no usable answers JSON (%s); asking one by one", oracle.id, e)
+            return [await self._answer(q, oracle, sample=sample) for q in questions]
+        response = result.response
+        self.caps.observe("answers", self.model, response, units=len(questions))
+        answers = [a for a in getattr(result.output, "answers", []) if isinstance(a, str)]
+        shares = _split(response.total_usage, len(questions))
+        results: list[AnswerResult] = []
+        for index, question in enumerate(questions):
+            text = answers[index] if index < len(answers) else ""
+            results.append(
+                await self._answer(
+                    question, oracle, sample=sample, first=(text, shares[index], response.model)
+                )
+            )
+        return results
+
+    async def _answer(
+        self,
+        question: Question,
+        oracle: Chunk,
+        *,
+        sample: int,
+        first: tuple[str, Usage, str] | None = None,
+    ) -> AnswerResult:
+        """Attempts until one verifies. ``first``: an answer already written (by a call for
+        several questions), its share of that call's usage and the model; it is attempt 1."""
+        opening = self.messages(question, oracle)
+        messages: Sequence[ChatMessage] = opening
         usage = Usage()
         rejections: list[RejectionReason] = []
         text = ""
         model = ""
         for attempt in range(self.max_attempts):
-            response = await self.client.chat(
-                messages,
-                model=self.model,
-                temperature=self.temperature if attempt == 0 else self.retry_temperature,
-                max_tokens=self.max_tokens,
-                seed=self.seed,
-                sample=sample * self.max_attempts + attempt,
-            )
-            usage = usage + response.usage
-            text = response.text
-            model = response.model
-            check = verify_answer(text, oracle.text, require_quotes=self.require_quotes)
+            if attempt == 0 and first is not None:
+                text, spent, model = first
+                usage = usage + spent
+            else:
+                response = await self._ask(messages, oracle, sample, attempt)
+                usage = usage + response.total_usage
+                text, model = response.text, response.model
+            check = self.verify(text, oracle)
             if check.ok:
                 return AnswerResult(
                     accepted=True,
@@ -148,9 +266,9 @@ class TeacherAnswerGenerator:
             rejections.append(reason)
             logger.debug("question %s attempt %d rejected: %s", question.id, attempt + 1, reason)
             if self.feedback and text.strip():
-                messages = answer_retry_messages(first, text, check.detail, self.prompts)
+                messages = answer_retry_messages(opening, text, check.detail, self.prompts)
             else:
-                messages = first
+                messages = opening
         return AnswerResult(
             accepted=False,
             cot_answer=text,
@@ -160,3 +278,36 @@ class TeacherAnswerGenerator:
             usage=usage,
             model=model,
         )
+
+    async def _ask(
+        self, messages: Sequence[ChatMessage], oracle: Chunk, sample: int, attempt: int
+    ) -> ChatResponse:
+        cap = self.cap(oracle)
+        response = await self.client.chat(
+            messages,
+            model=self.model,
+            temperature=self.temperature if attempt == 0 else self.retry_temperature,
+            max_tokens=cap.max_tokens,
+            retry_truncated=cap.retry_truncated,
+            prompt_cache_key=chunk_cache_key(oracle.id),
+            seed=self.seed,
+            sample=sample * self.max_attempts + attempt,
+        )
+        self.caps.observe("answers", self.model, response)
+        return response
+
+
+def _split(usage: Usage, parts: int) -> list[Usage]:
+    """``usage`` shared out over ``parts`` answers (the remainders go to the first ones)."""
+
+    def share(total: int, index: int) -> int:
+        return total // parts + int(index < total % parts)
+
+    return [
+        Usage(
+            prompt_tokens=share(usage.prompt_tokens, i),
+            completion_tokens=share(usage.completion_tokens, i),
+            cached_tokens=share(usage.cached_tokens, i),
+        )
+        for i in range(parts)
+    ]

@@ -17,11 +17,18 @@ from pydantic import BaseModel, Field, create_model
 
 from raftkit.errors import StructuredOutputError, UsageError
 from raftkit.llm import ChatMessage, LLMClient
+from raftkit.llm.caps import CompletionCaps
 from raftkit.synth._text import dedup_key, tidy_spaces
-from raftkit.synth.prompts import Prompts, question_messages, question_retry_messages
+from raftkit.synth.prompts import (
+    Prompts,
+    chunk_cache_key,
+    question_messages,
+    question_retry_messages,
+)
 from raftkit.types import Chunk, Question
 
 __all__ = [
+    "QUESTION_TOKENS",
     "QuestionSynthesizer",
     "TeacherQuestionSynthesizer",
     "question_id",
@@ -29,6 +36,12 @@ __all__ = [
 ]
 
 logger = logging.getLogger("raftkit.synth")
+
+#: The completion cap of a question call before any reply was seen: this many tokens per
+#: question asked, plus the JSON around them (a question is one sentence; a long Chinese one
+#: is about 40 tokens). Later calls get the cap learned from the run's replies.
+QUESTION_TOKENS = 64
+_QUESTIONS_JSON = 32
 
 # "1. ", "2) ", "- ", "• ", "Q3: ", "（1）" — list decoration a model sometimes keeps inside JSON.
 _LIST_PREFIX = re.compile(
@@ -91,6 +104,11 @@ class TeacherQuestionSynthesizer:
 
     Each round uses its own ``sample`` index: ``sample * (max_retries + 1) + round``, so that
     repeats are journaled apart from the first request.
+
+    Every call carries a cap sized to the questions it asks for: :data:`QUESTION_TOKENS` per
+    question at first, then what ``caps`` (shared with the run's other calls) learned of
+    question replies; ``max_tokens`` pins it instead. Calls name the chunk as their
+    ``prompt_cache_key``.
     """
 
     def __init__(
@@ -103,6 +121,7 @@ class TeacherQuestionSynthesizer:
         max_tokens: int | None = None,
         seed: int | None = None,
         max_retries: int = 2,
+        caps: CompletionCaps | None = None,
     ) -> None:
         if max_retries < 0:
             raise UsageError("max_retries must be >= 0")
@@ -113,6 +132,7 @@ class TeacherQuestionSynthesizer:
         self.max_tokens = max_tokens
         self.seed = seed
         self.max_retries = max_retries
+        self.caps = caps if caps is not None else CompletionCaps()
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(model={self.model!r}, max_retries={self.max_retries})"
@@ -150,19 +170,29 @@ class TeacherQuestionSynthesizer:
     async def _ask(
         self, messages: list[ChatMessage], n: int, sample: int, chunk: Chunk
     ) -> Iterable[str]:
+        cap = self.caps.cap(
+            "questions",
+            self.model,
+            initial=_QUESTIONS_JSON + QUESTION_TOKENS * n,
+            units=n,
+            pinned=self.max_tokens,
+        )
         try:
             result = await self.client.chat_structured(
                 messages,
                 questions_output_model(n),
                 model=self.model,
                 temperature=self.temperature,
-                max_tokens=self.max_tokens,
+                max_tokens=cap.max_tokens,
+                retry_truncated=cap.retry_truncated,
+                prompt_cache_key=chunk_cache_key(chunk.id),
                 seed=self.seed,
                 sample=sample,
             )
         except StructuredOutputError as e:
             logger.warning("chunk %s: unusable question output (%s)", chunk.id, e)
             return []
+        self.caps.observe("questions", self.model, result.response, units=n)
         questions = getattr(result.output, "questions", None)
         if not isinstance(questions, list):
             return []
