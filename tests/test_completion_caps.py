@@ -48,10 +48,9 @@ QUESTION = [
 ]
 
 
-def reply(tokens: int, *, finish: str = "stop", text: str = "x") -> ChatResponse:
-    return ChatResponse(
-        text=text, model="m", finish_reason=finish, usage=Usage(completion_tokens=tokens)
-    )
+def reply(tokens: int, *, finish: str = "stop", text: str = "x", prompt: int = 0) -> ChatResponse:
+    usage = Usage(prompt_tokens=prompt, completion_tokens=tokens)
+    return ChatResponse(text=text, model="m", finish_reason=finish, usage=usage)
 
 
 def chat_bodies(sim: Simulator) -> list[dict[str, Any]]:
@@ -61,46 +60,92 @@ def chat_bodies(sim: Simulator) -> list[dict[str, Any]]:
 # ---------------------------------------------------------------- the learner
 
 
-def test_a_call_starts_from_its_bound_then_gets_the_learned_percentile() -> None:
-    caps = CompletionCaps(min_samples=10, percentile=0.9, margin=1.25)
+def test_a_call_starts_from_its_bound_then_gets_the_learned_cap() -> None:
+    caps = CompletionCaps()  # the defaults: 10 replies, at least the 90th percentile, x 1.1
     first = caps.cap("answers", "m", initial=400)
-    assert (first.max_tokens, first.retry_truncated, first.source) == (400, True, "initial")
-    for tokens in range(10, 110, 10):  # 10 replies: 10 ... 100 tokens
-        caps.observe("answers", "m", reply(tokens))
+    # before anything is known, a cut reply gets four times the room to finish
+    assert (first.max_tokens, first.retry_max_tokens, first.source) == (400, 1600, "initial")
+    for tokens in range(10, 110, 10):  # 10 replies of 10 ... 100 tokens, prompts of 500
+        caps.observe("answers", "m", reply(tokens, prompt=500))
     learned = caps.cap("answers", "m", initial=400)
-    # the 90th percentile of 10..100 is 90; times 1.25, rounded up, plus 16 tokens of slack
-    assert (learned.max_tokens, learned.source) == (113 + 16, "learned")
+    # replies of even length: the cap lets the longest finish (100 x 1.1 + 8 tokens of slack)
+    assert (learned.max_tokens, learned.retry_max_tokens, learned.source) == (118, 236, "learned")
     # a call for three units (questions, answers) gets three units' worth
-    assert caps.cap("answers", "m", initial=400, units=3).max_tokens == 338 + 16
+    assert caps.cap("answers", "m", initial=400, units=3).max_tokens == 330 + 8
     # per kind and per model
     assert caps.cap("answers", "other-model", initial=400).source == "initial"
     assert caps.cap("questions", "m", initial=300).max_tokens == 300
 
 
+def test_a_rare_long_reply_is_asked_again_instead_of_raising_every_cap() -> None:
+    caps = CompletionCaps()
+    for index in range(100):  # 99 replies of 100 tokens and one of 600, prompts of 600
+        caps.observe("answers", "m", reply(600 if index == 50 else 100, prompt=600))
+    cap = caps.cap("answers", "m", initial=400)
+    # asking 1 % of calls again (600 + 668 tokens) is cheaper than 550 more on every call
+    assert cap.max_tokens == 118
+    # ... and the re-ask has room for the longest reply seen
+    assert cap.retry_max_tokens == 660 + 8
+    [stats] = caps.stats()
+    assert (stats.percentile, stats.cap_per_unit) == (0.99, 118)
+    # long replies that are not rare (5 %) are let finish: no more than 1 % is ever cut
+    common = CompletionCaps()
+    for index in range(100):
+        common.observe("answers", "m", reply(600 if index % 20 == 0 else 100, prompt=600))
+    assert common.cap("answers", "m", initial=400).max_tokens == 660 + 8
+
+
+def test_a_prompt_derived_scale_gives_long_units_room_and_keeps_short_ones_tight() -> None:
+    caps = CompletionCaps()
+    for index in range(100):  # answers are 1.0x their scale: 5 % quote a table of 600 tokens
+        scale = 600.0 if index % 20 == 0 else 100.0
+        caps.observe("answers", "m", reply(int(scale), prompt=600), scale=scale)
+    short = caps.cap("answers", "m", initial=400, scale=100)
+    long = caps.cap("answers", "m", initial=400, scale=600)
+    assert short.max_tokens == 110 + 8
+    assert long.max_tokens == 660 + 8
+    assert caps.cap("answers", "m", initial=400, scale=100, units=3).max_tokens == 330 + 8
+
+
+def test_replies_still_cut_after_the_larger_cap_do_not_raise_the_cap() -> None:
+    caps = CompletionCaps()
+    for _ in range(20):
+        caps.observe("answers", "m", reply(100, prompt=600))
+    before = caps.cap("answers", "m", initial=400)
+    runaway = reply(before.retry_max_tokens or 0, finish="length").model_copy(
+        update={"truncated_usage": Usage(completion_tokens=before.max_tokens or 0)}
+    )
+    for _ in range(5):  # output that never stops (llama.cpp at its defaults, now and then)
+        caps.observe("answers", "m", runaway)
+    assert caps.cap("answers", "m", initial=400) == before
+    [stats] = caps.stats()
+    assert (stats.replies, stats.retried, stats.cut) == (25, 5, 5)
+
+
 def test_units_are_learned_per_unit() -> None:
-    caps = CompletionCaps(min_samples=2, percentile=1.0, margin=1.0)
+    caps = CompletionCaps(min_samples=2, margin=1.0)
     caps.observe("questions", "m", reply(150), units=5)  # 30 tokens a question
     caps.observe("questions", "m", reply(60), units=2)
-    assert caps.cap("questions", "m", initial=999, units=4).max_tokens == 4 * 30 + 16
+    assert caps.cap("questions", "m", initial=999, units=4).max_tokens == 4 * 30 + 8
 
 
 def test_pinned_caps_win_and_server_default_sends_none() -> None:
     caps = CompletionCaps(min_samples=1)
     caps.observe("answers", "m", reply(50))
     pinned = caps.cap("answers", "m", initial=400, pinned=77)
-    assert (pinned.max_tokens, pinned.retry_truncated, pinned.source) == (77, False, "pinned")
+    assert (pinned.max_tokens, pinned.retry_max_tokens, pinned.source) == (77, None, "pinned")
     old = CompletionCaps("server-default")
     none = old.cap("answers", "m", initial=400)
-    assert (none.max_tokens, none.retry_truncated) == (None, False)
+    assert (none.max_tokens, none.retry_max_tokens) == (None, None)
     assert old.cap("answers", "m", initial=400, pinned=50).max_tokens == 50
 
 
 def test_replies_without_usage_are_counted_from_their_text() -> None:
-    caps = CompletionCaps(min_samples=1, percentile=1.0, margin=1.0)
+    caps = CompletionCaps(min_samples=1, margin=1.0)
     caps.observe("answers", "m", reply(0, text="Bats fly at night. " * 10))
     learned = caps.cap("answers", "m", initial=400).max_tokens
     assert learned is not None
-    assert 16 + 30 <= learned <= 16 + 80
+    assert 8 + 30 <= learned <= 8 + 80
 
 
 def test_what_was_learned_is_saved_and_restored(tmp_path: Path) -> None:
@@ -173,7 +218,7 @@ async def test_the_cap_sent_is_the_cap_reserved_with_an_exact_prompt_count() -> 
     assert bare.max_completion_tokens == client.default_max_tokens == 1024
 
 
-async def test_a_reply_cut_by_a_learned_cap_is_asked_again_with_twice_the_cap(
+async def test_a_reply_cut_by_a_learned_cap_is_asked_again_with_a_larger_cap(
     tmp_path: Path,
 ) -> None:
     async with (
@@ -184,7 +229,7 @@ async def test_a_reply_cut_by_a_learned_cap_is_asked_again_with_twice_the_cap(
             journaled = client.with_store(journal)
             sim.misbehave("runaway")  # the next reply does not stop: it is cut by its cap
             response = await journaled.chat(
-                QUESTION, model="gpt-4o", max_tokens=40, retry_truncated=True, sample=3
+                QUESTION, model="gpt-4o", max_tokens=40, retry_max_tokens=80, sample=3
             )
             assert response.finish_reason == "stop"
             assert response.truncated_usage is not None
@@ -198,12 +243,12 @@ async def test_a_reply_cut_by_a_learned_cap_is_asked_again_with_twice_the_cap(
             assert request.key(truncation_retry_sample(3)) in journal
             # a resumed run with another cap replays both and pays nothing
             replayed = await journaled.chat(
-                QUESTION, model="gpt-4o", max_tokens=55, retry_truncated=True, sample=3
+                QUESTION, model="gpt-4o", max_tokens=55, retry_max_tokens=300, sample=3
             )
             assert replayed.text == response.text
             assert replayed.from_journal
             assert len(chat_bodies(sim)) == 2
-        # without retry_truncated (a pinned cap) the cut reply is what comes back
+        # without retry_max_tokens (a pinned cap) the cut reply is what comes back
         sim.misbehave("runaway")
         kept = await client.chat(QUESTION, model="gpt-4o", max_tokens=40, seed=1)
         assert kept.finish_reason == "length"
@@ -321,13 +366,14 @@ async def test_a_structured_reask_quotes_only_an_excerpt_of_a_runaway_reply() ->
 
 
 async def test_the_judge_and_the_vision_extractor_cap_their_calls(tmp_path: Path) -> None:
-    caps = CompletionCaps(min_samples=1, percentile=1.0, margin=1.0)
+    caps = CompletionCaps(min_samples=1, margin=1.0)
     judge_client = ScriptedClient(lambda call: {"rationale": "Matches.", "grade": 5})
     judge = JudgeCorrectness(judge_client, model="judge", caps=caps)
     await judge.grade("q?", "bats", "bats")
     await judge.grade("q?", "bats", "birds")
     first, second = judge_client.calls
-    assert (first.kwargs["max_tokens"], first.kwargs["retry_truncated"]) == (JUDGE_TOKENS, True)
+    assert first.kwargs["max_tokens"] == JUDGE_TOKENS
+    assert first.kwargs["retry_max_tokens"] == 4 * JUDGE_TOKENS
     learned = caps.cap("judge", "judge", initial=JUDGE_TOKENS)
     assert learned.source == "learned"
     assert learned.max_tokens is not None
@@ -344,5 +390,8 @@ async def test_the_judge_and_the_vision_extractor_cap_their_calls(tmp_path: Path
     extractor = VisionPdfExtractor(vision_client, "vision", dpi=36, caps=caps)
     [_] = [d async for d in extractor.extract(pdf, doc_id="page.pdf")]
     [call] = vision_client.calls
-    assert (call.kwargs["max_tokens"], call.kwargs["retry_truncated"]) == (VISION_TOKENS, True)
+    assert (call.kwargs["max_tokens"], call.kwargs["retry_max_tokens"]) == (
+        VISION_TOKENS,
+        4 * VISION_TOKENS,
+    )
     assert any(stats.kind == "vision" for stats in caps.stats())

@@ -38,11 +38,11 @@ async def test_calls_are_recorded_with_every_parameter(anyio_backend: str) -> No
         "stop": None,
         "extra_body": None,
         "prompt_cache_key": None,
-        "retry_truncated": None,
+        "retry_max_tokens": None,
     }
 
 
-async def test_a_reply_cut_by_a_learned_cap_is_asked_again_with_twice_the_cap(
+async def test_a_reply_cut_by_a_learned_cap_is_asked_again_with_a_larger_cap(
     anyio_backend: str,
 ) -> None:
     cut = ChatResponse(
@@ -53,13 +53,13 @@ async def test_a_reply_cut_by_a_learned_cap_is_asked_again_with_twice_the_cap(
     )
     client = ScriptedClient(replies=[cut, "the whole answer"])
     reply = await client.chat(
-        [{"role": "user", "content": "q"}], model="m", max_tokens=20, retry_truncated=True, sample=3
+        [{"role": "user", "content": "q"}], model="m", max_tokens=20, retry_max_tokens=45, sample=3
     )
     assert reply.text == "the whole answer"
     assert reply.truncated_usage == cut.usage
     assert reply.total_usage.completion_tokens == 20 + reply.usage.completion_tokens
     first, second = client.calls
-    assert (first.kwargs["max_tokens"], second.kwargs["max_tokens"]) == (20, 40)
+    assert (first.kwargs["max_tokens"], second.kwargs["max_tokens"]) == (20, 45)
     assert second.sample == truncation_retry_sample(3) != 3
     pinned = ScriptedClient(replies=[cut])
     kept = await pinned.chat([{"role": "user", "content": "q"}], model="m", max_tokens=20)

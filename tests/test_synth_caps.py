@@ -18,7 +18,7 @@ from raftkit.synth import (
     TeacherAnswerGenerator,
     TeacherQuestionSynthesizer,
 )
-from raftkit.synth.answers import ANSWER_TOKENS, answers_output_model
+from raftkit.synth.answers import ANSWER_TOKENS, answer_scale, answers_output_model
 from raftkit.synth.prompts import chunk_cache_key
 from raftkit.synth.questions import QUESTION_TOKENS
 from raftkit.testing.scripted import Call, ScriptedClient
@@ -71,7 +71,7 @@ async def test_question_calls_ask_for_the_count_needed_with_a_cap_sized_to_it() 
     # five asked first, then the three still missing, each call capped for its count
     assert first.kwargs["max_tokens"] == 32 + 5 * QUESTION_TOKENS
     assert second.kwargs["max_tokens"] == 32 + 3 * QUESTION_TOKENS
-    assert first.kwargs["retry_truncated"] is True
+    assert first.kwargs["retry_max_tokens"] == 4 * first.kwargs["max_tokens"]
     assert {c.kwargs["prompt_cache_key"] for c in client.calls} == {chunk_cache_key(CHUNK.id)}
     # two replies seen: later calls get a cap learned from them, per question asked
     learned = caps.cap("questions", "t", initial=10_000, units=5)
@@ -81,13 +81,13 @@ async def test_question_calls_ask_for_the_count_needed_with_a_cap_sized_to_it() 
     pinned = ScriptedClient(teacher)
     await TeacherQuestionSynthesizer(pinned, "t", max_tokens=99, max_retries=0).synthesize(CHUNK, 5)
     assert pinned.calls[0].kwargs["max_tokens"] == 99
-    assert not pinned.calls[0].kwargs["retry_truncated"]
+    assert pinned.calls[0].kwargs["retry_max_tokens"] is None
 
 
 # ---------------------------------------------------------------- one answer a call
 
 
-async def test_a_truncated_answer_is_asked_again_with_twice_the_cap_and_is_no_failure() -> None:
+async def test_a_truncated_answer_is_asked_again_with_a_larger_cap_and_is_no_failure() -> None:
     cut = ChatResponse(
         text="The text says ##begin_quote##Bats are",
         model="t",
@@ -107,9 +107,10 @@ async def test_a_truncated_answer_is_asked_again_with_twice_the_cap_and_is_no_fa
         prompt_tokens=count_message_tokens(again.messages),
         completion_tokens=estimate_tokens(good(SENTENCES[0])),
     )
-    assert first.kwargs["max_tokens"] == generator.cap(CHUNK).max_tokens
+    assert first.kwargs["max_tokens"] == generator.cap(QUESTIONS[:1], CHUNK).max_tokens
     assert first.kwargs["max_tokens"] >= ANSWER_TOKENS
-    assert again.kwargs["max_tokens"] == 2 * first.kwargs["max_tokens"]
+    assert again.kwargs["max_tokens"] == generator.cap(QUESTIONS[:1], CHUNK).retry_max_tokens
+    assert again.kwargs["max_tokens"] >= 2 * first.kwargs["max_tokens"]
     assert (first.sample, again.sample) == (6, truncation_retry_sample(6))
     [stats] = caps.stats()
     assert (stats.kind, stats.replies, stats.retried, stats.cut) == ("answers", 1, 1, 0)
@@ -148,7 +149,7 @@ async def test_several_answers_in_one_call_are_verified_and_reasked_one_by_one()
     group, alone = client.calls
     assert group.method == "chat_structured"
     assert group.kwargs["output"] is answers_output_model(3)
-    assert group.kwargs["max_tokens"] == generator.cap(CHUNK, 3).max_tokens
+    assert group.kwargs["max_tokens"] == generator.cap(QUESTIONS, CHUNK).max_tokens
     assert group.kwargs["prompt_cache_key"] == chunk_cache_key(CHUNK.id)
     # the rejected answer is re-asked alone: its own question, its answer, the problem
     assert alone.method == "chat"
@@ -212,3 +213,23 @@ def test_the_answers_schema_says_exactly_k_and_accepts_any_count() -> None:
     answers = schema["properties"]["answers"]
     assert (answers["minItems"], answers["maxItems"]) == (4, 4)
     assert answers_output_model(4).model_validate({"answers": ["a"]})
+
+
+def test_an_answers_scale_is_the_sentence_its_question_is_about() -> None:
+    oracle = (
+        "Bats fly. J. E. Gray named the family Rhinolophidae in 1825, e.g. the horseshoe bats "
+        "of Europe and Asia, which echolocate through their noses. Most bats are nocturnal."
+    )
+    gray = answer_scale(oracle, "Who named the family Rhinolophidae?")
+    night = answer_scale(oracle, "When are most bats active, nocturnal or diurnal?")
+    # initials and "e.g." end no sentence: the Gray sentence is one, and the longest
+    assert gray == ANSWER_TOKENS + estimate_tokens(
+        oracle.split(" Most")[0].removeprefix("Bats fly. ")
+    )
+    assert night == ANSWER_TOKENS + estimate_tokens(" Most bats are nocturnal.")
+    # no question, or no shared word: the longest sentence
+    assert answer_scale(oracle) == answer_scale(oracle, "Quelle heure est-il ?") == gray
+    chinese = "蝙蝠是唯一能够真正飞行的哺乳动物。大多数蝙蝠在夜间活动，白天在洞穴里休息。"
+    assert answer_scale(chinese, "蝙蝠什么时候活动？") == ANSWER_TOKENS + estimate_tokens(
+        "大多数蝙蝠在夜间活动，白天在洞穴里休息。"
+    )

@@ -137,15 +137,15 @@ class RunReport(BaseModel):
                 "",
                 f"## Completion caps ({self.max_tokens_policy})",
                 "",
-                "| calls | model | replies | p98 tokens / unit | cap / unit | re-asked doubled"
+                "| calls | model | replies | replies let finish | cap / unit | cut, asked again"
                 " | still cut |",
                 "|---|---|---:|---:|---:|---:|---:|",
             ]
             for cap in self.completion_caps:
-                learned = cap.get("per_unit_percentile")
+                share = cap.get("percentile")
                 lines.append(
                     f"| {cap.get('kind')} | {cap.get('model')} | {cap.get('replies', 0)} | "
-                    f"{'—' if learned is None else learned} | "
+                    f"{'—' if share is None else f'{share:.1%}'} | "
                     f"{cap.get('cap_per_unit') or '—'} | {cap.get('retried', 0)} | "
                     f"{cap.get('cut', 0)} |"
                 )

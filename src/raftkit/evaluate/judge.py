@@ -120,7 +120,7 @@ class JudgeCorrectness:
             temperature=self.temperature,
             seed=self.seed,
             max_tokens=cap.max_tokens,
-            retry_truncated=cap.retry_truncated,
+            retry_max_tokens=cap.retry_max_tokens,
             mode=self.mode,
         )
         self.caps.observe("judge", self.model, result.response)

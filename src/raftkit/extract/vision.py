@@ -181,7 +181,7 @@ class VisionPdfExtractor:
                     model=self.model,
                     temperature=self.temperature,
                     max_tokens=cap.max_tokens,
-                    retry_truncated=cap.retry_truncated,
+                    retry_max_tokens=cap.retry_max_tokens,
                 )
                 self.caps.observe("vision", self.model, response)
         except Exception as e:

@@ -93,8 +93,9 @@ class ChatParams(TypedDict, total=False):
     #: ``prompt_cache_key`` where the endpoint takes it (OpenAI), left out elsewhere
     prompt_cache_key: str | None
     #: when the reply is cut by ``max_tokens`` (``finish_reason: "length"``), ask once more
-    #: with twice the cap; for learned caps (:class:`~raftkit.llm.caps.CompletionCaps`)
-    retry_truncated: bool | None
+    #: with this cap, under a journal key of its own; for learned caps
+    #: (:attr:`raftkit.llm.caps.Cap.retry_max_tokens`). ``None``: the cut reply is returned
+    retry_max_tokens: int | None
 
 
 class StructuredParams(TypedDict, total=False):
@@ -107,7 +108,7 @@ class StructuredParams(TypedDict, total=False):
     mode: StructuredMode | None
     max_attempts: int | None
     prompt_cache_key: str | None
-    retry_truncated: bool | None
+    retry_max_tokens: int | None
 
 
 class RequestOptions(TypedDict, total=False):
@@ -159,13 +160,13 @@ class ChatResponse(BaseModel):
     )
     truncated_usage: Usage | None = Field(
         default=None,
-        description="usage of a first reply cut by max_tokens and asked again with twice the "
-        "cap (retry_truncated); None when there was none",
+        description="usage of a first reply cut by max_tokens and asked again with "
+        "retry_max_tokens; None when there was none",
     )
 
     @property
     def total_usage(self) -> Usage:
-        """What this completion cost, the cut first reply of a ``retry_truncated`` included."""
+        """What this completion cost, a first reply cut by its cap and asked again included."""
         if self.truncated_usage is None:
             return self.usage
         return self.usage + self.truncated_usage
@@ -233,8 +234,8 @@ class LLMClient(AsyncResource):
     ) -> ChatResponse:
         """One chat completion; ``params`` are :class:`ChatParams` (``temperature``,
         ``max_tokens``, ``seed``, ``stop``, ``extra_body``, ``prompt_cache_key``), each sent
-        only when given; ``retry_truncated`` asks once more with twice ``max_tokens`` when the
-        reply is cut by it.
+        only when given; ``retry_max_tokens`` asks once more with that cap when the reply is
+        cut by ``max_tokens``.
 
         ``sample`` is not sent: it tells apart deliberate repeats of the same request (a re-ask
         after an invalid answer) so that a journal keys them separately.

@@ -259,13 +259,13 @@ class OpenAIShapedClient(LLMClient):
         response, refusal = await self._chat_once(
             messages, model=model, sample=sample, params=params
         )
-        cap = params.get("max_tokens")
-        if params.get("retry_truncated") and cap and response.finish_reason == "length":
-            # cut by its cap: once more with twice the cap, keyed apart from the cut reply
-            doubled = ChatParams(**{**params, "max_tokens": 2 * cap})
+        retry_cap = params.get("retry_max_tokens")
+        if retry_cap and params.get("max_tokens") and response.finish_reason == "length":
+            # cut by its cap: once more with the larger cap, keyed apart from the cut reply
+            larger = ChatParams(**{**params, "max_tokens": retry_cap})
             retry_sample = truncation_retry_sample(sample)
             again, refusal = await self._chat_once(
-                messages, model=model, sample=retry_sample, params=doubled
+                messages, model=model, sample=retry_sample, params=larger
             )
             response = again.model_copy(update={"truncated_usage": response.usage})
         return response, refusal
@@ -365,7 +365,7 @@ class OpenAIShapedClient(LLMClient):
             seed=params.get("seed"),
             extra_body=extra,
             prompt_cache_key=params.get("prompt_cache_key"),
-            retry_truncated=params.get("retry_truncated"),
+            retry_max_tokens=params.get("retry_max_tokens"),
         )
 
         async def ask(so_far: list[dict[str, Any]], index: int) -> tuple[ChatResponse, str | None]:

@@ -41,7 +41,7 @@ UNKEYED_FIELDS = frozenset(
 )
 
 #: Added to a call's ``sample`` for the one re-ask of a reply cut by its cap (``finish_reason:
-#: "length"``) with twice the cap: the same request keyed apart from the cut reply, the same
+#: "length"``) with a larger cap: the same request keyed apart from the cut reply, the same
 #: way on every run (and in a Batch API line, whose ``custom_id`` is the key).
 TRUNCATION_RETRY_SAMPLE = 1 << 31
 
@@ -88,7 +88,7 @@ def canonical_json(value: Any) -> str:
 
 
 def truncation_retry_sample(sample: int) -> int:
-    """The ``sample`` of the re-ask, with twice the cap, of a reply cut at its cap."""
+    """The ``sample`` of the re-ask, with a larger cap, of a reply cut at its cap."""
     return sample + TRUNCATION_RETRY_SAMPLE
 
 

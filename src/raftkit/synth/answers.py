@@ -14,6 +14,7 @@ context (probability ``1 - p``), to recall it.
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Sequence
 from functools import lru_cache
 from typing import Protocol, runtime_checkable
@@ -24,6 +25,7 @@ from raftkit.errors import StructuredOutputError, UsageError
 from raftkit.llm import ChatMessage, ChatResponse, LLMClient
 from raftkit.llm.caps import Cap, CompletionCaps
 from raftkit.llm.tokens import estimate_tokens
+from raftkit.synth._text import bm25_tokens
 from raftkit.synth.prompts import (
     Prompts,
     answer_messages,
@@ -39,16 +41,23 @@ __all__ = [
     "AnswerResult",
     "MultiAnswerGenerator",
     "TeacherAnswerGenerator",
+    "answer_scale",
     "answers_output_model",
 ]
 
 logger = logging.getLogger("raftkit.synth")
 
-#: The completion cap of an answer before any reply was seen: this many tokens, plus half
-#: the oracle's (an answer quotes from it). Later answers get the cap the run learned.
-ANSWER_TOKENS = 128
+#: The tokens of an answer beside what it quotes (reasoning, the answer line). An answer
+#: quotes its oracle, so its length follows the sentence the question is about: caps are
+#: learned relative to this plus that sentence (:func:`answer_scale`), and start at twice it
+#: before any reply was seen.
+ANSWER_TOKENS = 64
 _ANSWERS_JSON = 32
 _MAX_INITIAL_ANSWER = 1024
+# Where a sentence may end (Latin before a space, CJK anywhere); a chunk without any is one
+# long "sentence". A period after an initial ("J. E. Gray") or an abbreviation does not end one.
+_SENTENCE_END = re.compile(r"[.!?]+(?=\s)|[。！？]+")
+_NOT_AN_END = re.compile(r"(?:^|[\s(])(?:[A-Z]|e\.g|i\.e|al|etc|vs|cf|[DM]rs?|Prof|St|No|Fig)$")
 
 
 class AnswerResult(BaseModel):
@@ -126,10 +135,10 @@ class TeacherAnswerGenerator:
     of) its rejected answer and what was wrong with it. After ``max_attempts`` failures the
     result is a rejection carrying the last reason. API errors propagate.
 
-    Every call carries a completion cap: :data:`ANSWER_TOKENS` plus half the oracle's tokens
-    at first, then what ``caps`` (shared with the run's other calls) learned of answer
+    Every call carries a completion cap: :data:`ANSWER_TOKENS` plus a quarter of the oracle's
+    tokens at first, then what ``caps`` (shared with the run's other calls) learned of answer
     replies, re-asks included; ``max_tokens`` pins it per answer instead. A reply cut by a
-    learned cap is asked once more with twice the cap by the client, which is not an
+    learned cap is asked once more with a larger cap by the client, which is not an
     attempt. Calls name the oracle chunk as their ``prompt_cache_key``.
 
     :meth:`generate_many` answers several questions in one structured call (their shared
@@ -178,12 +187,26 @@ class TeacherAnswerGenerator:
         """The check every answer passes before it is kept (one place for all paths)."""
         return verify_answer(text, oracle.text, require_quotes=self.require_quotes)
 
-    def cap(self, oracle: Chunk, answers: int = 1) -> Cap:
-        """The completion cap of a call writing ``answers`` answers over ``oracle``."""
-        per_answer = min(_MAX_INITIAL_ANSWER, ANSWER_TOKENS + estimate_tokens(oracle.text) // 2)
-        initial = per_answer if answers == 1 else _ANSWERS_JSON + answers * per_answer
-        pinned = None if self.max_tokens is None else self.max_tokens * answers
-        return self.caps.cap("answers", self.model, initial=initial, units=answers, pinned=pinned)
+    def cap(self, questions: Sequence[Question], oracle: Chunk) -> Cap:
+        """The completion cap of a call answering ``questions`` over ``oracle``: in
+        proportion to their :func:`answer_scale` (twice it before any reply was seen)."""
+        scale = self._scale(questions, oracle)
+        initial = sum(
+            min(_MAX_INITIAL_ANSWER, 2 * answer_scale(oracle.text, q.text)) for q in questions
+        )
+        if len(questions) > 1:
+            initial += _ANSWERS_JSON
+        pinned = None if self.max_tokens is None else self.max_tokens * len(questions)
+        return self.caps.cap("answers", self.model, initial=initial, scale=scale, pinned=pinned)
+
+    def _scale(self, questions: Sequence[Question], oracle: Chunk) -> int:
+        return sum(answer_scale(oracle.text, q.text) for q in questions)
+
+    def _observe(
+        self, response: ChatResponse, questions: Sequence[Question], oracle: Chunk
+    ) -> None:
+        scale = self._scale(questions, oracle)
+        self.caps.observe("answers", self.model, response, scale=scale)
 
     async def generate(self, question: Question, oracle: Chunk, *, sample: int = 0) -> AnswerResult:
         return await self._answer(question, oracle, sample=sample)
@@ -196,7 +219,7 @@ class TeacherAnswerGenerator:
             return [await self._answer(q, oracle, sample=sample) for q in questions]
         title = oracle.metadata.get("title", "")
         texts = [q.text for q in questions]
-        cap = self.cap(oracle, len(questions))
+        cap = self.cap(questions, oracle)
         try:
             result = await self.client.chat_structured(
                 answers_messages(texts, [oracle.text], self.prompts, [title]),
@@ -204,7 +227,7 @@ class TeacherAnswerGenerator:
                 model=self.model,
                 temperature=self.temperature,
                 max_tokens=cap.max_tokens,
-                retry_truncated=cap.retry_truncated,
+                retry_max_tokens=cap.retry_max_tokens,
                 prompt_cache_key=chunk_cache_key(oracle.id),
                 seed=self.seed,
                 sample=sample,
@@ -213,7 +236,7 @@ class TeacherAnswerGenerator:
             logger.debug("chunk %s: no usable answers JSON (%s); asking one by one", oracle.id, e)
             return [await self._answer(q, oracle, sample=sample) for q in questions]
         response = result.response
-        self.caps.observe("answers", self.model, response, units=len(questions))
+        self._observe(response, questions, oracle)
         answers = [a for a in getattr(result.output, "answers", []) if isinstance(a, str)]
         shares = _split(response.total_usage, len(questions))
         results: list[AnswerResult] = []
@@ -247,7 +270,7 @@ class TeacherAnswerGenerator:
                 text, spent, model = first
                 usage = usage + spent
             else:
-                response = await self._ask(messages, oracle, sample, attempt)
+                response = await self._ask(messages, question, oracle, sample, attempt)
                 usage = usage + response.total_usage
                 text, model = response.text, response.model
             check = self.verify(text, oracle)
@@ -280,21 +303,53 @@ class TeacherAnswerGenerator:
         )
 
     async def _ask(
-        self, messages: Sequence[ChatMessage], oracle: Chunk, sample: int, attempt: int
+        self,
+        messages: Sequence[ChatMessage],
+        question: Question,
+        oracle: Chunk,
+        sample: int,
+        attempt: int,
     ) -> ChatResponse:
-        cap = self.cap(oracle)
+        cap = self.cap([question], oracle)
         response = await self.client.chat(
             messages,
             model=self.model,
             temperature=self.temperature if attempt == 0 else self.retry_temperature,
             max_tokens=cap.max_tokens,
-            retry_truncated=cap.retry_truncated,
+            retry_max_tokens=cap.retry_max_tokens,
             prompt_cache_key=chunk_cache_key(oracle.id),
             seed=self.seed,
             sample=sample * self.max_attempts + attempt,
         )
-        self.caps.observe("answers", self.model, response)
+        self._observe(response, [question], oracle)
         return response
+
+
+def answer_scale(oracle: str, question: str = "") -> int:
+    """The prompt-derived size of an answer to ``question`` over ``oracle``:
+    :data:`ANSWER_TOKENS` plus the tokens of the sentence it will most likely quote — the
+    longest of those sharing the most words with the question (the longest sentence of all
+    when none shares a word, or without a question). Caps learn how long answers are
+    relative to it."""
+    sentences = _sentences(oracle)
+    asked = {t for t in bm25_tokens(question) if len(t) > 3 or not t.isascii()}
+    if asked:
+        shared = [len(asked.intersection(bm25_tokens(s))) for s in sentences]
+        best = max(shared)
+        if best > 0:
+            sentences = [s for s, n in zip(sentences, shared, strict=True) if n == best]
+    return ANSWER_TOKENS + max(estimate_tokens(s) for s in sentences)
+
+
+def _sentences(text: str) -> list[str]:
+    found, start = [], 0
+    for end in _SENTENCE_END.finditer(text):
+        if _NOT_AN_END.search(text, max(start, end.start() - 8), end.start()):
+            continue
+        found.append(text[start : end.end()])
+        start = end.end()
+    found.append(text[start:])
+    return [s for s in found if s.strip()] or [text]
 
 
 def _split(usage: Usage, parts: int) -> list[Usage]:

@@ -38,8 +38,8 @@ __all__ = [
 logger = logging.getLogger("raftkit.synth")
 
 #: The completion cap of a question call before any reply was seen: this many tokens per
-#: question asked, plus the JSON around them (a question is one sentence; a long Chinese one
-#: is about 40 tokens). Later calls get the cap learned from the run's replies.
+#: question asked, plus the JSON around them (a question is one sentence of 10 to 40 tokens; a
+#: longer one is cut and asked again with a larger cap). Later calls get the learned cap.
 QUESTION_TOKENS = 64
 _QUESTIONS_JSON = 32
 
@@ -184,7 +184,7 @@ class TeacherQuestionSynthesizer:
                 model=self.model,
                 temperature=self.temperature,
                 max_tokens=cap.max_tokens,
-                retry_truncated=cap.retry_truncated,
+                retry_max_tokens=cap.retry_max_tokens,
                 prompt_cache_key=chunk_cache_key(chunk.id),
                 seed=self.seed,
                 sample=sample,

@@ -211,11 +211,11 @@ async def _retrying_truncated(
     options: dict[str, Any],
     sample: int,
 ) -> ChatResponse:
-    """One call, and with ``retry_truncated`` the real clients' second call with twice the
-    cap when the first reply was cut by it (under :func:`~raftkit.llm.truncation_retry_sample`)."""
+    """One call, and with ``retry_max_tokens`` the real clients' second call with that cap when
+    the first reply was cut by its cap (under :func:`~raftkit.llm.truncation_retry_sample`)."""
     response = await once(options, sample)
-    cap = options.get("max_tokens")
-    if options.get("retry_truncated") and cap and response.finish_reason == "length":
-        again = await once({**options, "max_tokens": 2 * cap}, truncation_retry_sample(sample))
+    retry_cap = options.get("retry_max_tokens")
+    if retry_cap and options.get("max_tokens") and response.finish_reason == "length":
+        again = await once({**options, "max_tokens": retry_cap}, truncation_retry_sample(sample))
         response = again.model_copy(update={"truncated_usage": response.usage})
     return response
