@@ -61,7 +61,7 @@ def chat_bodies(sim: Simulator) -> list[dict[str, Any]]:
 
 
 def test_a_call_starts_from_its_bound_then_gets_the_learned_cap() -> None:
-    caps = CompletionCaps()  # the defaults: 10 replies, at least the 90th percentile, x 1.1
+    caps = CompletionCaps(margin=1.1)  # and the defaults: 10 replies, the 99th percentile or up
     first = caps.cap("answers", "m", initial=400)
     # before anything is known, a cut reply gets four times the room to finish
     assert (first.max_tokens, first.retry_max_tokens, first.source) == (400, 1600, "initial")
@@ -78,7 +78,7 @@ def test_a_call_starts_from_its_bound_then_gets_the_learned_cap() -> None:
 
 
 def test_a_rare_long_reply_is_asked_again_instead_of_raising_every_cap() -> None:
-    caps = CompletionCaps()
+    caps = CompletionCaps(margin=1.1)
     for index in range(100):  # 99 replies of 100 tokens and one of 600, prompts of 600
         caps.observe("answers", "m", reply(600 if index == 50 else 100, prompt=600))
     cap = caps.cap("answers", "m", initial=400)
@@ -89,14 +89,14 @@ def test_a_rare_long_reply_is_asked_again_instead_of_raising_every_cap() -> None
     [stats] = caps.stats()
     assert (stats.percentile, stats.cap_per_unit) == (0.99, 118)
     # long replies that are not rare (5 %) are let finish: no more than 1 % is ever cut
-    common = CompletionCaps()
+    common = CompletionCaps(margin=1.1)
     for index in range(100):
         common.observe("answers", "m", reply(600 if index % 20 == 0 else 100, prompt=600))
     assert common.cap("answers", "m", initial=400).max_tokens == 660 + 8
 
 
 def test_a_prompt_derived_scale_gives_long_units_room_and_keeps_short_ones_tight() -> None:
-    caps = CompletionCaps()
+    caps = CompletionCaps(margin=1.1)
     for index in range(100):  # answers are 1.0x their scale: 5 % quote a table of 600 tokens
         scale = 600.0 if index % 20 == 0 else 100.0
         caps.observe("answers", "m", reply(int(scale), prompt=600), scale=scale)

@@ -20,7 +20,7 @@ from raftkit.synth import (
 )
 from raftkit.synth.answers import ANSWER_TOKENS, answer_scale, answers_output_model
 from raftkit.synth.prompts import chunk_cache_key
-from raftkit.synth.questions import QUESTION_TOKENS
+from raftkit.synth.questions import QUESTION_TOKENS, question_scale
 from raftkit.testing.scripted import Call, ScriptedClient
 from raftkit.types import Chunk, Question, Usage
 
@@ -74,7 +74,7 @@ async def test_question_calls_ask_for_the_count_needed_with_a_cap_sized_to_it() 
     assert first.kwargs["retry_max_tokens"] == 4 * first.kwargs["max_tokens"]
     assert {c.kwargs["prompt_cache_key"] for c in client.calls} == {chunk_cache_key(CHUNK.id)}
     # two replies seen: later calls get a cap learned from them, per question asked
-    learned = caps.cap("questions", "t", initial=10_000, units=5)
+    learned = caps.cap("questions", "t", initial=10_000, units=5, scale=question_scale(CHUNK.text))
     assert learned.source == "learned"
     await synthesizer.synthesize(CHUNK, 5, sample=1)
     assert client.calls[2].kwargs["max_tokens"] == learned.max_tokens
@@ -233,3 +233,12 @@ def test_an_answers_scale_is_the_sentence_its_question_is_about() -> None:
     assert answer_scale(chinese, "蝙蝠什么时候活动？") == ANSWER_TOKENS + estimate_tokens(
         "大多数蝙蝠在夜间活动，白天在洞穴里休息。"
     )
+
+
+def test_a_questions_scale_is_its_chunks_tokens_per_word() -> None:
+    prose = "Bats are the only mammals capable of true and sustained flight at night."
+    table = "Rhinolophidae J. E. Gray, 1825\nHipposideridae Lydekker, 1891\nMyzopodidae 1904"
+    assert question_scale(table) > 1.5 * question_scale(prose)
+    assert 1.0 <= question_scale(prose) <= 1.6
+    # a CJK character is a word
+    assert 0.5 <= question_scale("蝙蝠是唯一能够真正飞行的哺乳动物。") <= 1.5

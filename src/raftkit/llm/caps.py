@@ -65,7 +65,7 @@ DEFAULT_PERCENTILE = 0.99
 #: The learned percentile is multiplied by this before it becomes a cap. Small on purpose: a
 #: reply cut by its cap costs one re-ask with twice the cap, so a cap a little above the
 #: percentile is cheaper overall than a generous one every call pays for in rate budget.
-DEFAULT_MARGIN = 1.1
+DEFAULT_MARGIN = 1.05
 #: Replies of a kind and model seen before their percentile replaces the initial bound.
 DEFAULT_MIN_SAMPLES = 10
 #: Tokens added to every learned cap: JSON punctuation, an answer tag, a stray newline.

@@ -19,6 +19,7 @@ from collections.abc import Sequence
 from functools import lru_cache
 from typing import Protocol, runtime_checkable
 
+import anyio
 from pydantic import BaseModel, ConfigDict, Field, create_model
 
 from raftkit.errors import StructuredOutputError, UsageError
@@ -234,20 +235,38 @@ class TeacherAnswerGenerator:
             )
         except StructuredOutputError as e:
             logger.debug("chunk %s: no usable answers JSON (%s); asking one by one", oracle.id, e)
-            return [await self._answer(q, oracle, sample=sample) for q in questions]
+            return await self._each(questions, oracle, sample, [None] * len(questions))
         response = result.response
         self._observe(response, questions, oracle)
         answers = [a for a in getattr(result.output, "answers", []) if isinstance(a, str)]
+        answers += [""] * (len(questions) - len(answers))  # a missing one is asked for alone
         shares = _split(response.total_usage, len(questions))
-        results: list[AnswerResult] = []
-        for index, question in enumerate(questions):
-            text = answers[index] if index < len(answers) else ""
-            results.append(
-                await self._answer(
-                    question, oracle, sample=sample, first=(text, shares[index], response.model)
-                )
+        # a surplus answer is dropped (zip stops at the shorter)
+        firsts = [
+            (text, share, response.model) for text, share in zip(answers, shares, strict=False)
+        ]
+        return await self._each(questions, oracle, sample, list(firsts))
+
+    async def _each(
+        self,
+        questions: Sequence[Question],
+        oracle: Chunk,
+        sample: int,
+        firsts: list[tuple[str, Usage, str] | None],
+    ) -> list[AnswerResult]:
+        """Each question's attempts, side by side (a rejected one's re-asks do not wait for
+        another's)."""
+        results: list[AnswerResult | None] = [None] * len(questions)
+
+        async def one(index: int) -> None:
+            results[index] = await self._answer(
+                questions[index], oracle, sample=sample, first=firsts[index]
             )
-        return results
+
+        async with anyio.create_task_group() as tg:
+            for index in range(len(questions)):
+                tg.start_soon(one, index)
+        return [r for r in results if r is not None]
 
     async def _answer(
         self,
@@ -325,6 +344,7 @@ class TeacherAnswerGenerator:
         return response
 
 
+@lru_cache(maxsize=4096)
 def answer_scale(oracle: str, question: str = "") -> int:
     """The prompt-derived size of an answer to ``question`` over ``oracle``:
     :data:`ANSWER_TOKENS` plus the tokens of the sentence it will most likely quote — the
