@@ -18,7 +18,10 @@ The runs, one after the other on a fresh simulator each:
 - ``today``: ``--max-tokens-policy server-default`` — no ``max_tokens`` sent, the limiter
   reserving the server's default (raftkit's behaviour before adaptive caps);
 - ``default``: the new defaults (a learned cap on every call, one answer a call);
-- ``k3``, ``k5``: ``--answers-per-call 3`` / ``5`` (cost; prompt caching is on for every run).
+- ``k3``, ``k5``: ``--answers-per-call 3`` / ``5`` (cost; prompt caching is on for every run);
+- ``long``, ``long-k5`` (only when named with ``--runs``): 1,024-token chunks and ten questions
+  a chunk (the same questions per token of source), where a chunk's answer prompts share a
+  prefix long enough for the provider's prompt cache.
 
 It prints, per run: examples, teacher calls, examples per minute, the **oracle ideal** — the
 rate a client that knew every reply's length in advance could reach under the same limits,
@@ -59,7 +62,12 @@ RUNS: dict[str, dict[str, Any]] = {
     "default": {},
     "k3": {"answers_per_call": 3},
     "k5": {"answers_per_call": 5},
+    # chunks twice as long, twice the questions (the same questions per token of source): the
+    # answer prompts of a chunk share a prefix of more than 1,024 tokens, so caching applies
+    "long": {"chunk_size": 1024, "questions_per_chunk": 10},
+    "long-k5": {"chunk_size": 1024, "questions_per_chunk": 10, "answers_per_call": 5},
 }
+DEFAULT_RUNS = ["today", "default", "k3", "k5"]
 
 
 @dataclass
@@ -176,9 +184,10 @@ def show(outcomes: list[Outcome], args: argparse.Namespace, backend: str) -> Non
           f"{args.latency_base} s + {args.latency_per_token * 1000:g} ms/token")  # fmt: skip
     print(
         "| run | examples | calls | ex/min | oracle ideal | ratio | 429s | given up "
-        "| charged tok/ex | used tok/ex | cached tok | $ / example | vs today | CPU s |"
+        "| charged tok/ex | used tok/ex | cached tok | $ saved by caching | $ / example "
+        "| vs today | CPU s |"
     )
-    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for o in outcomes:
         used = int(o.report["prompt_tokens"]) + int(o.report["completion_tokens"])
         versus = o.dollars_per_example / today.dollars_per_example if today else float("nan")
@@ -188,7 +197,8 @@ def show(outcomes: list[Outcome], args: argparse.Namespace, backend: str) -> Non
             f"{ideal:,.1f} | {o.per_minute / ideal:.3f} "
             f"| {o.models('rate_limited')} | {o.models('failed')} | "
             f"{o.charged_tokens / o.examples:,.0f} | {used / o.examples:,.0f} | "
-            f"{int(o.report['cached_tokens']):,} | {o.dollars_per_example:.5f} | {versus:.3f} | "
+            f"{int(o.report['cached_tokens']):,} | {float(o.report['saved_by_caching_usd']):.4f} | "
+            f"{o.dollars_per_example:.5f} | {versus:.3f} | "
             f"{o.cpu_seconds:,.0f} |"
         )
     if today and default:
@@ -198,10 +208,10 @@ def show(outcomes: list[Outcome], args: argparse.Namespace, backend: str) -> Non
         )
     for o in outcomes:
         caps = ", ".join(
-            f"{c['kind']} {c['cap_per_unit']}/unit (lets {c['percentile']:.1%} finish, "
+            f"{c['kind']} {c['typical_cap']} (lets {c['percentile']:.1%} finish, "
             f"{c['retried']} cut and asked again, {c['cut']} still cut)"
             for c in o.report.get("completion_caps", [])
-            if c.get("cap_per_unit")
+            if c.get("typical_cap")
         )
         if caps:
             print(f"  {o.name} caps: {caps}")
@@ -220,7 +230,7 @@ def main() -> None:
     )
     parser.add_argument("--latency-base", type=float, default=1.0)
     parser.add_argument("--latency-per-token", type=float, default=0.01)
-    parser.add_argument("--runs", nargs="+", choices=list(RUNS), default=list(RUNS))
+    parser.add_argument("--runs", nargs="+", choices=list(RUNS), default=DEFAULT_RUNS)
     parser.add_argument("--backend", choices=["asyncio", "trio"], action="append")
     parser.add_argument("--child", choices=list(RUNS), help=argparse.SUPPRESS)
     parser.add_argument("--out", type=Path, help=argparse.SUPPRESS)
