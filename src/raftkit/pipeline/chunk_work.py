@@ -18,7 +18,14 @@ from raftkit.pipeline.config import RaftConfig
 from raftkit.pipeline.feed import ChunkFeed
 from raftkit.pipeline.halt import Halt, classify_failure, describe
 from raftkit.pipeline.output import Outcome, failed_outcome, outcome
-from raftkit.synth import AnswerGenerator, QuestionSynthesizer, build_context, question_rng
+from raftkit.synth import (
+    AnswerGenerator,
+    AnswerResult,
+    MultiAnswerGenerator,
+    QuestionSynthesizer,
+    build_context,
+    question_rng,
+)
 from raftkit.types import Question
 
 __all__ = ["work_on_chunk"]
@@ -64,34 +71,46 @@ async def work_on_chunk(
         await failed(e, -1, None)
         questions = []
 
-    async def one(position: int, question: Question) -> None:
+    # answers_per_call questions of the chunk a call (an answerer that cannot: one each)
+    per_call = c.answers_per_call if isinstance(answerer, MultiAnswerGenerator) else 1
+
+    async def answer(first: int) -> None:
         nonlocal unfinished
+        group = questions[first : first + per_call]
+        results: list[AnswerResult]
         try:
-            result = await answerer.generate(question, oracle)
+            if len(group) > 1:
+                assert isinstance(answerer, MultiAnswerGenerator)
+                results = await answerer.generate_many(group, oracle)
+            else:
+                results = [await answerer.generate(group[0], oracle)]
         except (Deferred, BaseExceptionGroup) as e:
             if not _only_deferred(e):
-                await failed(e, position, question)
+                for position, question in enumerate(group, first):
+                    await failed(e, position, question)
             return
         except Exception as e:
-            await failed(e, position, question)
+            for position, question in enumerate(group, first):
+                await failed(e, position, question)
             return
         await feed.ready.wait()
-        if feed.sampler is None:  # halted before the corpus was whole: the answer is
-            unfinished = True  # journaled and makes its example on the next run
+        if feed.sampler is None:  # halted before the corpus was whole: the answers are
+            unfinished = True  # journaled and make their examples on the next run
             return
-        context = await build_context(
-            question,
-            oracle,
-            feed.sampler,
-            rng=question_rng(c.seed, question.id),
-            k=c.distractors,
-            p=c.oracle_probability,
-        )
-        await outbox.send(outcome((index, position), question, oracle, context, result, c))
+        for position, (question, result) in enumerate(zip(group, results, strict=True), first):
+            context = await build_context(
+                question,
+                oracle,
+                feed.sampler,
+                rng=question_rng(c.seed, question.id),
+                k=c.distractors,
+                p=c.oracle_probability,
+            )
+            await outbox.send(outcome((index, position), question, oracle, context, result, c))
 
     async with anyio.create_task_group() as tg:
-        for position, question in enumerate(questions):
-            tg.start_soon(one, position, question)
+        for first in range(0, len(questions), per_call):
+            tg.start_soon(answer, first)
     if not unfinished:
         await outbox.send(index)
 

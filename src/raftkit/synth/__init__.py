@@ -5,12 +5,17 @@
 - :mod:`~raftkit.synth.distractors` — :class:`DistractorSampler`, three samplers and
   :func:`build_context` (oracle kept with probability ``p`` beside ``k`` distractors).
 - :mod:`~raftkit.synth.answers` — :class:`AnswerGenerator` and the teacher-backed default that
-  re-asks until the answer verifies.
+  re-asks until the answer verifies (:class:`MultiAnswerGenerator`: several answers a call).
 - :mod:`~raftkit.synth.verify` — :func:`verify_answer`, a pure check of quotes and answer line;
   :class:`VerifyRules` holds its thresholds.
 """
 
-from raftkit.synth.answers import AnswerGenerator, AnswerResult, TeacherAnswerGenerator
+from raftkit.synth.answers import (
+    AnswerGenerator,
+    AnswerResult,
+    MultiAnswerGenerator,
+    TeacherAnswerGenerator,
+)
 from raftkit.synth.distractors import (
     BM25Sampler,
     Context,
@@ -49,6 +54,7 @@ __all__ = [
     "Context",
     "DistractorSampler",
     "EmbeddingSampler",
+    "MultiAnswerGenerator",
     "Normalisation",
     "Prompts",
     "QuestionSynthesizer",
