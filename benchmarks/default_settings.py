@@ -5,12 +5,13 @@ Run by hand (not part of the test suite)::
     .venv/bin/python benchmarks/default_settings.py                       # asyncio and trio
     .venv/bin/python benchmarks/default_settings.py --backend trio --corpus DIR
 
-Each run is ``raftkit generate``'s pipeline at its default flags (gpt-4o teacher, 512-token
+Each run is ``raftkit generate``'s pipeline at its default flags (the default teacher, 512-token
 chunks, five questions a chunk, no ``--rpm``/``--tpm``: the limiter learns the account's limits
 from the response headers) in a child process, against the simulator in a process of its own.
-The simulator enforces an account of ``--rpm``/``--tpm`` per one-second window, charges each
-chat request its prompt plus ``max_tokens`` at admission (plus its 1,024-token default when a
-request sends none, as OpenAI and Azure do) and answers after ``--latency-base`` seconds plus
+The simulator enforces an account of ``--rpm``/``--tpm`` (a minute's budget at once, or
+``--window`` seconds' share of it), charges each chat request its prompt plus ``max_tokens``
+at admission (plus its 1,024-token default when a request sends none, as OpenAI and Azure do)
+and answers after ``--latency-base`` seconds plus
 ``--latency-per-token`` seconds per completion token.
 
 The runs, one after the other on a fresh simulator each:

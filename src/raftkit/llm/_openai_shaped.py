@@ -332,7 +332,11 @@ class OpenAIShapedClient(LLMClient):
             # the server named its window: remember it, trim the cap and send once more
             self.context_windows[model] = overflow.window
             counted = overflow.prompt_tokens or prompt_tokens
-            params = self._fitted(params, model, overflow.window, counted, always=True)
+            fitted = self._fitted(params, model, overflow.window, counted)
+            sent = request.body.get(self.max_tokens_field)
+            if isinstance(sent, int) and fitted.get("max_tokens") == sent:
+                raise  # it already fit, as far as can be told: a resend would fail alike
+            params = fitted
             request = self.chat_request(messages, model=model, **params)
             reply = await self._transport.send(self._chat_call(request, model, prompt_tokens))
         payload = _json_body(reply)
@@ -340,15 +344,13 @@ class OpenAIShapedClient(LLMClient):
             await self._store.put(key, request.body, payload)
         return _parse_chat(payload, model, request_id_of(reply.response.headers))
 
-    def _fitted(
-        self, params: ChatParams, model: str, window: int, prompt: int, *, always: bool = False
-    ) -> ChatParams:
+    def _fitted(self, params: ChatParams, model: str, window: int, prompt: int) -> ChatParams:
         """``params`` with a cap that fits ``window``; raises when no useful cap does."""
         cap = params.get("max_tokens")
         fitted = fit_cap(window, prompt, cap)
         if fitted is None:
             raise too_long(model, window, prompt)
-        if fitted == cap and not always:
+        if fitted == cap:
             return params
         return ChatParams(**{**params, "max_tokens": fitted})
 
