@@ -209,10 +209,10 @@ def show(outcomes: list[Outcome], args: argparse.Namespace, backend: str) -> Non
         )
     for o in outcomes:
         caps = ", ".join(
-            f"{c['kind']} {c['typical_cap']} (lets {c['percentile']:.1%} finish, "
+            f"{c['kind']} {c['cap_per_unit']} a unit (lets {c['percentile']:.1%} finish, "
             f"{c['retried']} cut and asked again, {c['cut']} still cut)"
             for c in o.report.get("completion_caps", [])
-            if c.get("typical_cap")
+            if c.get("cap_per_unit") and c.get("percentile") is not None
         )
         if caps:
             print(f"  {o.name} caps: {caps}")
