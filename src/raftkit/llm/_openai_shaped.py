@@ -7,8 +7,10 @@ Structured output falls back when a server refuses it (``json_schema`` → ``jso
 ``prompt``, :class:`~raftkit.llm._structured.StructuredModes`), remembered by the client and
 every client sharing its connection, unless the caller chose the mode.
 
-A little over 400 lines: the surface both clients share (chat, structured output, embeddings,
-any other request) stays in one class, with the logic it uses in the modules beside it.
+About 600 lines: the surface both clients share (chat with its one re-ask of a reply cut by
+its cap and its trimming to a context window, structured output, embeddings, any other
+request) stays in one class, with the logic it uses in the modules beside it (``_context``,
+``_structured``, ``_store``, ``caps``).
 """
 
 from __future__ import annotations

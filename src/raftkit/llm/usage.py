@@ -18,6 +18,9 @@ it with a file of your own (:meth:`PriceTable.from_file`) or pass your own :clas
 (or :meth:`PriceTable.with_prices`) for negotiated rates, Azure deployments (whose names are not
 model names) or newer models. A model the table does not know is counted with cost 0 and
 flagged (``cost_known=False``), never an error.
+
+About 570 lines: prices, the per-model counts and the ledger's budget (its reservations and the
+estimates they are learned from) are one bookkeeping, read and written under one set of rules.
 """
 
 from __future__ import annotations
