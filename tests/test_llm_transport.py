@@ -121,7 +121,7 @@ class FakeLedger:
         self.events = events
         self.budget_left = budget_left
 
-    def reserve(
+    async def reserve_when_affordable(
         self,
         model: str,
         *,

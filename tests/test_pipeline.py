@@ -155,7 +155,9 @@ async def test_budget_cap_stops_the_run_and_keeps_finished_work(
     assert report.status == "stopped"
     assert report.stop_reason is not None
     assert "budget" in report.stop_reason
-    assert ledger.report().total_cost_usd <= 0.02
+    # the budget reserves each call's learned estimate, not its worst case: the calls in flight
+    # at the stop may pass the cap by what they cost above their estimates (here a few per cent)
+    assert ledger.report().total_cost_usd <= 0.02 * 1.1
     assert len(read_examples(tmp_path / "run")) == report.examples
 
 

@@ -225,7 +225,7 @@ async def test_a_budget_stop_journals_every_paid_response_and_reports_the_walk(
     docs = many_docs(tmp_path)
     run = tmp_path / "run"
     slow = SlowExtractor(default_extractors()[1])
-    ledger = UsageLedger(max_cost_usd=0.03)
+    ledger = UsageLedger(max_cost_usd=0.01)
     config = RaftConfig(questions_per_chunk=3, chunk_size=128, concurrency=4)
     async with (
         Simulator() as sim,

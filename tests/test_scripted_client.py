@@ -6,9 +6,10 @@ import pytest
 from pydantic import BaseModel
 
 from raftkit.errors import NotFoundError, StructuredOutputError
-from raftkit.llm import LLMClient
+from raftkit.llm import ChatResponse, LLMClient, truncation_retry_sample
 from raftkit.testing import ScriptedClient
 from raftkit.testing.scripted import Call
+from raftkit.types import Usage
 
 pytestmark = pytest.mark.anyio
 
@@ -36,7 +37,34 @@ async def test_calls_are_recorded_with_every_parameter(anyio_backend: str) -> No
         "seed": None,
         "stop": None,
         "extra_body": None,
+        "prompt_cache_key": None,
+        "retry_max_tokens": None,
     }
+
+
+async def test_a_reply_cut_by_a_learned_cap_is_asked_again_with_a_larger_cap(
+    anyio_backend: str,
+) -> None:
+    cut = ChatResponse(
+        text="half an answ",
+        model="m",
+        finish_reason="length",
+        usage=Usage(prompt_tokens=9, completion_tokens=20),
+    )
+    client = ScriptedClient(replies=[cut, "the whole answer"])
+    reply = await client.chat(
+        [{"role": "user", "content": "q"}], model="m", max_tokens=20, retry_max_tokens=45, sample=3
+    )
+    assert reply.text == "the whole answer"
+    assert reply.truncated_usage == cut.usage
+    assert reply.total_usage.completion_tokens == 20 + reply.usage.completion_tokens
+    first, second = client.calls
+    assert (first.kwargs["max_tokens"], second.kwargs["max_tokens"]) == (20, 45)
+    assert second.sample == truncation_retry_sample(3) != 3
+    pinned = ScriptedClient(replies=[cut])
+    kept = await pinned.chat([{"role": "user", "content": "q"}], model="m", max_tokens=20)
+    assert kept.finish_reason == "length"
+    assert len(pinned.calls) == 1
 
 
 async def test_structured_replies_are_parsed_and_reasked_like_a_real_client(

@@ -121,3 +121,52 @@ def test_sentence_split_and_token_estimate_handle_cjk() -> None:
     ]
     assert estimate_tokens("你好世界") == 4
     assert estimate_tokens("internationalisation") == 5
+
+
+@pytest.mark.parametrize("mode", ["json_schema", "json_object"])
+async def test_several_numbered_questions_get_a_raft_answer_each(
+    raftkit_simulator: Simulator, mode: str
+) -> None:
+    text = first_pages(DRACULAE)
+    questions = [
+        "Where were fossils of Desmodus draculae found?",
+        "When did Desmodus draculae become extinct?",
+        "How large was Desmodus draculae?",
+    ]
+    schema = {
+        "type": "object",
+        "properties": {
+            "answers": {"type": "array", "items": {"type": "string"}, "minItems": 3, "maxItems": 3}
+        },
+        "required": ["answers"],
+        "additionalProperties": False,
+    }
+    system = (
+        "Answer from the documents. Quote them between ##begin_quote## and ##end_quote## and "
+        "end each answer with <ANSWER>: $answer. Return JSON."
+    )
+    listed = "\n".join(f"Question {i}: {q}" for i, q in enumerate(questions, start=1))
+    body: dict[str, Any] = {
+        "model": "gpt-4o",
+        "messages": [
+            {"role": "system", "content": system},
+            {"role": "user", "content": f"<DOCUMENT>{text}</DOCUMENT>\n{listed}"},
+        ],
+    }
+    if mode == "json_schema":
+        body["response_format"] = {
+            "type": "json_schema",
+            "json_schema": {"name": "answers", "schema": schema, "strict": True},
+        }
+    else:
+        body["messages"][0]["content"] += " Schema: " + json.dumps(schema)
+        body["response_format"] = {"type": "json_object"}
+    result = await ask(raftkit_simulator, body)
+    answers = json.loads(result["choices"][0]["message"]["content"])["answers"]
+    assert len(answers) == 3
+    for answer in answers:
+        (quote,) = QUOTE.findall(answer)
+        assert quote in text
+        assert "<ANSWER>:" in answer
+    # each is the answer the question would get alone (with its own draw of the model's slips)
+    assert len(set(answers)) >= 2

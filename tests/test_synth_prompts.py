@@ -12,6 +12,7 @@ from raftkit.synth import BEGIN_QUOTE, END_QUOTE, Prompts, verify_answer
 from raftkit.synth.prompts import (
     answer_messages,
     answer_retry_messages,
+    answers_messages,
     format_documents,
     question_messages,
     question_retry_messages,
@@ -54,13 +55,40 @@ def test_question_retry_lists_what_exists() -> None:
 
 def test_answer_prompt_in_the_raft_style() -> None:
     messages = answer_messages("Who flies?", ["Bats fly.", "Dogs {bark}."], Prompts())
-    user = messages[1]["content"]
-    assert user.startswith("<DOCUMENT>Bats fly.</DOCUMENT>\n<DOCUMENT>Dogs {bark}.</DOCUMENT>\n")
-    assert "Question: Who flies?" in user
-    assert "step by step" in user
-    assert f"between {BEGIN_QUOTE} and {END_QUOTE}" in user
-    assert "<ANSWER>:" in user
-    assert "same language as the question" in user
+    system, user = messages[0]["content"], messages[1]["content"]
+    assert "step by step" in system
+    assert f"between {BEGIN_QUOTE} and {END_QUOTE}" in system
+    assert "<ANSWER>:" in system
+    assert "same language as the question" in system
+    # what a chunk's questions share comes first (rules, then the oracle), the question last,
+    # so a provider's prompt cache can serve the shared prefix
+    assert user == (
+        "<DOCUMENT>Bats fly.</DOCUMENT>\n<DOCUMENT>Dogs {bark}.</DOCUMENT>\nQuestion: Who flies?"
+    )
+    other = answer_messages("Who swims?", ["Bats fly.", "Dogs {bark}."], Prompts())
+    assert other[0] == messages[0]
+    assert other[1]["content"].startswith(user.removesuffix("Who flies?"))
+
+
+def test_several_questions_in_one_answer_prompt() -> None:
+    messages = answers_messages(["Who flies?", "Who barks?"], ["Bats fly. Dogs bark."], Prompts())
+    system, user = messages[0]["content"], messages[1]["content"]
+    assert system.startswith(Prompts().answer_system.split("{")[0])
+    assert "2 questions" in system
+    assert '{"answers": [' in system
+    assert user == (
+        "<DOCUMENT>Bats fly. Dogs bark.</DOCUMENT>\nQuestion 1: Who flies?\nQuestion 2: Who barks?"
+    )
+
+
+def test_a_reask_quotes_a_runaway_reply_only_in_part() -> None:
+    first = answer_messages("Q?", ["D."], Prompts())
+    runaway = "I keep going. " * 2_000
+    retry = answer_retry_messages(first, runaway, "no <ANSWER>: line", Prompts())
+    shown = retry[2]["content"]
+    assert len(shown) < 1_300 < len(runaway)
+    assert shown.startswith("I keep going.")
+    assert "characters left out" in shown
 
 
 def test_answer_retry_shows_the_rejected_answer_and_the_problem() -> None:

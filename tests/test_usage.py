@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import anyio
 import pytest
 
 from raftkit.dataset import estimate_training_cost
@@ -191,3 +192,72 @@ def test_finetune_cost() -> None:
     assert cost(MILLION, epochs=2, model="gpt-4o", prices=custom) == 20.0
     with pytest.raises(UsageError):
         cost(100_000, epochs=0, model="gpt-4o")
+
+
+def test_the_budget_reserves_what_this_models_replies_really_used() -> None:
+    ledger = UsageLedger(max_cost_usd=1.0)
+    worst = PriceTable().worst_case(
+        "gpt-4o", prompt_tokens=1000, max_completion_tokens=1000, kind="chat"
+    )
+    assert ledger.estimate("gpt-4o", prompt_tokens=1000, max_completion_tokens=1000) == (
+        worst,
+        worst,
+    )
+    for _ in range(5):  # replies that used a tenth of their cap
+        reservation = ledger.reserve("gpt-4o", prompt_tokens=1000, max_completion_tokens=1000)
+        reservation.settle(Usage(prompt_tokens=1000, completion_tokens=100))
+    assert ledger.completion_share("gpt-4o") == pytest.approx(0.12)  # a tenth, with headroom
+    likely, worst_now = ledger.estimate("gpt-4o", prompt_tokens=1000, max_completion_tokens=1000)
+    assert worst_now == worst
+    assert likely == pytest.approx((1000 * 2.50 + 120 * 10.00) / MILLION)
+    held = ledger.reserve("gpt-4o", prompt_tokens=1000, max_completion_tokens=1000)
+    assert ledger.reserved_usd == pytest.approx(likely)
+    held.release()
+    assert ledger.reserved_usd == pytest.approx(0.0)
+    assert ledger.completion_share("gpt-4o-mini") is None  # per model
+
+
+@pytest.mark.anyio
+async def test_a_call_waits_for_calls_in_flight_and_is_refused_only_when_spent_leaves_no_room(
+    anyio_backend: str,
+) -> None:
+    # each call: $0.0125 at worst; the cap holds two in flight, not three
+    ledger = UsageLedger(max_cost_usd=0.03)
+    first = await ledger.reserve_when_affordable(
+        "gpt-4o", prompt_tokens=1000, max_completion_tokens=1000
+    )
+    second = await ledger.reserve_when_affordable(
+        "gpt-4o", prompt_tokens=1000, max_completion_tokens=1000
+    )
+    admitted: list[str] = []
+
+    async def third() -> None:
+        await ledger.reserve_when_affordable(
+            "gpt-4o", prompt_tokens=1000, max_completion_tokens=1000
+        )
+        admitted.append("third")
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(third)
+        await anyio.wait_all_tasks_blocked()
+        assert admitted == []  # waiting: only the calls in flight are in its way
+        first.settle(Usage(prompt_tokens=1000, completion_tokens=100))
+    assert admitted == ["third"]
+    second.settle(Usage(prompt_tokens=1000, completion_tokens=1000))
+    # $0.016 spent and the third call in flight: a fourth does not fit beside it
+    with pytest.raises(BudgetExceededError):
+        ledger.reserve("gpt-4o", prompt_tokens=1000, max_completion_tokens=1000)
+    assert ledger.spent_usd <= 0.03
+
+
+@pytest.mark.anyio
+async def test_a_call_the_spent_budget_cannot_cover_is_refused_at_once(anyio_backend: str) -> None:
+    ledger = UsageLedger(max_cost_usd=0.02)
+    done = await ledger.reserve_when_affordable(
+        "gpt-4o", prompt_tokens=1000, max_completion_tokens=1000
+    )
+    done.settle(Usage(prompt_tokens=1000, completion_tokens=1000))  # $0.0125 spent
+    with anyio.fail_after(5), pytest.raises(BudgetExceededError, match="budget of"):
+        await ledger.reserve_when_affordable(
+            "gpt-4o", prompt_tokens=1000, max_completion_tokens=1000
+        )

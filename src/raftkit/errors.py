@@ -24,6 +24,7 @@ __all__ = [
     "BadRequestError",
     "BudgetExceededError",
     "ConflictError",
+    "ContextLengthExceededError",
     "DatasetError",
     "EmptyInputError",
     "ExtractionError",
@@ -209,6 +210,26 @@ class APIStatusError(APIError):
 
 class BadRequestError(APIStatusError):
     """400."""
+
+
+class ContextLengthExceededError(BadRequestError):
+    """The prompt leaves no room for a reply in the model's context window.
+
+    Raised instead of sending a request that cannot fit (the client trims the completion cap
+    where that is enough). ``context_window`` and ``prompt_tokens`` say by how much.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        context_window: int | None = None,
+        prompt_tokens: int | None = None,
+        **details: Any,
+    ) -> None:
+        super().__init__(message, **details)
+        self.context_window = context_window
+        self.prompt_tokens = prompt_tokens
 
 
 class AuthenticationError(APIStatusError):

@@ -117,7 +117,8 @@ def _oracle_texts(run: RunDir, examples: Sequence[RaftExample]) -> dict[str, str
 
 
 def _journal_entries(run: RunDir) -> Iterator[tuple[list[Any], str]]:
-    """``(messages, answer text)`` of every journaled chat call."""
+    """``(messages, answer text)`` of every journaled chat call whose reply was not cut by
+    its completion cap (such a reply is asked again with a larger cap)."""
     if not run.journal.is_file():
         return
     with run.journal.open(encoding="utf-8") as f:
@@ -127,9 +128,12 @@ def _journal_entries(run: RunDir) -> Iterator[tuple[list[Any], str]]:
             try:
                 entry = json.loads(line)
                 messages = entry["request"]["messages"]
-                text = entry["response"]["choices"][0]["message"]["content"]
+                choice = entry["response"]["choices"][0]
+                text = choice["message"]["content"]
             except (ValueError, KeyError, IndexError, TypeError):
                 continue
+            if choice.get("finish_reason") == "length":
+                continue  # cut by the run's completion cap, not an answer the teacher chose
             if isinstance(messages, list) and len(messages) >= 2 and isinstance(text, str):
                 yield messages, text
 

@@ -7,6 +7,7 @@ A run directory is where one corpus's work accumulates, command after command::
       settings.json                 the data-shaping settings the run was started with, its
                                     endpoint, and whether the simulator answered (``simulated``)
       journal.jsonl                 every paid teacher response (the journal)
+      completion_caps.json          the completion caps learned so far (kept across resumes)
       chunks.jsonl                  the corpus's chunks, in corpus order
       examples.jsonl                verified RAFT examples, in corpus order
       rejections.jsonl              questions whose answers failed verification, and why
@@ -164,6 +165,11 @@ class RunDir(os.PathLike[str]):
     @property
     def journal(self) -> Path:
         return self.root / "journal.jsonl"
+
+    @property
+    def completion_caps(self) -> Path:
+        """What :class:`~raftkit.llm.caps.CompletionCaps` learned, so a resumed run keeps it."""
+        return self.root / "completion_caps.json"
 
     @property
     def chunks(self) -> Path:

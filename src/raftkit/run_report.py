@@ -185,6 +185,15 @@ class RunReport(BaseModel):
     completion_tokens: int = 0
     cached_tokens: int = 0
     cost_usd: float | None = 0.0
+    saved_by_caching_usd: float = Field(
+        0.0, description="what cached prompt tokens would have cost more at the full price"
+    )
+    max_tokens_policy: str = Field(
+        "adaptive", description="how teacher calls were capped: adaptive or server-default"
+    )
+    completion_caps: list[dict[str, Any]] = Field(
+        default_factory=list, description="the completion caps learned, per call kind and model"
+    )
     wall_seconds: float = 0.0
     batch_rounds: int = Field(0, description="Batch API rounds (batch mode only)")
     usage_by_model: dict[str, Any] = Field(default_factory=dict)
@@ -228,6 +237,7 @@ class RunReport(BaseModel):
             f"| tokens prompt / cached / completion | {self.prompt_tokens:,} / "
             f"{self.cached_tokens:,} / {self.completion_tokens:,} |",
             f"| cost this run | {cost} |",
+            f"| saved by prompt caching | ${self.saved_by_caching_usd:,.4f} |",
             f"| wall time | {self.wall_seconds:,.1f} s |",
             f"| examples per minute | {self.examples_per_minute:,.1f} |",
         ]
@@ -238,6 +248,23 @@ class RunReport(BaseModel):
             paid_all = self.teacher_calls_replayed == 0
             tokens = self.prompt_tokens + self.completion_tokens if paid_all else None
             lines += self.quality.markdown(tokens)
+        if self.completion_caps:
+            lines += [
+                "",
+                f"## Completion caps ({self.max_tokens_policy})",
+                "",
+                "| calls | model | replies | replies let finish | cap / unit | cut, asked again"
+                " | still cut |",
+                "|---|---|---:|---:|---:|---:|---:|",
+            ]
+            for cap in self.completion_caps:
+                share = cap.get("percentile")
+                lines.append(
+                    f"| {cap.get('kind')} | {cap.get('model')} | {cap.get('replies', 0)} | "
+                    f"{'—' if share is None else f'{share:.1%}'} | "
+                    f"{cap.get('cap_per_unit') or '—'} | {cap.get('retried', 0)} | "
+                    f"{cap.get('cut', 0)} |"
+                )
         if self.rejections:
             lines += ["", "## Rejections by reason", "", "| reason | questions |", "|---|---|"]
             lines += [f"| {k} | {v} |" for k, v in sorted(self.rejections.items())]

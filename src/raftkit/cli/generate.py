@@ -84,9 +84,21 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     p.add_argument(
         "--answer-max-tokens",
         type=int,
-        help="cap on each teacher answer; rate limits count it in full, so keep it near the need",
+        help="pin the cap on each teacher answer (default: learned from the run's replies)",
     )
-    p.add_argument("--question-max-tokens", type=int, help="cap on each question-list reply")
+    p.add_argument(
+        "--question-max-tokens",
+        type=int,
+        help="pin the cap on each question-list reply (default: learned)",
+    )
+    p.add_argument(
+        "--max-tokens-policy",
+        choices=["adaptive", "server-default"],
+        default=defaults.max_tokens_policy,
+        help="adaptive: every teacher call carries a max_tokens learned from the run's replies; "
+        "server-default: none is sent (raftkit before 0.2; rate limits then count the server's "
+        "default, often 1,024 tokens, for every reply)",
+    )
     p.add_argument("--max-answer-attempts", type=int, default=defaults.max_answer_attempts)
     rules = defaults.verification
     p.add_argument(
@@ -114,6 +126,14 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="share of the final answer's content words that must occur in the oracle",
     )
     _add_quality_arguments(p, defaults)
+    p.add_argument(
+        "--answers-per-call",
+        type=int,
+        default=defaults.answers_per_call,
+        metavar="K",
+        help="questions of a chunk answered by one teacher call; each answer is verified on "
+        "its own and a rejected one re-asked alone (fewer prompt tokens per example)",
+    )
     p.add_argument(
         "--concurrency",
         type=int,
@@ -271,6 +291,8 @@ def _config(args: argparse.Namespace) -> RaftConfig:
         no_oracle_answer=AbstentionRules.parse(args.no_oracle_answer, phrase=args.refusal_answer),
         multi_hop=args.multi_hop,
         question_mix=_question_mix(args),
+        max_tokens_policy=args.max_tokens_policy,
+        answers_per_call=args.answers_per_call,
         concurrency=args.concurrency,
     )
 

@@ -11,9 +11,11 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from raftkit.evaluate.metrics import Sample, Score
 from raftkit.llm import ChatMessage, LLMClient, StructuredMode
+from raftkit.llm.caps import CompletionCaps
 
 __all__ = [
     "JUDGE_PROMPT",
+    "JUDGE_TOKENS",
     "JudgeCorrectness",
     "JudgeGrade",
     "build_judge_messages",
@@ -47,6 +49,11 @@ Give a rationale of at most two sentences, then the grade.
 === END ==="""
 
 
+#: The judge's completion cap before any grade was seen (a two-sentence rationale and a grade);
+#: later grades get the cap learned from the judge's replies.
+JUDGE_TOKENS = 400
+
+
 class JudgeGrade(BaseModel):
     """The judge's structured output."""
 
@@ -72,7 +79,8 @@ class JudgeCorrectness:
 
     Calls go through ``client.chat_structured`` only, so the caller's rate limits, retries,
     budget and journal apply. Returns a :class:`~raftkit.evaluate.metrics.Score` whose note
-    is the judge's rationale.
+    is the judge's rationale. Each call is capped: :data:`JUDGE_TOKENS` at first, then what
+    ``caps`` learned of the judge's replies; ``max_tokens`` pins the cap instead.
     """
 
     higher_is_better: bool | None = True
@@ -86,8 +94,9 @@ class JudgeCorrectness:
         name: str = "judge_correctness",
         temperature: float | None = 0.0,
         seed: int | None = None,
-        max_tokens: int | None = 400,
+        max_tokens: int | None = None,
         mode: StructuredMode | None = None,
+        caps: CompletionCaps | None = None,
     ) -> None:
         self.client = client
         self.model = model
@@ -96,21 +105,25 @@ class JudgeCorrectness:
         self.seed = seed
         self.max_tokens = max_tokens
         self.mode = mode
+        self.caps = caps if caps is not None else CompletionCaps()
 
     def __repr__(self) -> str:
         return f"JudgeCorrectness(model={self.model!r}, name={self.name!r})"
 
     async def grade(self, question: str, reference: str, candidate: str) -> JudgeGrade:
         """The judge's grade and rationale for one candidate answer."""
+        cap = self.caps.cap("judge", self.model, initial=JUDGE_TOKENS, pinned=self.max_tokens)
         result = await self.client.chat_structured(
             build_judge_messages(question, reference, candidate),
             JudgeGrade,
             model=self.model,
             temperature=self.temperature,
             seed=self.seed,
-            max_tokens=self.max_tokens,
+            max_tokens=cap.max_tokens,
+            retry_max_tokens=cap.retry_max_tokens,
             mode=self.mode,
         )
+        self.caps.observe("judge", self.model, result.response)
         output = result.output
         if not isinstance(output, JudgeGrade):  # a client that returned a dict
             output = JudgeGrade.model_validate(output)

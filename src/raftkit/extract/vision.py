@@ -25,9 +25,14 @@ from raftkit.extract.pdf import (
     pdf_metadata,
 )
 from raftkit.llm import ChatMessage, LLMClient
+from raftkit.llm.caps import CompletionCaps
 from raftkit.types import Document
 
-__all__ = ["VISION_PROMPT", "VisionPdfExtractor"]
+__all__ = ["VISION_PROMPT", "VISION_TOKENS", "VisionPdfExtractor"]
+
+#: The completion cap of a page before any page was transcribed: a dense page of text and a
+#: table or two. Later pages get the cap learned from the run's transcriptions.
+VISION_TOKENS = 2048
 
 #: What the model is asked to do with each page image.
 VISION_PROMPT = (
@@ -57,6 +62,9 @@ class VisionPdfExtractor:
     - ``dpi``: render resolution; 150 keeps small print legible at about one image tile set.
     - ``concurrency``: pages in flight at once (rendered and sent), per document.
     - ``prompt``: replaces :data:`VISION_PROMPT`.
+    - ``max_tokens`` pins the cap of each page's reply; otherwise ``caps`` (a run's
+      :class:`~raftkit.llm.caps.CompletionCaps`, or one of its own) learns it, starting
+      from :data:`VISION_TOKENS`.
     """
 
     def __init__(
@@ -74,6 +82,7 @@ class VisionPdfExtractor:
         max_tokens: int | None = None,
         normalization: Normalization = "NFC",
         password: str | None = None,
+        caps: CompletionCaps | None = None,
     ) -> None:
         if dpi < 36 or dpi > 600:
             raise UsageError(f"dpi must be between 36 and 600, got {dpi}")
@@ -93,6 +102,7 @@ class VisionPdfExtractor:
         self.max_tokens = max_tokens
         self.normalization: Normalization = normalization
         self._password = password
+        self.caps = caps if caps is not None else CompletionCaps()
 
     def __repr__(self) -> str:
         return (
@@ -163,12 +173,17 @@ class VisionPdfExtractor:
         try:
             async with limiter:  # rendering inside the limit bounds the images held in memory
                 png = await anyio.to_thread.run_sync(self._render, path, number)
+                cap = self.caps.cap(
+                    "vision", self.model, initial=VISION_TOKENS, pinned=self.max_tokens
+                )
                 response = await self.client.chat(
                     self.messages(png),
                     model=self.model,
                     temperature=self.temperature,
-                    max_tokens=self.max_tokens,
+                    max_tokens=cap.max_tokens,
+                    retry_max_tokens=cap.retry_max_tokens,
                 )
+                self.caps.observe("vision", self.model, response)
         except Exception as e:
             # the first failure is re-raised as itself, not inside an ExceptionGroup, so the
             # folder walk can tell an unreadable page from an API failure

@@ -35,11 +35,18 @@ if TYPE_CHECKING:
     from raftkit.llm._api_errors import json_of
     from raftkit.llm._retry import RetryPolicy
     from raftkit.llm._secrets import RedactingFilter, Secret, install_log_redaction
-    from raftkit.llm._store import Deferred, DeferringStore, ResponseStore, request_key
-    from raftkit.llm._structured import OutputSpec, ask_until_valid
+    from raftkit.llm._store import (
+        Deferred,
+        DeferringStore,
+        ResponseStore,
+        request_key,
+        truncation_retry_sample,
+    )
+    from raftkit.llm._structured import OutputSpec, ask_until_valid, reply_excerpt
     from raftkit.llm._transport import usage_from_body
     from raftkit.llm.azure import AzureOpenAIClient, TokenProvider
     from raftkit.llm.azure_management import AzureAccount, AzureManagementClient
+    from raftkit.llm.caps import Cap, CompletionCaps
     from raftkit.llm.files import FileOps, UploadedFile
     from raftkit.llm.limiter import LimiterRegistry, RateLimiter, RateLimits
     from raftkit.llm.openai import OpenAIClient
@@ -50,10 +57,12 @@ __all__ = [
     "AzureAccount",
     "AzureManagementClient",
     "AzureOpenAIClient",
+    "Cap",
     "ChatMessage",
     "ChatParams",
     "ChatRequest",
     "ChatResponse",
+    "CompletionCaps",
     "Deferred",
     "DeferringStore",
     "EndpointIdentity",
@@ -88,13 +97,18 @@ __all__ = [
     "install_log_redaction",
     "json_of",
     "poll_until",
+    "reply_excerpt",
     "request_key",
+    "truncation_retry_sample",
     "usage_from_body",
 ]
 
 _LAZY = {
     "OutputSpec": "raftkit.llm._structured",
     "ask_until_valid": "raftkit.llm._structured",
+    "reply_excerpt": "raftkit.llm._structured",
+    "Cap": "raftkit.llm.caps",
+    "CompletionCaps": "raftkit.llm.caps",
     "json_of": "raftkit.llm._api_errors",
     "usage_from_body": "raftkit.llm._transport",
     "AzureAccount": "raftkit.llm.azure_management",
@@ -110,6 +124,7 @@ _LAZY = {
     "Secret": "raftkit.llm._secrets",
     "RedactingFilter": "raftkit.llm._secrets",
     "install_log_redaction": "raftkit.llm._secrets",
+    "truncation_retry_sample": "raftkit.llm._store",
     "Deferred": "raftkit.llm._store",
     "DeferringStore": "raftkit.llm._store",
     "ResponseStore": "raftkit.llm._store",

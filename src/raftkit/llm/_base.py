@@ -134,6 +134,13 @@ class ChatParams(TypedDict, total=False):
     seed: int | None
     stop: str | Sequence[str] | None
     extra_body: Mapping[str, Any] | None
+    #: groups requests that share a long prefix for the provider's prompt cache; sent as
+    #: ``prompt_cache_key`` where the endpoint takes it (OpenAI), left out elsewhere
+    prompt_cache_key: str | None
+    #: when the reply is cut by ``max_tokens`` (``finish_reason: "length"``), ask once more
+    #: with this cap, under a journal key of its own; for learned caps
+    #: (:attr:`raftkit.llm.caps.Cap.retry_max_tokens`). ``None``: the cut reply is returned
+    retry_max_tokens: int | None
 
 
 class StructuredParams(TypedDict, total=False):
@@ -145,6 +152,8 @@ class StructuredParams(TypedDict, total=False):
     seed: int | None
     mode: StructuredMode | None
     max_attempts: int | None
+    prompt_cache_key: str | None
+    retry_max_tokens: int | None
 
 
 class RequestOptions(TypedDict, total=False):
@@ -196,6 +205,18 @@ class ChatResponse(BaseModel):
     from_journal: bool = Field(
         default=False, description="true when replayed from a journal instead of paid for"
     )
+    truncated_usage: Usage | None = Field(
+        default=None,
+        description="usage of a first reply cut by max_tokens and asked again with "
+        "retry_max_tokens; None when there was none",
+    )
+
+    @property
+    def total_usage(self) -> Usage:
+        """What this completion cost, a first reply cut by its cap and asked again included."""
+        if self.truncated_usage is None:
+            return self.usage
+        return self.usage + self.truncated_usage
 
 
 class StructuredResponse(BaseModel, Generic[OutputT]):
@@ -275,7 +296,9 @@ class LLMClient(AsyncResource):
         **params: Unpack[ChatParams],
     ) -> ChatResponse:
         """One chat completion; ``params`` are :class:`ChatParams` (``temperature``,
-        ``max_tokens``, ``seed``, ``stop``, ``extra_body``), each sent only when given.
+        ``max_tokens``, ``seed``, ``stop``, ``extra_body``, ``prompt_cache_key``), each sent
+        only when given; ``retry_max_tokens`` asks once more with that cap when the reply is
+        cut by ``max_tokens``.
 
         ``sample`` is not sent: it tells apart deliberate repeats of the same request (a re-ask
         after an invalid answer) so that a journal keys them separately.

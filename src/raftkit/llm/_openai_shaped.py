@@ -7,8 +7,10 @@ Structured output falls back when a server refuses it (``json_schema`` → ``jso
 ``prompt``, :class:`~raftkit.llm._structured.StructuredModes`), remembered by the client and
 every client sharing its connection, unless the caller chose the mode.
 
-A little over 400 lines: the surface both clients share (chat, structured output, embeddings,
-any other request) stays in one class, with the logic it uses in the modules beside it.
+About 600 lines: the surface both clients share (chat with its one re-ask of a reply cut by
+its cap and its trimming to a context window, structured output, embeddings, any other
+request) stays in one class, with the logic it uses in the modules beside it (``_context``,
+``_structured``, ``_store``, ``caps``).
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from typing import TYPE_CHECKING, Any, Literal, Self, Unpack, cast
 import anyio
 import httpx
 
-from raftkit.errors import APIError, APIStatusError, UsageError
+from raftkit.errors import APIError, APIStatusError, BadRequestError, UsageError
 from raftkit.llm._api_errors import request_id_of
 from raftkit.llm._base import (
     ChatMessage,
@@ -38,9 +40,15 @@ from raftkit.llm._base import (
     StructuredParams,
     StructuredResponse,
 )
+from raftkit.llm._context import context_overflow, fit_cap, too_long
 from raftkit.llm._retry import RetryPolicy
 from raftkit.llm._secrets import redact_url
-from raftkit.llm._store import DeferringStore, ResponseStore, request_key
+from raftkit.llm._store import (
+    DeferringStore,
+    ResponseStore,
+    request_key,
+    truncation_retry_sample,
+)
 from raftkit.llm._structured import (
     DEFAULT_STRUCTURED_ATTEMPTS,
     OutputSpec,
@@ -123,7 +131,15 @@ def plan_batches(
 
 
 class OpenAIShapedClient(LLMClient):
-    """Base of :class:`OpenAIClient` and :class:`AzureOpenAIClient`; not used directly."""
+    """Base of :class:`OpenAIClient` and :class:`AzureOpenAIClient`; not used directly.
+
+    ``send_prompt_cache_key``: whether a call's ``prompt_cache_key`` is sent (it is in
+    OpenAI's API; Azure OpenAI's published specs do not list it, so the Azure client leaves
+    it out). ``context_windows`` maps a model to its context window in tokens: given, or
+    learned from a server's context-length refusal; a request's cap is trimmed to fit it.
+    """
+
+    send_prompt_cache_key: bool = True
 
     def __init__(
         self,
@@ -156,6 +172,7 @@ class OpenAIShapedClient(LLMClient):
         self._endpoint_identity = endpoint_identity or EndpointIdentity.from_url(
             "openai", transport.base_url
         )
+        self.context_windows: dict[str, int] = {}
 
     # ------------------------------------------------------------------ where things are
 
@@ -258,6 +275,9 @@ class OpenAIShapedClient(LLMClient):
             body["seed"] = seed
         if stop is not None:
             body["stop"] = stop if isinstance(stop, str) else list(stop)
+        cache_key = params.get("prompt_cache_key")
+        if cache_key and self.send_prompt_cache_key:
+            body["prompt_cache_key"] = cache_key
         extra_body = params.get("extra_body")
         if extra_body:
             body.update(extra_body)
@@ -271,6 +291,32 @@ class OpenAIShapedClient(LLMClient):
         sample: int,
         params: ChatParams,
     ) -> tuple[ChatResponse, str | None]:
+        response, refusal = await self._chat_once(
+            messages, model=model, sample=sample, params=params
+        )
+        retry_cap = params.get("retry_max_tokens")
+        if retry_cap and params.get("max_tokens") and response.finish_reason == "length":
+            # cut by its cap: once more with the larger cap, keyed apart from the cut reply
+            larger = ChatParams(**{**params, "max_tokens": retry_cap})
+            retry_sample = truncation_retry_sample(sample)
+            again, refusal = await self._chat_once(
+                messages, model=model, sample=retry_sample, params=larger
+            )
+            response = again.model_copy(update={"truncated_usage": response.usage})
+        return response, refusal
+
+    async def _chat_once(
+        self,
+        messages: Sequence[ChatMessage],
+        *,
+        model: str,
+        sample: int,
+        params: ChatParams,
+    ) -> tuple[ChatResponse, str | None]:
+        prompt_tokens = count_message_tokens(messages, model)
+        window = self.context_windows.get(model)
+        if window is not None and params.get("max_tokens") is not None:
+            params = self._fitted(params, model, window, prompt_tokens)
         request = self.chat_request(messages, model=model, **params)
         key = request.key(sample) if self._store is not None else None
         if self._store is not None and key is not None:
@@ -279,22 +325,52 @@ class OpenAIShapedClient(LLMClient):
                 return _parse_chat(stored, model, None, from_journal=True)
             if isinstance(self._store, DeferringStore):
                 await self._store.on_miss(key, request, model=model, sample=sample)
-        max_tokens = params.get("max_tokens")
-        call = Call(
+        try:
+            reply = await self._transport.send(self._chat_call(request, model, prompt_tokens))
+        except BadRequestError as error:
+            overflow = context_overflow(error)
+            if overflow is None:
+                raise
+            # the server named its window: remember it, trim the cap and send once more
+            self.context_windows[model] = overflow.window
+            counted = overflow.prompt_tokens or prompt_tokens
+            fitted = self._fitted(params, model, overflow.window, counted)
+            sent = request.body.get(self.max_tokens_field)
+            if isinstance(sent, int) and fitted.get("max_tokens") == sent:
+                raise  # it already fit, as far as can be told: a resend would fail alike
+            params = fitted
+            request = self.chat_request(messages, model=model, **params)
+            reply = await self._transport.send(self._chat_call(request, model, prompt_tokens))
+        payload = _json_body(reply)
+        if self._store is not None and key is not None:
+            await self._store.put(key, request.body, payload)
+        return _parse_chat(payload, model, request_id_of(reply.response.headers))
+
+    def _fitted(self, params: ChatParams, model: str, window: int, prompt: int) -> ChatParams:
+        """``params`` with a cap that fits ``window``; raises when no useful cap does."""
+        cap = params.get("max_tokens")
+        fitted = fit_cap(window, prompt, cap)
+        if fitted is None:
+            raise too_long(model, window, prompt)
+        if fitted == cap:
+            return params
+        return ChatParams(**{**params, "max_tokens": fitted})
+
+    def _chat_call(self, request: ChatRequest, model: str, prompt_tokens: int) -> Call:
+        # the limiter and the budget reserve exactly what is sent: the prompt and the cap
+        max_tokens = request.body.get(self.max_tokens_field)
+        return Call(
             "POST",
             request.path,
             json=request.body,
             model=model,
             kind="chat",
-            prompt_tokens=count_message_tokens(messages),
-            max_completion_tokens=max_tokens or self.default_max_tokens,
-            max_tokens=max_tokens,
+            prompt_tokens=prompt_tokens,
+            max_completion_tokens=max_tokens
+            if isinstance(max_tokens, int)
+            else self.default_max_tokens,
+            max_tokens=max_tokens if isinstance(max_tokens, int) else None,
         )
-        reply = await self._transport.send(call)
-        payload = _json_body(reply)
-        if self._store is not None and key is not None:
-            await self._store.put(key, request.body, payload)
-        return _parse_chat(payload, model, request_id_of(reply.response.headers))
 
     # ------------------------------------------------------------------ structured output
 
@@ -357,6 +433,8 @@ class OpenAIShapedClient(LLMClient):
             max_tokens=params.get("max_tokens"),
             seed=params.get("seed"),
             extra_body=extra,
+            prompt_cache_key=params.get("prompt_cache_key"),
+            retry_max_tokens=params.get("retry_max_tokens"),
         )
 
         async def ask(so_far: list[dict[str, Any]], index: int) -> tuple[ChatResponse, str | None]:

@@ -21,7 +21,29 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 if TYPE_CHECKING:
     from raftkit.llm._base import ChatRequest, EndpointIdentity
 
-__all__ = ["Deferred", "DeferringStore", "ResponseStore", "canonical_json", "request_key"]
+__all__ = [
+    "TRUNCATION_RETRY_SAMPLE",
+    "UNKEYED_FIELDS",
+    "Deferred",
+    "DeferringStore",
+    "ResponseStore",
+    "canonical_json",
+    "request_key",
+    "truncation_retry_sample",
+]
+
+#: Body fields left out of a request's journal key: how long a reply may be (the completion
+#: cap, which a run learns as it goes and may set differently after a resume) and where a
+#: provider routes the request for its prompt cache. Neither changes what a complete reply
+#: says, so a resumed run with other caps still finds every journaled response.
+UNKEYED_FIELDS = frozenset(
+    {"max_tokens", "max_completion_tokens", "prompt_cache_key", "prompt_cache_retention"}
+)
+
+#: Added to a call's ``sample`` for the one re-ask of a reply cut by its cap (``finish_reason:
+#: "length"``) with a larger cap: the same request keyed apart from the cut reply, the same
+#: way on every run (and in a Batch API line, whose ``custom_id`` is the key).
+TRUNCATION_RETRY_SAMPLE = 1 << 31
 
 
 class Deferred(BaseException):
@@ -65,6 +87,11 @@ def canonical_json(value: Any) -> str:
     return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
 
+def truncation_retry_sample(sample: int) -> int:
+    """The ``sample`` of the re-ask, with a larger cap, of a reply cut at its cap."""
+    return sample + TRUNCATION_RETRY_SAMPLE
+
+
 def request_key(
     method: str,
     path: str,
@@ -79,12 +106,17 @@ def request_key(
     ``sample`` separates deliberate repeats of one request, such as re-asks after an invalid
     answer, which must not replay each other. ``endpoint`` separates the same request sent to
     two services (the simulator and a real teacher); a key without one is that of a client
-    that cannot name its endpoint.
+    that cannot name its endpoint. The body's :data:`UNKEYED_FIELDS` (the completion cap and
+    prompt-cache routing) are left out: a re-ask of a reply cut by its cap is told apart by
+    its sample (:func:`truncation_retry_sample`), not by its cap.
     """
+    kept = None
+    if body is not None:
+        kept = {name: value for name, value in body.items() if name not in UNKEYED_FIELDS}
     payload: dict[str, Any] = {
         "method": method.upper(),
         "path": path.strip("/"),
-        "body": dict(body) if body is not None else None,
+        "body": kept,
         "sample": sample,
     }
     if endpoint is not None:

@@ -37,6 +37,7 @@ __all__ = [
     "extract_json",
     "feedback_message",
     "instruction",
+    "reply_excerpt",
     "strict_schema",
 ]
 
@@ -46,6 +47,9 @@ DEFAULT_STRUCTURED_ATTEMPTS = 3
 _NAME_OK = re.compile(r"[^A-Za-z0-9_-]")
 _FENCE = re.compile(r"^\s*```(?:json|JSON)?\s*\n?(.*?)\n?\s*```\s*$", re.DOTALL)
 _MAX_FEEDBACK = 1500
+#: Characters of a rejected reply a re-ask shows the model: enough to see what went wrong, and
+#: never a runaway reply of thousands of tokens sent back into the context.
+REPLY_EXCERPT_CHARS = 1200
 
 logger = logging.getLogger("raftkit.llm")
 
@@ -127,6 +131,17 @@ def instruction(schema: Mapping[str, Any]) -> str:
         "It must validate against this JSON Schema:\n"
         + json.dumps(schema, ensure_ascii=False, separators=(",", ":"))
     )
+
+
+def reply_excerpt(text: str, limit: int = REPLY_EXCERPT_CHARS) -> str:
+    """``text`` if it is at most ``limit`` characters, else its start and end around a note of
+    how much was left out: what a re-ask quotes of a rejected reply."""
+    if len(text) <= limit:
+        return text
+    head = text[: limit * 2 // 3]
+    tail = text[len(text) - limit // 3 :]
+    left_out = len(text) - len(head) - len(tail)
+    return f"{head}\n[... {left_out} characters left out ...]\n{tail}"
 
 
 def feedback_message(error: str) -> str:
@@ -231,7 +246,8 @@ async def ask_until_valid(
     This is the loop raftkit's clients run for ``chat_structured``; a client of your own can
     run it too, with ``ask`` making one call. Each attempt uses its own sample index
     (``sample + attempt``), so a journal keeps every paid attempt apart. ``mode`` is
-    recorded on the result (how ``ask`` asks for JSON). Raises
+    recorded on the result (how ``ask`` asks for JSON). A re-ask shows the model at most an
+    excerpt of its rejected reply (:func:`reply_excerpt`). Raises
     :class:`~raftkit.errors.StructuredOutputError` after ``attempts``.
     """
     attempts = attempts or DEFAULT_STRUCTURED_ATTEMPTS
@@ -254,7 +270,7 @@ async def ask_until_valid(
                 )
         conversation = [
             *conversation,
-            {"role": "assistant", "content": response.text or refusal or ""},
+            {"role": "assistant", "content": reply_excerpt(response.text or refusal or "")},
             {"role": "user", "content": feedback_message(last_error)},
         ]
     raise StructuredOutputError(

@@ -1,6 +1,6 @@
 """The one request path: every REST call raftkit makes goes through :class:`Transport.send`.
 
-Per request, in order: budget check (``ledger.reserve``) → rate-limit admission
+Per request, in order: budget check (``ledger.reserve_when_affordable``) → rate-limit admission
 (``limiter.admit``) → send → classify → retry or raise → reconcile tokens from ``usage`` →
 record usage and cost. There is exactly one retry loop (tenacity, sleeping with
 ``anyio.sleep`` so it runs under trio too), bounded by ``RetryPolicy.max_attempts`` and an
@@ -102,7 +102,7 @@ class _Reservation(Protocol):
 
 
 class _Ledger(Protocol):
-    def reserve(
+    async def reserve_when_affordable(
         self,
         model: str,
         *,
@@ -338,8 +338,9 @@ class Transport:
             deadline.deadline = anyio.current_time() + policy.deadline
         reservation: _Reservation | None = None
         if call.kind is not None and call.model is not None and self.ledger is not None:
-            # the budget check, once per request: its reservation covers every attempt
-            reservation = self.ledger.reserve(
+            # the budget check, once per request: its reservation covers every attempt (it
+            # waits while only calls in flight stand between this one and the cap)
+            reservation = await self.ledger.reserve_when_affordable(
                 call.model,
                 prompt_tokens=call.prompt_tokens,
                 max_completion_tokens=call.max_completion_tokens,

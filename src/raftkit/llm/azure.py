@@ -44,7 +44,12 @@ class AzureOpenAIClient(OpenAIShapedClient):
     With ``v1=True`` the client uses the ``/openai/v1/`` API instead: the OpenAI paths with
     the deployment name as ``model`` in the body and no ``api-version``.
     The other arguments are those of :class:`~raftkit.llm.OpenAIClient`.
+
+    ``prompt_cache_key`` is not sent (Azure's published specs do not list it; Azure caches
+    by prefix alone); set ``send_prompt_cache_key = True`` on a client to send it anyway.
     """
+
+    send_prompt_cache_key = False
 
     def __init__(
         self,

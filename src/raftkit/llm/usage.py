@@ -1,9 +1,16 @@
 """What a run used and what it cost: a per-model ledger, a price table and a budget cap.
 
-The request path calls :meth:`UsageLedger.reserve` before every attempt (the budget check),
-then :meth:`CostReservation.settle` with the response's usage or
+The request path calls :meth:`UsageLedger.reserve_when_affordable` before every request (the
+budget check), then :meth:`CostReservation.settle` with the response's usage or
 :meth:`CostReservation.release` when the call failed for good. :meth:`UsageLedger.report` is a
 pydantic snapshot of everything, ready to be written as JSON.
+
+A budget (``max_cost_usd``) reserves for each call in flight a realistic estimate, not its
+worst case: the prompt plus the share of ``max_tokens`` this model's replies have really used
+so far in the run (the worst case until a few replies were seen). A call waits while the
+calls in flight are what stand between it and the cap, and is refused only when what was
+spent leaves no room for it; so the cap can be passed by at most what the calls in flight
+cost above their estimates.
 
 Prices change. :data:`DEFAULT_PRICES` are OpenAI's list prices in US dollars per million tokens
 as of :data:`PRICES_AS_OF`, read from the dated data file ``raftkit/data/defaults.toml``; amend
@@ -11,20 +18,28 @@ it with a file of your own (:meth:`PriceTable.from_file`) or pass your own :clas
 (or :meth:`PriceTable.with_prices`) for negotiated rates, Azure deployments (whose names are not
 model names) or newer models. A model the table does not know is counted with cost 0 and
 flagged (``cost_known=False``), never an error.
+
+About 570 lines: prices, the per-model counts and the ledger's budget (its reservations and the
+estimates they are learned from) are one bookkeeping, read and written under one set of rules.
 """
 
 from __future__ import annotations
 
+import math
 import os
 import re
+from collections import deque
 from collections.abc import Iterable, Mapping
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from raftkit.errors import BudgetExceededError, UsageError
 from raftkit.reference_data import ReferenceTable, load_reference
 from raftkit.types import Usage
+
+if TYPE_CHECKING:
+    import anyio
 
 __all__ = [
     "BATCH_DISCOUNT",
@@ -207,6 +222,9 @@ class ModelUsage(BaseModel):
     embedding_tokens: int = Field(default=0, description="prompt tokens of embedding calls")
     batch_calls: int = 0
     cost_usd: float = 0.0
+    saved_by_caching_usd: float = Field(
+        default=0.0, description="what cached prompt tokens would have cost more at full price"
+    )
     cost_known: bool = Field(
         default=True, description="false if some call of this model had no price (counted as 0)"
     )
@@ -223,7 +241,11 @@ class UsageReport(BaseModel):
 
     models: dict[str, ModelUsage] = Field(default_factory=dict)
     total_cost_usd: float = 0.0
-    reserved_usd: float = Field(default=0.0, description="worst case of calls in flight")
+    saved_by_caching_usd: float = Field(
+        default=0.0,
+        description="what the prompt cache saved: cached tokens at full price less what they cost",
+    )
+    reserved_usd: float = Field(default=0.0, description="estimated cost of calls in flight")
     max_cost_usd: float | None = None
     cost_complete: bool = Field(
         default=True, description="false if some model had no price: the total is a lower bound"
@@ -253,14 +275,33 @@ class UsageReport(BaseModel):
 class CostReservation:
     """One call's place in the budget, between :meth:`UsageLedger.reserve` and its outcome."""
 
-    __slots__ = ("_done", "_ledger", "kind", "model", "worst_case_usd")
+    __slots__ = (
+        "_done",
+        "_ledger",
+        "estimate_usd",
+        "kind",
+        "max_completion_tokens",
+        "model",
+        "worst_case_usd",
+    )
 
-    def __init__(self, ledger: UsageLedger, model: str, kind: CallKind, worst: float) -> None:
+    def __init__(
+        self,
+        ledger: UsageLedger,
+        model: str,
+        kind: CallKind,
+        worst: float,
+        estimate: float | None = None,
+        max_completion_tokens: int = 0,
+    ) -> None:
         self._ledger = ledger
         self._done = False
         self.model = model
         self.kind: CallKind = kind
         self.worst_case_usd = worst
+        self.estimate_usd = worst if estimate is None else estimate
+        """What the budget holds for this call while it is in flight."""
+        self.max_completion_tokens = max_completion_tokens
 
     def settle(self, usage: Usage, *, batch: bool = False) -> None:
         """Record the call (calls + 1, its tokens and dollars) and free the reservation."""
@@ -277,15 +318,26 @@ class CostReservation:
         self._ledger._release(self)
 
     def __repr__(self) -> str:
-        return f"CostReservation(model={self.model!r}, worst_case_usd={self.worst_case_usd:.6f})"
+        return f"CostReservation(model={self.model!r}, estimate_usd={self.estimate_usd:.6f})"
+
+
+#: Replies of a model seen before the budget trusts their share of ``max_tokens`` over the
+#: worst case, how many it remembers, and the headroom it adds to their mean.
+_ESTIMATE_AFTER = 5
+_ESTIMATE_WINDOW = 200
+_ESTIMATE_HEADROOM = 1.2
 
 
 class UsageLedger:
     """Per-model calls, retries, 429s, tokens and dollars, with an optional spending cap.
 
-    With ``max_cost_usd``, :meth:`reserve` refuses a call once what was spent, plus the worst
-    case of the calls in flight, plus this call's worst case would exceed the cap. Calls of
-    models without a price cannot be budgeted; they pass and are flagged in the report.
+    With ``max_cost_usd``, a call is admitted while what was spent, plus the estimates of the
+    calls in flight, plus this call's estimate fit under the cap
+    (:meth:`reserve_when_affordable` waits for calls in flight when they are what is in the
+    way; :meth:`reserve` refuses at once). An estimate is the prompt plus the share of
+    ``max_tokens`` the model's replies have used in this ledger so far (the worst case
+    until a few were seen). Calls of models without a price cannot be budgeted; they pass
+    and are flagged in the report.
     """
 
     def __init__(
@@ -299,6 +351,8 @@ class UsageLedger:
         self._spent = 0.0
         self._reserved = 0.0
         self._simulated = 0
+        self._shares: dict[str, deque[float]] = {}
+        self._waiters: set[anyio.Event] = set()
 
     @property
     def spent_usd(self) -> float:
@@ -314,6 +368,38 @@ class UsageLedger:
             entry = self._models[model] = ModelUsage()
         return entry
 
+    def completion_share(self, model: str) -> float | None:
+        """The share of ``max_tokens`` ``model``'s replies used so far (with headroom), or
+        ``None`` before enough were seen."""
+        shares = self._shares.get(model)
+        if shares is None or len(shares) < _ESTIMATE_AFTER:
+            return None
+        return min(1.0, _ESTIMATE_HEADROOM * sum(shares) / len(shares))
+
+    def estimate(
+        self,
+        model: str,
+        *,
+        prompt_tokens: int,
+        max_completion_tokens: int,
+        kind: CallKind = "chat",
+    ) -> tuple[float, float]:
+        """``(estimate, worst case)`` in dollars for one call (0 for unpriced models)."""
+        prompt, ceiling = max(0, prompt_tokens), max(0, max_completion_tokens)
+        worst = self.prices.worst_case(
+            model, prompt_tokens=prompt, max_completion_tokens=ceiling, kind=kind
+        )
+        share = self.completion_share(model) if kind == "chat" else None
+        if share is None or worst is None:
+            return worst or 0.0, worst or 0.0
+        likely = self.prices.worst_case(
+            model,
+            prompt_tokens=prompt,
+            max_completion_tokens=math.ceil(share * ceiling),
+            kind=kind,
+        )
+        return likely or 0.0, worst
+
     def reserve(
         self,
         model: str,
@@ -323,26 +409,73 @@ class UsageLedger:
         kind: CallKind = "chat",
     ) -> CostReservation:
         """Budget check: raises :class:`~raftkit.errors.BudgetExceededError` if spent +
-        reserved + this call's worst case > ``max_cost_usd``."""
-        worst = self.prices.worst_case(
+        reserved + this call's estimate > ``max_cost_usd``."""
+        likely, worst = self.estimate(
             model,
-            prompt_tokens=max(0, prompt_tokens),
-            max_completion_tokens=max(0, max_completion_tokens),
+            prompt_tokens=prompt_tokens,
+            max_completion_tokens=max_completion_tokens,
             kind=kind,
         )
-        worst = worst or 0.0
-        if self.max_cost_usd is not None:
-            committed = self._spent + self._reserved
-            if committed + worst > self.max_cost_usd + 1e-12:
-                raise BudgetExceededError(
-                    f"budget of ${self.max_cost_usd:.4f} reached: ${self._spent:.4f} spent, "
-                    f"${self._reserved:.4f} reserved by calls in flight, and this {model} call "
-                    f"could cost up to ${worst:.4f}",
-                    spent_usd=self._spent,
-                    limit_usd=self.max_cost_usd,
-                )
-        self._reserved += worst
-        return CostReservation(self, model, kind, worst)
+        if self._blocked(likely, in_flight=True):
+            raise self._refusal(model, likely)
+        return self._hold(model, kind, worst, likely, max_completion_tokens)
+
+    async def reserve_when_affordable(
+        self,
+        model: str,
+        *,
+        prompt_tokens: int,
+        max_completion_tokens: int,
+        kind: CallKind = "chat",
+    ) -> CostReservation:
+        """Like :meth:`reserve`, but a call that only the calls in flight keep under the cap
+        waits for them to finish; it is refused once what was spent leaves it no room."""
+        import anyio
+
+        while True:
+            likely, worst = self.estimate(
+                model,
+                prompt_tokens=prompt_tokens,
+                max_completion_tokens=max_completion_tokens,
+                kind=kind,
+            )
+            if self._blocked(likely, in_flight=False):
+                raise self._refusal(model, likely)
+            if not self._blocked(likely, in_flight=True):
+                return self._hold(model, kind, worst, likely, max_completion_tokens)
+            changed = anyio.Event()
+            self._waiters.add(changed)
+            try:
+                await changed.wait()
+            finally:
+                self._waiters.discard(changed)
+
+    def _blocked(self, likely: float, *, in_flight: bool) -> bool:
+        if self.max_cost_usd is None:
+            return False
+        committed = self._spent + (self._reserved if in_flight else 0.0)
+        return committed + likely > self.max_cost_usd + 1e-12
+
+    def _refusal(self, model: str, likely: float) -> BudgetExceededError:
+        assert self.max_cost_usd is not None
+        return BudgetExceededError(
+            f"budget of ${self.max_cost_usd:.4f} reached: ${self._spent:.4f} spent, "
+            f"${self._reserved:.4f} estimated for calls in flight, and this {model} call "
+            f"would cost about ${likely:.4f}",
+            spent_usd=self._spent,
+            limit_usd=self.max_cost_usd,
+        )
+
+    def _hold(
+        self, model: str, kind: CallKind, worst: float, likely: float, max_completion: int
+    ) -> CostReservation:
+        self._reserved += likely
+        return CostReservation(self, model, kind, worst, likely, max(0, max_completion))
+
+    def _changes(self) -> None:
+        for waiter in self._waiters:
+            waiter.set()
+        self._waiters.clear()
 
     def record_retry(self, model: str) -> None:
         self._entry(model).retries += 1
@@ -380,15 +513,24 @@ class UsageLedger:
         else:
             entry.cost_usd += cost
             self._spent += cost
+            if usage.cached_tokens:
+                uncached = usage.model_copy(update={"cached_tokens": 0})
+                full = self.prices.cost(model, uncached, kind=kind, batch=batch)
+                entry.saved_by_caching_usd += max(0.0, (full or cost) - cost)
         return cost
 
     def _settle(self, reservation: CostReservation, usage: Usage, batch: bool) -> None:
-        self._reserved = max(0.0, self._reserved - reservation.worst_case_usd)
+        self._reserved = max(0.0, self._reserved - reservation.estimate_usd)
+        if reservation.kind == "chat" and reservation.max_completion_tokens > 0:
+            shares = self._shares.setdefault(reservation.model, deque(maxlen=_ESTIMATE_WINDOW))
+            shares.append(min(1.0, usage.completion_tokens / reservation.max_completion_tokens))
         self._add(reservation.model, usage, reservation.kind, batch)
+        self._changes()
 
     def _release(self, reservation: CostReservation) -> None:
-        self._reserved = max(0.0, self._reserved - reservation.worst_case_usd)
+        self._reserved = max(0.0, self._reserved - reservation.estimate_usd)
         self._entry(reservation.model).failed += 1
+        self._changes()
 
     def model_usage(self, model: str) -> ModelUsage:
         """A copy of ``model``'s totals (zeros if it was never used)."""
@@ -402,6 +544,7 @@ class UsageLedger:
         return UsageReport(
             models=models,
             total_cost_usd=self._spent,
+            saved_by_caching_usd=sum(m.saved_by_caching_usd for m in models.values()),
             reserved_usd=self._reserved,
             max_cost_usd=self.max_cost_usd,
             cost_complete=not unpriced,
@@ -429,5 +572,6 @@ class UsageLedger:
                 ):
                     setattr(entry, field, getattr(entry, field) + getattr(other, field))
                 entry.cost_usd += other.cost_usd
+                entry.saved_by_caching_usd += other.saved_by_caching_usd
                 entry.cost_known = entry.cost_known and other.cost_known
                 self._spent += other.cost_usd

@@ -20,7 +20,7 @@ from raftkit.pipeline.feed import ChunkFeed
 from raftkit.pipeline.halt import Halt, classify_failure, describe
 from raftkit.pipeline.output import Outcome, failed_outcome, outcome
 from raftkit.pipeline.quality import QualitySteps
-from raftkit.synth import QuestionSynthesizer, build_context, question_rng
+from raftkit.synth import AnswerResult, QuestionSynthesizer, build_context, question_rng
 from raftkit.types import Chunk, Question
 
 __all__ = ["work_on_chunk"]
@@ -71,47 +71,57 @@ async def work_on_chunk(
     for item in rejected:
         await outbox.send(item)
 
-    async def one(position: int, question: Question, partner: Chunk | None = None) -> None:
+    async def answer(group: list[tuple[int, Question]], partner: Chunk | None = None) -> None:
+        """Answers to ``group`` (several questions in one call when ``answers_per_call`` > 1;
+        a multi-hop question alone, with its ``partner``), then their examples."""
         nonlocal unfinished
         oracles = [oracle] if partner is None else [oracle, partner]
+        questions = [question for _, question in group]
+        results: list[AnswerResult | None]
         try:
-            result = await quality.answer(question, oracles)
+            if len(group) > 1:
+                results = await quality.answer_many(questions, oracle)
+            else:
+                results = [await quality.answer(questions[0], oracles)]
         except (Deferred, BaseExceptionGroup) as e:
             if not _only_deferred(e):
-                await failed(e, position, question)
+                for position, question in group:
+                    await failed(e, position, question)
             return
         except Exception as e:
-            await failed(e, position, question)
+            for position, question in group:
+                await failed(e, position, question)
             return
         await feed.ready.wait()
-        if feed.sampler is None:  # halted before the corpus was whole: the answer is
-            unfinished = True  # journaled and makes its example on the next run
+        if feed.sampler is None:  # halted before the corpus was whole: the answers are
+            unfinished = True  # journaled and make their examples on the next run
             return
-        context = await build_context(
-            question,
-            oracle,
-            feed.sampler,
-            rng=question_rng(c.seed, question.id),
-            k=c.distractors,
-            p=c.oracle_probability,
-            partners=oracles[1:],
-            exclude=quality.excluded(oracle),
-        )
-        if result is None:  # the example refuses: no call was made
-            result = quality.refusal(oracle, context)
-        group, extra = quality.example_extras(question, oracles, result)
-        await outbox.send(
-            outcome(
-                (index, position),
+        for (position, question), result in zip(group, results, strict=True):
+            context = await build_context(
                 question,
                 oracle,
-                context,
-                result,
-                c,
-                split_group=group,
-                metadata=extra,
+                feed.sampler,
+                rng=question_rng(c.seed, question.id),
+                k=c.distractors,
+                p=c.oracle_probability,
+                partners=oracles[1:],
+                exclude=quality.excluded(oracle),
             )
-        )
+            if result is None:  # the example refuses: no call was made
+                result = quality.refusal(oracle, context)
+            split_group, extra = quality.example_extras(question, oracles, result)
+            await outbox.send(
+                outcome(
+                    (index, position),
+                    question,
+                    oracle,
+                    context,
+                    result,
+                    c,
+                    split_group=split_group,
+                    metadata=extra,
+                )
+            )
 
     async def multi_hop() -> None:
         nonlocal unfinished
@@ -132,11 +142,13 @@ async def work_on_chunk(
         if isinstance(found, Outcome):
             await outbox.send(found)
         elif found is not None:
-            await one(position, *found)
+            question, partner = found
+            await answer([(position, question)], partner)
 
+    per_call = quality.answers_per_call()
     async with anyio.create_task_group() as tg:
-        for position, question in kept:
-            tg.start_soon(one, position, question)
+        for first in range(0, len(kept), per_call):
+            tg.start_soon(answer, kept[first : first + per_call])
         if quality.wants_multi_hop(oracle):
             tg.start_soon(multi_hop)
     if not unfinished:

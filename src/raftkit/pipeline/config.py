@@ -10,6 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from raftkit.chunking import AsyncChunker, Chunker, MarkdownChunker, SemanticChunker, TokenChunker
 from raftkit.llm import LLMClient
+from raftkit.llm.caps import CapPolicy
 from raftkit.reference_data import default_models
 from raftkit.synth import AbstentionRules, CritiqueRules, DedupRules, QuestionMix, VerifyRules
 
@@ -45,11 +46,18 @@ class RaftConfig(BaseModel):
         "tables", description="pages sent to the vision model: those with tables, or all"
     )
     max_answer_attempts: int = Field(3, ge=1)
+    answers_per_call: int = Field(
+        1, ge=1, le=20, description="questions of a chunk one teacher call answers (K)"
+    )
     answer_max_tokens: int | None = Field(
-        None, ge=1, description="cap on the teacher's answer length; None: the server's default"
+        None, ge=1, description="pinned cap on each teacher answer; None: learned (or server's)"
     )
     question_max_tokens: int | None = Field(
-        None, ge=1, description="cap on the teacher's question-list reply; None: server default"
+        None, ge=1, description="pinned cap on each question-list reply; None: learned"
+    )
+    max_tokens_policy: CapPolicy = Field(
+        "adaptive",
+        description="adaptive: a learned max_tokens on every call; server-default: none sent",
     )
     verification: VerifyRules = Field(
         default_factory=VerifyRules, description="the answer verifier's thresholds"
@@ -74,8 +82,12 @@ class RaftConfig(BaseModel):
     concurrency: int = Field(16, ge=1, description="chunks in flight; does not change the data")
 
     def data_settings(self) -> dict[str, Any]:
-        """The settings that shape the data (what a resumed run must share)."""
-        return self.model_dump(exclude={"concurrency"})
+        """The settings that shape the data (what a resumed run must share).
+
+        ``max_tokens_policy`` is left out with ``concurrency``: caps are not part of the
+        journal's keys, so a run resumed under the other policy replays what was paid for.
+        """
+        return self.model_dump(exclude={"concurrency", "max_tokens_policy"})
 
 
 @dataclass(frozen=True)

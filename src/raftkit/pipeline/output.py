@@ -221,6 +221,7 @@ def add_usage(report: RunReport, ledger: UsageLedger, before: UsageReport | None
     """This run's share of the ledger (the client may have been used before the run)."""
     after = ledger.report()
     usage, spent = after.usage, after.total_cost_usd
+    saved = after.saved_by_caching_usd
     if before is not None:
         prior = before.usage
         usage = Usage(
@@ -229,6 +230,8 @@ def add_usage(report: RunReport, ledger: UsageLedger, before: UsageReport | None
             cached_tokens=usage.cached_tokens - prior.cached_tokens,
         )
         spent -= before.total_cost_usd
+        saved -= before.saved_by_caching_usd
+    report.saved_by_caching_usd = saved
     report.prompt_tokens = usage.prompt_tokens
     report.completion_tokens = usage.completion_tokens
     report.cached_tokens = usage.cached_tokens

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from raftkit.chunking import AsyncChunker, Chunker, chunk_document
 from raftkit.errors import UsageError
 from raftkit.extract import Extractor, iter_documents
+from raftkit.llm import ChatMessage
 from raftkit.llm.tokens import count_message_tokens, estimate_tokens
 from raftkit.llm.usage import PriceTable
 from raftkit.pipeline.config import RaftConfig, default_chunker
@@ -17,7 +18,7 @@ from raftkit.pipeline.plugins import run_extractors
 from raftkit.run_report import CostEstimate
 from raftkit.synth import Prompts
 from raftkit.synth.critique import critique_messages, judge_context
-from raftkit.synth.prompts import answer_messages, question_messages
+from raftkit.synth.prompts import answer_messages, answers_messages, question_messages
 from raftkit.types import Usage
 
 __all__ = ["estimate_cost"]
@@ -35,7 +36,8 @@ class _Tally:
     """What the forecast needs of each chunk (the chunks themselves are not kept)."""
 
     question_prompt: list[int] = field(default_factory=list)
-    answer_prompt: list[int] = field(default_factory=list)
+    answer_prompt: list[int] = field(default_factory=list)  # all of a chunk's answer calls
+    single_prompt: list[int] = field(default_factory=list)  # one question's (a re-ask's)
     embedding: list[int] = field(default_factory=list)
     critique_prompt: list[int] = field(default_factory=list)  # the judge call's prompt
     # the multi-hop calls' prompts over this chunk and the one before it (0 for the first)
@@ -83,10 +85,17 @@ async def estimate_cost(
                 tally.question_prompt.append(
                     count_message_tokens(question_messages(ch.text, n, prompts), c.teacher_model)
                 )
+                # answers_per_call questions of a chunk share one answer call (and its prompt)
                 tally.answer_prompt.append(
-                    count_message_tokens(
-                        answer_messages("?" * 20, [ch.text], prompts), c.teacher_model
+                    sum(
+                        count_message_tokens(
+                            _answer_prompt(ch.text, size, prompts), c.teacher_model
+                        )
+                        for size in _groups(c)
                     )
+                )
+                tally.single_prompt.append(
+                    count_message_tokens(_answer_prompt(ch.text, 1, prompts), c.teacher_model)
                 )
                 tally.embedding.append(estimate_tokens(ch.text) if embedded else 0)
                 tally.document.append(len(tally.pages) - 1)
@@ -109,7 +118,7 @@ def _forecast(tally: _Tally, count: int, c: RaftConfig, prices: PriceTable) -> C
         pages = sum(tally.pages)  # documents without a chunk were read too
     n = c.questions_per_chunk
     question_prompt = sum(tally.question_prompt[:count])
-    answer_prompt = n * sum(tally.answer_prompt[:count])
+    answer_prompt = sum(tally.answer_prompt[:count])
     answer_tokens = c.answer_max_tokens or _ANSWER_TOKENS
     questions = n * count
     # Refusals are written without a call: (1 - p) of the answers, times the refusing share.
@@ -124,11 +133,13 @@ def _forecast(tally: _Tally, count: int, c: RaftConfig, prices: PriceTable) -> C
         + critique.completion_tokens
         + multi_hop.completion_tokens
     )
-    # Re-asks resend the whole conversation plus the rejected answer.
+    # Re-asks (one question each) resend its prompt, the rejected answer and the feedback.
     extra = c.max_answer_attempts - 1
+    single_prompt = n * sum(tally.single_prompt[:count])
     prompt_max = (
         question_prompt
-        + answer_prompt * (1 + extra)
+        + answer_prompt
+        + single_prompt * extra
         + questions * answer_tokens * (extra * (extra + 1) // 2)
         + critique.prompt_tokens
         + multi_hop.prompt_tokens
@@ -177,7 +188,11 @@ def _forecast(tally: _Tally, count: int, c: RaftConfig, prices: PriceTable) -> C
         pages=pages,
         chunks=count,
         questions=questions,
-        teacher_calls_min=count + answered + critique_calls + multi_hop_calls,
+        # answers_per_call questions share a call (fewer when some refuse without one)
+        teacher_calls_min=count
+        + min(answered, count * len(_groups(c)))
+        + critique_calls
+        + multi_hop_calls,
         teacher_calls_max=count
         + answered * c.max_answer_attempts
         + critique_calls
@@ -192,6 +207,18 @@ def _forecast(tally: _Tally, count: int, c: RaftConfig, prices: PriceTable) -> C
         cost_usd_max=dollars(prompt_max, completion_max),
         price_note=_price_note(prices, c),
     )
+
+
+def _groups(c: RaftConfig) -> list[int]:
+    """Sizes of a chunk's answer calls: ``answers_per_call`` questions each, the rest last."""
+    n, k = c.questions_per_chunk, c.answers_per_call
+    return [min(k, n - start) for start in range(0, n, k)]
+
+
+def _answer_prompt(chunk: str, questions: int, prompts: Prompts) -> list[ChatMessage]:
+    if questions == 1:
+        return answer_messages("?" * 20, [chunk], prompts)
+    return answers_messages(["?" * 20] * questions, [chunk], prompts)
 
 
 def _price_note(prices: PriceTable, config: RaftConfig) -> str:

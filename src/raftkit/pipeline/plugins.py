@@ -9,6 +9,7 @@ from typing import Any, TypeVar, cast
 from raftkit.errors import UsageError
 from raftkit.extract import Extractor, PdfExtractor, VisionPdfExtractor, default_extractors
 from raftkit.llm import LLMClient
+from raftkit.llm.caps import CompletionCaps
 from raftkit.pipeline.config import RaftConfig
 from raftkit.synth import (
     AnswerGenerator,
@@ -44,7 +45,11 @@ _PluginT = TypeVar("_PluginT")
 
 
 def make_synthesizer(
-    given: SynthesizerArg, client: LLMClient, config: RaftConfig, prompts: Prompts
+    given: SynthesizerArg,
+    client: LLMClient,
+    config: RaftConfig,
+    prompts: Prompts,
+    caps: CompletionCaps | None = None,
 ) -> QuestionSynthesizer:
     """``given`` (an instance, or a factory taking the journaled client), else the teacher
     (asking for the config's question mix, when it has one)."""
@@ -66,14 +71,22 @@ def make_synthesizer(
                 max_tokens=config.question_max_tokens,
             )
         return TeacherQuestionSynthesizer(
-            client, config.teacher_model, prompts=prompts, max_tokens=config.question_max_tokens
+            client,
+            config.teacher_model,
+            prompts=prompts,
+            max_tokens=config.question_max_tokens,
+            caps=caps,
         )
 
     return _resolve(given, client, default, QuestionSynthesizer)
 
 
 def make_answerer(
-    given: AnswererArg, client: LLMClient, config: RaftConfig, prompts: Prompts
+    given: AnswererArg,
+    client: LLMClient,
+    config: RaftConfig,
+    prompts: Prompts,
+    caps: CompletionCaps | None = None,
 ) -> AnswerGenerator:
     """``given`` (an instance, or a factory taking the journaled client), else the teacher."""
 
@@ -85,6 +98,7 @@ def make_answerer(
             max_attempts=config.max_answer_attempts,
             max_tokens=config.answer_max_tokens,
             rules=config.verification,
+            caps=caps,
         )
 
     return _resolve(given, client, default, AnswerGenerator)
@@ -106,7 +120,10 @@ async def make_sampler(
 
 
 def run_extractors(
-    config: RaftConfig, given: Sequence[Extractor] | None, client: LLMClient | None = None
+    config: RaftConfig,
+    given: Sequence[Extractor] | None,
+    client: LLMClient | None = None,
+    caps: CompletionCaps | None = None,
 ) -> list[Extractor]:
     """The extractors of a run: ``given`` (else the built-in ones), with the vision extractor
     in place of the PDF one when the config names a vision model and there is a client."""
@@ -114,7 +131,10 @@ def run_extractors(
     if config.vision_model is None or client is None:
         return extractors
     vision = VisionPdfExtractor(
-        client, config.vision_model, table_pages_only=config.vision_pages == "tables"
+        client,
+        config.vision_model,
+        table_pages_only=config.vision_pages == "tables",
+        caps=caps,
     )
     return [vision, *(e for e in extractors if not isinstance(e, PdfExtractor))]
 

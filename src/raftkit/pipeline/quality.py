@@ -40,6 +40,7 @@ from raftkit.synth import (
     Context,
     DistractorSampler,
     EmbeddingSampler,
+    MultiAnswerGenerator,
     MultiHopQuestionWriter,
     MultiOracleAnswerGenerator,
     Prompts,
@@ -266,6 +267,33 @@ class QualitySteps:
             assert isinstance(self.answerer, MultiOracleAnswerGenerator)
             return await self.answerer.generate_multi(question, oracles)
         return await self.answerer.generate(question, oracles[0])
+
+    def answers_per_call(self) -> int:
+        """Questions of a chunk answered by one call: ``answers_per_call`` when the answerer
+        can (a :class:`~raftkit.synth.MultiAnswerGenerator`), else one."""
+        wanted = self.config.answers_per_call
+        return wanted if isinstance(self.answerer, MultiAnswerGenerator) else 1
+
+    async def answer_many(
+        self, questions: Sequence[Question], oracle: Chunk
+    ) -> list[AnswerResult | None]:
+        """:meth:`answer` for several questions of ``oracle``: the ones not refusing are
+        answered by one call, each answer verified (and re-asked) on its own."""
+        c = self.config
+        refuses = [
+            c.no_oracle_answer.refuses(
+                c.seed,
+                q.id,
+                oracle_present=oracle_kept(c.seed, q.id, c.oracle_probability),
+            )
+            for q in questions
+        ]
+        asked = [q for q, refused in zip(questions, refuses, strict=True) if not refused]
+        if len(asked) > 1 and isinstance(self.answerer, MultiAnswerGenerator):
+            answers = iter(await self.answerer.generate_many(asked, oracle))
+        else:
+            answers = iter([await self.answerer.generate(q, oracle) for q in asked])
+        return [None if refused else next(answers) for refused in refuses]
 
     def refusal(self, oracle: Chunk, context: Context) -> AnswerResult:
         """The refusal of an example whose context lacks the oracle."""

@@ -26,6 +26,7 @@ from raftkit.errors import BudgetExceededError, UsageError, root_cause
 from raftkit.extract import Extractor
 from raftkit.journal import Journal
 from raftkit.llm import LLMClient
+from raftkit.llm.caps import CompletionCaps
 from raftkit.llm.polling import PollPolicy
 from raftkit.llm.usage import PriceTable
 from raftkit.pipeline.chunk_work import work_on_chunk
@@ -59,6 +60,8 @@ __all__ = ["RaftPipeline"]
 
 # What the first pass of a batch run learnt from the walk; later passes read chunks.jsonl.
 _WALK_FIELDS = ("files", "documents", "pages", "extraction_errors", "skipped_files")
+# Finished chunks between two saves of the learned completion caps.
+_SAVE_CAPS_EVERY = 10
 
 
 class RaftPipeline:
@@ -105,6 +108,9 @@ class RaftPipeline:
         self._batch_poll = batch_poll
         self._batch_progress = batch_progress
         self.prices = prices if prices is not None else PriceTable()
+        #: the completion caps of the run's teacher calls (``config.max_tokens_policy``),
+        #: restored from and saved to the run directory
+        self.caps = CompletionCaps(self.config.max_tokens_policy)
 
     # ------------------------------------------------------------------ dry run
 
@@ -196,6 +202,7 @@ class RaftPipeline:
         )
         journal = Journal(run).open(self._settings(simulated_teacher))
         report.simulated_teacher = run.simulated()
+        self.caps.load(run.completion_caps)
         ledger = self.client.ledger
         before = ledger.report() if ledger is not None else None
         try:
@@ -225,6 +232,9 @@ class RaftPipeline:
             raise
         finally:
             journal.close()
+            self.caps.save(run.completion_caps)
+            report.max_tokens_policy = self.config.max_tokens_policy
+            report.completion_caps = [stats.model_dump() for stats in self.caps.stats()]
             report.wall_seconds = anyio.current_time() - started
             report.teacher_calls_paid = journal.recorded
             report.teacher_calls_replayed = journal.replayed
@@ -299,7 +309,7 @@ class RaftPipeline:
                     await reload_chunks(feed, run, report)
                 else:
                     chunker = self._chunker or default_chunker(self.config, client)
-                    extractors = run_extractors(self.config, self._extractors, client)
+                    extractors = run_extractors(self.config, self._extractors, client, self.caps)
                     await extract_chunks(
                         feed,
                         source,
@@ -334,8 +344,8 @@ class RaftPipeline:
         out chunks, lets the chunks in progress finish their calls and raises its cause once
         what was done is written: ``examples.jsonl``, ``rejections.jsonl``, the counts."""
         c = self.config
-        synthesizer = make_synthesizer(self._synthesizer, client, c, self.prompts)
-        answerer = make_answerer(self._answerer, client, c, self.prompts)
+        synthesizer = make_synthesizer(self._synthesizer, client, c, self.prompts, self.caps)
+        answerer = make_answerer(self._answerer, client, c, self.prompts, self.caps)
         feed = ChunkFeed(limit)
         halt = Halt()
         quality = QualitySteps(client, c, self.prompts, answerer=answerer)
@@ -375,6 +385,8 @@ class RaftPipeline:
                         if isinstance(item, int):  # a chunk finished
                             report.chunks_done += 1
                             self._report_progress(report, output.rejected)
+                            if report.chunks_done % _SAVE_CAPS_EVERY == 0:
+                                self.caps.save(run.completion_caps)
                         else:
                             output.add(item)
                             if item.is_question:

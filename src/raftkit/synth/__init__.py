@@ -5,7 +5,7 @@
 - :mod:`~raftkit.synth.distractors` — :class:`DistractorSampler`, three samplers and
   :func:`build_context` (oracle kept with probability ``p`` beside ``k`` distractors).
 - :mod:`~raftkit.synth.answers` — :class:`AnswerGenerator` and the teacher-backed default that
-  re-asks until the answer verifies.
+  re-asks until the answer verifies (:class:`MultiAnswerGenerator`: several answers a call).
 - :mod:`~raftkit.synth.verify` — :func:`verify_answer`, a pure check of quotes and answer line;
   :class:`VerifyRules` holds its thresholds.
 - :mod:`~raftkit.synth.critique` — :class:`QuestionCritic`: free question filters, then a judge.
@@ -19,6 +19,7 @@ from raftkit.synth.abstain import REFUSAL_LANGUAGES, AbstentionRules, refusal_an
 from raftkit.synth.answers import (
     AnswerGenerator,
     AnswerResult,
+    MultiAnswerGenerator,
     MultiOracleAnswerGenerator,
     TeacherAnswerGenerator,
 )
@@ -98,6 +99,7 @@ __all__ = [
     "DistractorSampler",
     "Duplicate",
     "EmbeddingSampler",
+    "MultiAnswerGenerator",
     "MultiHopQuestionWriter",
     "MultiOracleAnswerGenerator",
     "Normalisation",

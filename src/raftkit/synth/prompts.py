@@ -15,12 +15,13 @@ document, so a Chinese chunk gets Chinese questions and a Chinese answer.
 
 from __future__ import annotations
 
+import hashlib
 import string
 from collections.abc import Sequence
 
 from pydantic import BaseModel, ConfigDict, model_validator
 
-from raftkit.llm import ChatMessage
+from raftkit.llm import ChatMessage, reply_excerpt
 
 __all__ = [
     "BEGIN_QUOTE",
@@ -28,6 +29,8 @@ __all__ = [
     "Prompts",
     "answer_messages",
     "answer_retry_messages",
+    "answers_messages",
+    "chunk_cache_key",
     "flawed_answer_messages",
     "format_documents",
     "question_messages",
@@ -53,12 +56,7 @@ _QUESTION_RETRY = (
 )
 _ANSWER_SYSTEM = (
     "You are a careful question answerer. You are given documents and a question, and you "
-    "answer the question using the information in the documents."
-)
-_ANSWER_USER = (
-    "{documents}\n"
-    "Question: {question}\n\n"
-    "Answer the question using the documents above. Follow these rules:\n"
+    "answer the question using the information in the documents. Follow these rules:\n"
     "- First reason step by step about how to answer the question.\n"
     "- When your reasoning uses a sentence or phrase from the documents, copy it exactly, "
     "character for character, between {begin_quote} and {end_quote}. Text outside "
@@ -68,6 +66,15 @@ _ANSWER_USER = (
     "<ANSWER>: $answer. The answer must be short.\n"
     'You MUST begin your final answer with the tag "<ANSWER>:".'
 )
+_ANSWER_USER = "{documents}\nQuestion: {question}"
+_ANSWERS_INSTRUCTION = (
+    "You are given {n} questions about the same documents. Answer each one on its own, "
+    "following every rule above, as if it were the only question: its own reasoning, its "
+    "own quotes and its own final line <ANSWER>: $answer. Return a JSON object "
+    '{{"answers": ["...", "..."]}} with exactly {n} answers, the i-th answering question i.'
+)
+_ANSWERS_USER = "{documents}\n{questions}"
+_ANSWERS_QUESTION = "Question {number}: {question}"
 _ANSWER_RETRY = (
     "Your answer cannot be used: {problem}\n"
     "Answer the question again, following every rule: quote the documents exactly between "
@@ -128,6 +135,9 @@ _REQUIRED: dict[str, frozenset[str]] = {
     "answer_system": frozenset(),
     "answer_user": frozenset({"documents", "question"}),
     "answer_retry": frozenset({"problem"}),
+    "answers_instruction": frozenset({"n"}),
+    "answers_user": frozenset({"documents", "questions"}),
+    "answers_question": frozenset({"number", "question"}),
     "document": frozenset({"text"}),
     "critique_system": frozenset(),
     "critique_user": frozenset({"documents", "questions"}),
@@ -145,6 +155,9 @@ _ALLOWED: dict[str, frozenset[str]] = {
     "answer_system": frozenset({"begin_quote", "end_quote"}),
     "answer_user": frozenset({"documents", "question", "begin_quote", "end_quote"}),
     "answer_retry": frozenset({"problem", "begin_quote", "end_quote"}),
+    "answers_instruction": frozenset({"n", "begin_quote", "end_quote"}),
+    "answers_user": frozenset({"documents", "questions"}),
+    "answers_question": frozenset({"number", "question"}),
     "document": frozenset({"text", "title"}),
     "critique_system": frozenset(),
     "critique_user": frozenset({"documents", "questions"}),
@@ -167,9 +180,15 @@ class Prompts(BaseModel):
     - ``question_system`` (``{n}``) and ``question_user`` (``{chunk}``): ask for ``n`` questions
       about one chunk, as JSON ``{"questions": [...]}``.
     - ``question_retry`` (``{n}``, ``{existing}``): ask for ``n`` more, unlike ``existing``.
-    - ``answer_system`` and ``answer_user`` (``{documents}``, ``{question}``, optionally
-      ``{begin_quote}``/``{end_quote}``): the RAFT chain-of-thought answer prompt.
+    - ``answer_system`` (the rules, optionally ``{begin_quote}``/``{end_quote}``) and
+      ``answer_user`` (``{documents}``, ``{question}``): the RAFT chain-of-thought answer
+      prompt. What a chunk's questions share comes first (the rules, then the oracle) and the
+      question last, so that providers' prompt caches can reuse the shared prefix; keep that
+      order in your own templates.
     - ``answer_retry`` (``{problem}``): feedback sent after an answer failed verification.
+    - ``answers_instruction`` (``{n}``), ``answers_user`` (``{documents}``, ``{questions}``)
+      and ``answers_question`` (``{number}``, ``{question}``): one call answering ``n``
+      questions of a chunk (``answers_per_call``); the instruction follows ``answer_system``.
     - ``document`` (``{text}``, optionally ``{title}``): how one document is wrapped.
     - ``critique_system`` and ``critique_user`` (``{documents}``, ``{questions}``): the judge
       that rates a chunk's questions (:mod:`~raftkit.synth.critique`).
@@ -188,6 +207,9 @@ class Prompts(BaseModel):
     answer_system: str = _ANSWER_SYSTEM
     answer_user: str = _ANSWER_USER
     answer_retry: str = _ANSWER_RETRY
+    answers_instruction: str = _ANSWERS_INSTRUCTION
+    answers_user: str = _ANSWERS_USER
+    answers_question: str = _ANSWERS_QUESTION
     document: str = _DOCUMENT
     critique_system: str = _CRITIQUE_SYSTEM
     critique_user: str = _CRITIQUE_USER
@@ -219,6 +241,12 @@ class Prompts(BaseModel):
 
 
 _MARKERS = {"begin_quote": BEGIN_QUOTE, "end_quote": END_QUOTE}
+
+
+def chunk_cache_key(chunk_id: str) -> str:
+    """The ``prompt_cache_key`` of a chunk's calls: they share its text as a prompt prefix,
+    so a provider that routes by this key serves them from one cache."""
+    return "raftkit-" + hashlib.sha256(chunk_id.encode("utf-8")).hexdigest()[:24]
 
 
 def format_documents(texts: Sequence[str], prompts: Prompts, titles: Sequence[str] = ()) -> str:
@@ -265,13 +293,33 @@ def answer_messages(
     ]
 
 
+def answers_messages(
+    questions: Sequence[str], documents: Sequence[str], prompts: Prompts, titles: Sequence[str] = ()
+) -> list[ChatMessage]:
+    """One request for answers to several ``questions`` over the same ``documents``."""
+    system = prompts.answer_system.format(**_MARKERS)
+    instruction = prompts.answers_instruction.format(n=len(questions), **_MARKERS)
+    listed = "\n".join(
+        prompts.answers_question.format(number=number, question=question)
+        for number, question in enumerate(questions, start=1)
+    )
+    user = prompts.answers_user.format(
+        documents=format_documents(documents, prompts, titles), questions=listed
+    )
+    return [
+        {"role": "system", "content": f"{system}\n\n{instruction}"},
+        {"role": "user", "content": user},
+    ]
+
+
 def answer_retry_messages(
     messages: Sequence[ChatMessage], previous_answer: str, problem: str, prompts: Prompts
 ) -> list[ChatMessage]:
-    """``messages`` followed by the rejected answer and feedback naming its ``problem``."""
+    """``messages`` followed by (an excerpt of) the rejected answer and feedback naming its
+    ``problem``: a runaway reply is never sent back whole."""
     return [
         *messages,
-        {"role": "assistant", "content": previous_answer},
+        {"role": "assistant", "content": reply_excerpt(previous_answer)},
         {"role": "user", "content": prompts.answer_retry.format(problem=problem, **_MARKERS)},
     ]
 

@@ -17,18 +17,36 @@ from pydantic import BaseModel, Field, create_model
 
 from raftkit.errors import StructuredOutputError, UsageError
 from raftkit.llm import ChatMessage, LLMClient
+from raftkit.llm.caps import CompletionCaps
+from raftkit.llm.tokens import estimate_tokens
 from raftkit.synth._text import dedup_key, tidy_spaces
-from raftkit.synth.prompts import Prompts, question_messages, question_retry_messages
+from raftkit.synth.prompts import (
+    Prompts,
+    chunk_cache_key,
+    question_messages,
+    question_retry_messages,
+)
 from raftkit.types import Chunk, Question
 
 __all__ = [
+    "QUESTION_TOKENS",
     "QuestionSynthesizer",
     "TeacherQuestionSynthesizer",
     "question_id",
+    "question_scale",
     "questions_output_model",
 ]
 
 logger = logging.getLogger("raftkit.synth")
+
+#: The completion cap of a question call before any reply was seen: this many tokens per
+#: question asked, plus the JSON around them (a question is one sentence of 10 to 40 tokens; a
+#: longer one is cut and asked again with a larger cap). Later calls get the cap learned per
+#: question, relative to the chunk's tokens per word (:func:`question_scale`).
+QUESTION_TOKENS = 64
+_QUESTIONS_JSON = 32
+_WORD = re.compile(r"[^\W\d_]+|\d+")
+_CJK = re.compile(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af\uf900-\ufaff]")
 
 # "1. ", "2) ", "- ", "• ", "Q3: ", "（1）" — list decoration a model sometimes keeps inside JSON.
 _LIST_PREFIX = re.compile(
@@ -74,6 +92,15 @@ def questions_output_model(n: int) -> type[BaseModel]:
     return model
 
 
+@lru_cache(maxsize=1024)
+def question_scale(chunk: str) -> float:
+    """Tokens per word of ``chunk`` (a CJK character counts as a word): questions are written
+    in its words, so one about a chunk of dense jargon or tables costs more tokens than one of
+    plain prose, and the learned cap follows."""
+    words = len(_WORD.findall(_CJK.sub(" ", chunk))) + len(_CJK.findall(chunk))
+    return max(0.5, estimate_tokens(chunk) / max(1, words))
+
+
 def _clean(text: str) -> str:
     # A question is one line: a line break inside it is layout copied from the chunk.
     return tidy_spaces(_LIST_PREFIX.sub("", text.strip(), count=1))
@@ -91,6 +118,11 @@ class TeacherQuestionSynthesizer:
 
     Each round uses its own ``sample`` index: ``sample * (max_retries + 1) + round``, so that
     repeats are journaled apart from the first request.
+
+    Every call carries a cap sized to the questions it asks for: :data:`QUESTION_TOKENS` per
+    question at first, then what ``caps`` (shared with the run's other calls) learned of
+    question replies per question, relative to :func:`question_scale`; ``max_tokens`` pins it
+    instead. Calls name the chunk as their ``prompt_cache_key``.
     """
 
     def __init__(
@@ -103,6 +135,7 @@ class TeacherQuestionSynthesizer:
         max_tokens: int | None = None,
         seed: int | None = None,
         max_retries: int = 2,
+        caps: CompletionCaps | None = None,
     ) -> None:
         if max_retries < 0:
             raise UsageError("max_retries must be >= 0")
@@ -113,6 +146,7 @@ class TeacherQuestionSynthesizer:
         self.max_tokens = max_tokens
         self.seed = seed
         self.max_retries = max_retries
+        self.caps = caps if caps is not None else CompletionCaps()
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(model={self.model!r}, max_retries={self.max_retries})"
@@ -150,19 +184,31 @@ class TeacherQuestionSynthesizer:
     async def _ask(
         self, messages: list[ChatMessage], n: int, sample: int, chunk: Chunk
     ) -> Iterable[str]:
+        scale = question_scale(chunk.text)
+        cap = self.caps.cap(
+            "questions",
+            self.model,
+            initial=_QUESTIONS_JSON + QUESTION_TOKENS * n,
+            units=n,
+            scale=scale,
+            pinned=self.max_tokens,
+        )
         try:
             result = await self.client.chat_structured(
                 messages,
                 questions_output_model(n),
                 model=self.model,
                 temperature=self.temperature,
-                max_tokens=self.max_tokens,
+                max_tokens=cap.max_tokens,
+                retry_max_tokens=cap.retry_max_tokens,
+                prompt_cache_key=chunk_cache_key(chunk.id),
                 seed=self.seed,
                 sample=sample,
             )
         except StructuredOutputError as e:
             logger.warning("chunk %s: unusable question output (%s)", chunk.id, e)
             return []
+        self.caps.observe("questions", self.model, result.response, units=n, scale=scale)
         questions = getattr(result.output, "questions", None)
         if not isinstance(questions, list):
             return []

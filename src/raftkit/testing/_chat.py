@@ -30,9 +30,11 @@ from raftkit.testing._gate import admit, hold, read_json, request_slot, simulate
 from raftkit.testing._prompt_cache import MINIMUM_TOKENS
 from raftkit.testing._schema_fill import QuestionFlaws
 from raftkit.testing._state import SimulatorState
-from raftkit.testing._student import model_answer
+from raftkit.testing._student import model_answer, model_answers, render_answers
 from raftkit.testing._teacher import (
     Teaching,
+    find_schema,
+    message_text,
     structured_answer,
     vision_answer,
 )
@@ -119,6 +121,19 @@ def _answer(
             schema = response_format["json_schema"].get("schema") or {"type": "object"}
         if schema is None and isinstance(response_format.get("schema"), dict):
             schema = response_format["schema"]  # llama-cpp-python's json_object with a schema
+        batched = model_answers(
+            messages,
+            schema if schema is not None else _schema_in(messages),
+            model=model,
+            behaviour=behaviour,
+            variation=variation,
+            explore=index > 0 or body.get("seed") is not None or bool(body.get("temperature")),
+        )
+        if batched is not None:
+            rendered = render_answers(batched)
+            if _teaching(state, structured=True).invalid_json:
+                return rendered[: max(1, len(rendered) // 2)]
+            return rendered
         flaws = None
         if behaviour.bad_questions > 0:
             flaws = QuestionFlaws(behaviour.bad_questions, behaviour.bad_question_kinds, model)
@@ -138,6 +153,12 @@ def _answer(
         explore=explore,
         teaching=_teaching(state, False),
     )
+
+
+def _schema_in(messages: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """The JSON schema a prompt writes out (JSON mode), if any."""
+    found = find_schema("\n".join(message_text(m) for m in messages))
+    return found[0] if found is not None else None
 
 
 def _runs_away(state: SimulatorState, variation: int) -> bool:

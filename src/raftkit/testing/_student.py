@@ -9,6 +9,8 @@ answer as it always did.
 
 from __future__ import annotations
 
+import json
+import re
 from collections.abc import Sequence
 from dataclasses import replace
 from typing import Any
@@ -22,10 +24,14 @@ from raftkit.testing._teacher import (
     pick_passage,
     raft_answer,
 )
-from raftkit.testing._text import is_cjk
+from raftkit.testing._text import is_cjk, stable_hash
 from raftkit.types import DEFAULT_REFUSAL_ANSWER
 
-__all__ = ["format_requested", "model_answer"]
+__all__ = ["format_requested", "model_answer", "model_answers"]
+
+# "Question 2: ..." — how a prompt asking for several answers numbers its questions
+_NUMBERED = re.compile(r"^\s*Question\s*(\d+)\s*[:：]\s*(.+?)\s*$", re.MULTILINE)
+_DOCUMENT_BLOCK = re.compile(r"<DOCUMENT>.*?</DOCUMENT>", re.DOTALL | re.IGNORECASE)
 
 _FORMAT_MARKERS = ("<ANSWER>", "##begin_quote##")
 _MIN_EVIDENCE = 2
@@ -104,3 +110,67 @@ def model_answer(
     return raft_answer(
         messages, variation=variation, explore=explore, teaching=teaching, passage=passage
     )
+
+
+def _answers_array(schema: Any) -> dict[str, Any] | None:
+    if not isinstance(schema, dict):
+        return None
+    properties = schema.get("properties")
+    field = properties.get("answers") if isinstance(properties, dict) else None
+    if not isinstance(field, dict) or field.get("type") != "array":
+        return None
+    items = field.get("items")
+    return field if isinstance(items, dict) and items.get("type") == "string" else None
+
+
+def model_answers(
+    messages: Sequence[dict[str, Any]],
+    schema: Any,
+    *,
+    model: str,
+    behaviour: ModelBehaviour,
+    variation: int,
+    explore: bool,
+) -> list[str] | None:
+    """RAFT answers to each numbered question of a prompt asking for several at once.
+
+    Applies when the prompt has ``<DOCUMENT>`` blocks, asks for the RAFT format, numbers its
+    questions ("Question 1: ...") and wants ``{"answers": [string, ...]}``; each question is
+    answered as :func:`model_answer` would answer it alone, with the model's slips drawn per
+    question. ``None`` when the request is not of that shape.
+    """
+    field = _answers_array(schema)
+    documents = documents_in(messages)
+    if field is None or not documents or not format_requested(messages):
+        return None
+    users = [message_text(m) for m in messages if m.get("role") == "user"]
+    asked = _NUMBERED.findall(_DOCUMENT_BLOCK.sub(" ", users[-1] if users else ""))
+    if not asked:
+        return None
+    system = [dict(m) for m in messages if m.get("role") == "system"]
+    context = "\n".join(f"<DOCUMENT>{document}</DOCUMENT>" for document in documents)
+    answers = []
+    for number, question in sorted(asked, key=lambda item: int(item[0])):
+        alone = [*system, {"role": "user", "content": f"{context}\nQuestion: {question}"}]
+        answers.append(
+            model_answer(
+                alone,
+                model=model,
+                behaviour=behaviour,
+                variation=stable_hash(variation, number),
+                explore=explore,
+                teaching=Teaching(),
+            )
+        )
+    most = field.get("maxItems")
+    if isinstance(most, int):
+        answers = answers[:most]
+    least = field.get("minItems")
+    while isinstance(least, int) and answers and len(answers) < least:
+        answers.append(answers[-1])
+    return answers
+
+
+def render_answers(answers: list[str]) -> str:
+    """The JSON reply carrying ``answers``."""
+    return json.dumps({"answers": answers}, ensure_ascii=False)

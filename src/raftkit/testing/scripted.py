@@ -44,6 +44,7 @@ from raftkit.llm import (
     ask_until_valid,
     count_message_tokens,
     estimate_tokens,
+    truncation_retry_sample,
 )
 from raftkit.types import Usage
 
@@ -151,7 +152,11 @@ class ScriptedClient(LLMClient):
     ) -> ChatResponse:
         # every parameter, given or not, so a test can read call.kwargs["max_tokens"]
         options: dict[str, Any] = {name: params.get(name) for name in ChatParams.__annotations__}
-        return await self._reply(Call("chat", model, tuple(messages), sample, kwargs=options))
+
+        async def once(options: dict[str, Any], sample: int) -> ChatResponse:
+            return await self._reply(Call("chat", model, tuple(messages), sample, kwargs=options))
+
+        return await _retrying_truncated(once, options, sample)
 
     async def chat_structured(
         self,
@@ -170,8 +175,11 @@ class ScriptedClient(LLMClient):
         }
 
         async def ask(so_far: list[dict[str, Any]], index: int) -> tuple[ChatResponse, None]:
-            call = Call("chat_structured", model, tuple(so_far), index, kwargs=options)
-            return await self._reply(call), None
+            async def once(options: dict[str, Any], sample: int) -> ChatResponse:
+                call = Call("chat_structured", model, tuple(so_far), sample, kwargs=options)
+                return await self._reply(call)
+
+            return await _retrying_truncated(once, options, index), None
 
         return await ask_until_valid(
             ask,
@@ -196,3 +204,18 @@ class ScriptedClient(LLMClient):
         raise NotFoundError(
             f"ScriptedClient serves no {method} {path}", status_code=404, method=method, url=path
         )
+
+
+async def _retrying_truncated(
+    once: Callable[[dict[str, Any], int], Awaitable[ChatResponse]],
+    options: dict[str, Any],
+    sample: int,
+) -> ChatResponse:
+    """One call, and with ``retry_max_tokens`` the real clients' second call with that cap when
+    the first reply was cut by its cap (under :func:`~raftkit.llm.truncation_retry_sample`)."""
+    response = await once(options, sample)
+    retry_cap = options.get("retry_max_tokens")
+    if retry_cap and options.get("max_tokens") and response.finish_reason == "length":
+        again = await once({**options, "max_tokens": retry_cap}, truncation_retry_sample(sample))
+        response = again.model_copy(update={"truncated_usage": response.usage})
+    return response
