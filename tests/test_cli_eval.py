@@ -195,6 +195,34 @@ def test_finetuned_alias_and_a_default_endpoint_beside_a_url(
     assert any("no " in note and "split.json" in note for note in report["notes"])
 
 
+@pytest.mark.usefixtures("server_key")
+def test_a_local_adapter_and_its_base_by_alias(
+    tmp_path: Path, sims: tuple[Simulator, Simulator], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """After ``finetune --provider local``: ``@finetuned`` is the served adapter's name and
+    ``@base`` the recorded BASE, each where the user says it is served."""
+    base, tuned = sims
+    run = _write_run(tmp_path / "run")
+    adapter = run.local_training / "jobs" / "ftjob-local-1" / "adapter"
+    adapter.mkdir(parents=True)
+    state = {
+        "provider": "local",
+        "job_id": "ftjob-local-1",
+        "status": "succeeded",
+        "model": "/models/SmolLM2-135M-Instruct.Q4_1.gguf",
+        "fine_tuned_model": str(adapter),
+    }
+    run.finetune_state.write_text(json.dumps(state), encoding="utf-8")
+    args = ["eval", str(run.root), "--limit", "2", "--model", f"base=@base@{base.base_url}"]
+    assert main([*args, "--model", "tuned=@finetuned"]) == 2
+    err = capsys.readouterr().err
+    assert f"a local adapter; serve it (raftkit serve --run {run.root})" in err
+    assert main([*args, "--model", f"tuned=@finetuned@{tuned.base_url}"]) == 0
+    assert {b["model"] for b in _chats(base)} == {state["model"]}
+    assert {b["model"] for b in _chats(tuned)} == {"raft"}
+    assert _report(run)["models"] == ["base", "tuned"]
+
+
 @pytest.mark.slow  # the probe retries a refused connection for ~15 s before it gives up
 @pytest.mark.usefixtures("no_credentials")
 def test_an_endpoint_nobody_serves_is_one_clear_error(

@@ -56,6 +56,7 @@ def test_help_shows_the_defaults(capsys: pytest.CaptureFixture[str]) -> None:
     shown = " ".join(capsys.readouterr().out.split())
     student = default_models().student  # the shipped defaults table's
     assert f"the base model to fine-tune (default: {student}, from raftkit's defaults" in shown
+    assert "with --provider local: the BASE" in shown
     assert "(default: None)" not in shown
 
 

@@ -13,8 +13,11 @@ import pytest
 from raftkit.dataset import prepare_dataset, read_export_manifest, split_examples, write_examples
 from raftkit.errors import InputError, UsageError
 from raftkit.eval_run import (
+    LOCAL_ADAPTER_NAME,
     EmbeddingRetriever,
     RetrieverSpec,
+    base_model,
+    finetuned_adapter,
     finetuned_model,
     held_out_examples,
     parse_retriever_spec,
@@ -122,13 +125,34 @@ def test_finetuned_model_comes_from_finetune_json(run: RunDir) -> None:
     state["fine_tuned_model"] = "ft:gpt-4o-mini:org::abc"
     run.finetune_state.write_text(json.dumps(state), encoding="utf-8")
     assert finetuned_model(run) == "ft:gpt-4o-mini:org::abc"
-    state["fine_tuned_model"] = str(run.root / "adapter")
+    state["model"] = "gpt-4o-mini"
     run.finetune_state.write_text(json.dumps(state), encoding="utf-8")
-    with pytest.raises(UsageError, match=r"local adapter.*raftkit serve"):
-        finetuned_model(run)
+    assert base_model(run) == "gpt-4o-mini"
+    with pytest.raises(UsageError, match="records a job on openai, not a local adapter"):
+        finetuned_adapter(run)
     run.finetune_state.write_text("{", encoding="utf-8")
     with pytest.raises(InputError, match="not JSON"):
         finetuned_model(run)
+
+
+def test_a_local_adapter_is_named_as_served_and_its_base_is_at_base(run: RunDir) -> None:
+    adapter = run.local_training / "jobs" / "ftjob-local-1" / "adapter"
+    state = {"provider": "local", "job_id": "ftjob-local-1", "status": "running", "model": "B"}
+    run.finetune_state.write_text(json.dumps(state), encoding="utf-8")
+    assert base_model(run) == "B"
+    with pytest.raises(UsageError, match=r"job ftjob-local-1 \(running\) has no adapter yet"):
+        finetuned_adapter(run)
+    adapter.mkdir(parents=True)
+    state.update(status="succeeded", fine_tuned_model=str(adapter))
+    run.finetune_state.write_text(json.dumps(state), encoding="utf-8")
+    # @finetuned is the name the adapter is served under, not its folder
+    assert finetuned_model(run) == LOCAL_ADAPTER_NAME == "raft"
+    served = finetuned_adapter(run)
+    assert (served.base, served.adapter, served.name) == ("B", adapter, "raft")
+    assert served.cache_dir == run.local_training / "bases"  # where its training keeps a GGUF
+    run.finetune_state.write_text(json.dumps({"provider": "local"}), encoding="utf-8")
+    with pytest.raises(UsageError, match="records no base model"):
+        base_model(run)
 
 
 def test_training_curve_links_only_what_exists(run: RunDir) -> None:

@@ -9,6 +9,7 @@ import pytest
 
 from raftkit.errors import UsageError
 from raftkit.evaluate import (
+    BASE_ALIAS,
     FINETUNED_ALIAS,
     EndpointScopedStore,
     ModelSpec,
@@ -48,6 +49,10 @@ pytestmark = pytest.mark.anyio
             "@finetuned@https://h.example/v1",
             ModelTarget("finetuned", FINETUNED_ALIAS, "https://h.example/v1"),
         ),
+        (
+            "@base@http://127.0.0.1:8000/v1",
+            ModelTarget("base", BASE_ALIAS, "http://127.0.0.1:8000/v1"),
+        ),
         (" a = m ", ModelTarget("a", "m")),
         ("team@acme-model", ModelTarget("team@acme-model", "team@acme-model")),  # not a URL
     ],
@@ -56,6 +61,7 @@ def test_model_targets_are_parsed(text: str, target: ModelTarget) -> None:
     parsed = parse_model_target(text)
     assert parsed == target
     assert parsed.is_finetuned_alias == (target.model == FINETUNED_ALIAS)
+    assert parsed.is_alias == (target.model in (FINETUNED_ALIAS, BASE_ALIAS))
 
 
 @pytest.mark.parametrize(

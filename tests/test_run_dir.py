@@ -28,8 +28,11 @@ def test_the_layout_of_a_run_directory(tmp_path: Path) -> None:
     assert run.eval == root / "eval"
     assert run.split_report == root / "dataset" / "split.json"
     assert run.export_manifest == root / "dataset" / "export.json"
+    assert run.finetune == root / "finetune"
+    assert run.finetune_report_md == root / "finetune" / "report.md"
     assert run.training_curve_csv == root / "finetune" / "training-curve.csv"
     assert run.training_curve_svg == root / "finetune" / "training-curve.svg"
+    assert run.local_training == root / "finetune" / "local"
     assert run.retrieved_contexts("base") == root / "eval" / "retrieved" / "base.jsonl"
     # a retriever's name (a path, a colon) becomes a safe file name
     assert run.retrieved_contexts("adapter:../x y").name == "adapter_.._x_y.jsonl"

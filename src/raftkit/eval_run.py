@@ -5,11 +5,13 @@ never saw. This module reads that from the run directory instead of asking the u
 it: the held-out split is recomputed with the seed, grouping and ratios ``raftkit export``
 recorded in ``dataset/split.json``; the system prompt is the one in ``dataset/export.json``
 (else the one the exported chat rows carry); ``@finetuned`` is the model ``finetune.json``
-records; the training curve, when saved, is linked. It also joins the retrieval package to
+records (for a local LoRA adapter, the name ``raftkit serve --run`` gives it, and ``@base`` its
+BASE); the training curve, when saved, is linked. It also joins the retrieval package to
 the evaluation for ``--retriever``: :class:`EmbeddingRetriever` ranks the run's chunks with an
 embedder (base, adapter or fine-tuned model), which :mod:`raftkit.evaluate` sees only through
 its :class:`~raftkit.evaluate.retrieved.Retriever` protocol. It sits on floor 4 because it
-joins ``dataset``, ``retrieval`` and ``evaluate``, which floor 3 packages may not do.
+joins ``dataset``, ``retrieval``, ``finetune`` (where a local adapter is kept) and
+``evaluate``, which floor 3 packages may not do.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from pydantic import ValidationError
 from raftkit.dataset import read_examples, read_export_manifest, split_examples
 from raftkit.dataset.split import DEFAULT_RATIOS, GroupBy
 from raftkit.errors import InputError, UsageError
+from raftkit.finetune import LocalLoRAProvider
 from raftkit.grouped_split import SplitReport
 from raftkit.retrieval import (
     AdaptedEmbedder,
@@ -42,10 +45,14 @@ from raftkit.run_dir import RunDir
 from raftkit.types import Chunk, RaftExample
 
 __all__ = [
+    "LOCAL_ADAPTER_NAME",
     "EmbeddingRetriever",
     "HeldOut",
+    "LocalAdapter",
     "RetrieverSpec",
     "TrainedPrompt",
+    "base_model",
+    "finetuned_adapter",
     "finetuned_model",
     "held_out_examples",
     "parse_retriever_spec",
@@ -178,32 +185,85 @@ def trained_prompt(run: RunDir) -> TrainedPrompt:
 # ---------------------------------------------------------------------------- the models
 
 
-def finetuned_model(run: RunDir) -> str:
-    """The fine-tuned model ``finetune.json`` records (its ``fine_tuned_model`` field)."""
+#: The name a run's local adapter is served under (``raftkit serve --run``; vLLM
+#: ``--lora-modules raft=...``; llama-server ``--alias raft``), which ``@finetuned`` stands for.
+LOCAL_ADAPTER_NAME = "raft"
+
+
+def _finetune_state(run: RunDir, alias: str) -> dict[str, object]:
     path = run.finetune_state
     if not path.is_file():
         raise UsageError(
-            f"@finetuned: {path} does not exist; run `raftkit finetune {run.root}` first, "
+            f"{alias}: {path} does not exist; run `raftkit finetune {run.root}` first, "
             "or name the model"
         )
     try:
         state = json.loads(path.read_text(encoding="utf-8"))
     except ValueError as e:
         raise InputError(f"{path} is not JSON") from e
-    name = state.get("fine_tuned_model") if isinstance(state, dict) else None
+    if not isinstance(state, dict):
+        raise InputError(f"{path} is not a fine-tuning record")
+    return state
+
+
+def finetuned_model(run: RunDir) -> str:
+    """The fine-tuned model ``finetune.json`` records (its ``fine_tuned_model`` field); for a
+    local LoRA adapter, the name it is served under (:data:`LOCAL_ADAPTER_NAME`)."""
+    state = _finetune_state(run, "@finetuned")
+    name = state.get("fine_tuned_model")
     if not isinstance(name, str) or not name:
-        job = state.get("job_id", "?") if isinstance(state, dict) else "?"
-        status = state.get("status", "unknown") if isinstance(state, dict) else "unknown"
+        job, status = state.get("job_id", "?"), state.get("status", "unknown")
         raise UsageError(
-            f"@finetuned: {path} records no fine-tuned model yet (job {job} is {status}); "
-            f"wait for it with `raftkit finetune {run.root} --wait`, or name the model"
+            f"@finetuned: {run.finetune_state} records no fine-tuned model yet (job {job} is "
+            f"{status}); wait for it with `raftkit finetune {run.root} --wait`, or name the model"
         )
-    if os.path.isabs(name) or Path(name).exists():
-        raise UsageError(
-            f"@finetuned: {path} names a local adapter ({name}); serve it (`raftkit serve "
-            "BASE --adapter PATH`) and name the served model: --model tuned=NAME@URL"
-        )
+    if state.get("provider") == "local":
+        return LOCAL_ADAPTER_NAME
     return name
+
+
+def base_model(run: RunDir) -> str:
+    """The base model ``finetune.json`` records (``@base``): what the student was tuned from,
+    as ``raftkit serve --run`` names it."""
+    state = _finetune_state(run, "@base")
+    model = state.get("model")
+    if not isinstance(model, str) or not model:
+        raise UsageError(f"@base: {run.finetune_state} records no base model; name the model")
+    return model
+
+
+@dataclass(frozen=True)
+class LocalAdapter:
+    """A run's LoRA adapter as ``raftkit serve --run`` serves it."""
+
+    base: str
+    adapter: Path
+    name: str
+    cache_dir: Path
+
+
+def finetuned_adapter(run: RunDir) -> LocalAdapter:
+    """The local adapter ``finetune.json`` records, its BASE and where that BASE is kept
+    dequantized; :class:`UsageError` when the run's fine-tune is not a finished local one."""
+    state = _finetune_state(run, "@finetuned")
+    if state.get("provider") != "local":
+        raise UsageError(
+            f"{run.finetune_state} records a job on {state.get('provider', 'a service')}, not a "
+            "local adapter: that model is served where it was trained"
+        )
+    adapter = state.get("fine_tuned_model")
+    if not isinstance(adapter, str) or not Path(adapter).is_dir():
+        job, status = state.get("job_id", "?"), state.get("status", "unknown")
+        raise UsageError(
+            f"{run.finetune_state}: local job {job} ({status}) has no adapter yet; finish it "
+            f"with `raftkit finetune {run.root} --provider local --model BASE --wait`"
+        )
+    return LocalAdapter(
+        base=base_model(run),
+        adapter=Path(adapter),
+        name=LOCAL_ADAPTER_NAME,
+        cache_dir=LocalLoRAProvider(run.local_training).cache_dir,
+    )
 
 
 def training_curve_links(run: RunDir, relative_to: Path) -> dict[str, str]:

@@ -15,7 +15,9 @@ its tag on the next start and resumes it instead of paying for a second one.
 
 After a successful job, ``finetune/`` gets the training curve (``training-curve.csv`` and
 ``training-curve.svg``) and ``report.md`` linking them; the fine-tuned model's name is written
-to ``finetune.json`` as soon as the service names it.
+to ``finetune.json`` as soon as the service names it. A local job's id is a hash of what it
+trains, so "creating it again" after its trainer was killed (it reads ``failed``,
+``interrupted``) finds the same job and resumes it from its last checkpoint.
 """
 
 from __future__ import annotations
@@ -50,6 +52,7 @@ from raftkit.finetune import (
     FineTuneProvider,
     Hyperparameters,
     LifecycleReport,
+    LocalLoRAProvider,
     TrainingMetrics,
     summary_markdown,
     training_curve_csv,
@@ -57,6 +60,7 @@ from raftkit.finetune import (
 )
 from raftkit.llm import AzureAccount, AzureManagementClient
 from raftkit.run_dir import RunDir
+from raftkit.students import TemplateAudit
 
 __all__ = ["RESUMABLE_STATUSES", "TAG_KEY", "FineTuneRun", "FineTuneSummary", "LifecycleHook"]
 
@@ -93,17 +97,21 @@ LifecycleHook = Callable[[str], Awaitable[LifecycleReport]]
 class FineTuneRun:
     """The fine-tuning of one run directory through ``provider`` (which the caller owns).
 
-    ``provider_name`` (``"openai"``, ``"azure"``) is recorded with the job, so a job is only
-    resumed through the service that runs it. Progress lines go to ``say`` and warnings to
-    ``warn`` (both: the ``raftkit.finetune`` logger unless given). ``finetune.json`` and the
-    summary say ``simulated`` when the service is the simulator (``simulated``) or the run's
-    data came from it.
+    ``provider_name`` (``"openai"``, ``"azure"``, ``"local"``) is recorded with the job, so a
+    job is only resumed through the service that runs it. Progress lines go to ``say`` and
+    warnings to ``warn`` (both: the ``raftkit.finetune`` logger unless given).
+    ``finetune.json`` and the summary say ``simulated`` when the service is the simulator
+    (``simulated``) or the run's data came from it.
 
     ``method="dpo"`` trains on the preference pairs of ``dataset/dpo/`` (``raftkit export
     --formats dpo``) with ``beta``. ``lifecycle`` is awaited with the base model before any
     upload: a model (or provider) past its date is refused before anything is paid.
     ``price_per_million`` (and its ``price_note``) is the training price of the cost estimate
     printed before the job starts (default: the price table's for the model).
+
+    With a :class:`~raftkit.finetune.LocalLoRAProvider` (give it ``RunDir.local_training``) the
+    chat files are checked by the student's chat-template audit instead of a service's rules,
+    ``model`` is the BASE, and the "fine-tuned model" recorded is the adapter's folder.
     """
 
     def __init__(
@@ -209,6 +217,8 @@ class FineTuneRun:
             self._warn(f"job {recorded} of {self.run.finetune_state} is unknown to the service")
             return None
         if job.status not in RESUMABLE_STATUSES:
+            if job.error is not None and job.error.code == "interrupted":
+                self._say(f"job {job.id}: {job.error.message}")  # a local trainer was killed
             return None
         self._say(f"resuming job {job.id} ({job.status}) from {self.run.finetune_state}")
         return job
@@ -231,6 +241,7 @@ class FineTuneRun:
         """The chat training (and, if usable, validation) files, exported if missing and
         checked the way the service will; a training file it would reject raises."""
         train = self.run.dataset_file("chat", "train")
+        local = isinstance(self.provider, LocalLoRAProvider)
         if not train.is_file():
             examples = self.run.examples
             if not examples.is_file():
@@ -239,14 +250,22 @@ class FineTuneRun:
             prepared = await prepare_dataset(
                 examples, self.run.dataset, model=self.model, epochs=self.epochs
             )
-            self._say(prepared.render())
-            if not prepared.ok:
+            # a hosted service's rules (e.g. its 10-example minimum) bind no local trainer
+            self._say(prepared.split.render() if local else prepared.render())
+            if not prepared.ok and not local:
                 raise UsageError("the exported chat files would be rejected; see above")
+        if not await anyio.to_thread.run_sync(_has_rows, train):
+            raise UsageError(
+                f"{train} has no rows: the run has no train split to fine-tune on (generate "
+                "more examples, or export with other --seed/ratios)"
+            )
         report = await self._validate(train, "training")
-        if not report.ok:
+        if not report.ok or local:  # a student's audit is worth reading: lengths, the mask
             self._say(report.render())
-            raise UsageError(f"{train} would be rejected by the service; see above")
-        if report.cost is not None:
+        if not report.ok:
+            judge = f"the chat-template audit of {self.model}" if local else "the service"
+            raise UsageError(f"{train} would be rejected by {judge}; see above")
+        if isinstance(report, ValidationReport) and report.cost is not None:
             self._estimate(report.cost.tokens_per_epoch, report.examples)
         validation = self.run.dataset_file("chat", "validation")
         if not validation.is_file():
@@ -259,7 +278,10 @@ class FineTuneRun:
             return train, None
         return train, validation
 
-    async def _validate(self, path: Path, purpose: Purpose) -> ValidationReport:
+    async def _validate(self, path: Path, purpose: Purpose) -> ValidationReport | TemplateAudit:
+        if isinstance(self.provider, LocalLoRAProvider):
+            # an open-weight student: rendered with its own chat template, as it will train
+            return await self.provider.audit_file(path, self.model)
         return await anyio.to_thread.run_sync(
             lambda: validate_chat_jsonl(path, model=self.model, epochs=self.epochs, purpose=purpose)
         )
@@ -507,3 +529,8 @@ class FineTuneRun:
         return await provider.create_deployment(
             job, name=name, sku_name=sku_name, capacity=capacity
         )
+
+
+def _has_rows(path: Path) -> bool:
+    with path.open("rb") as f:
+        return any(line.strip() for line in f)

@@ -18,6 +18,8 @@ A run directory is where one corpus's work accumulates, command after command::
                                     and dataset/export.json (the system prompt and formats used)
       finetune.json                 the fine-tuning job (``raftkit finetune``), to resume it
       finetune/                     after the job: report.md, training-curve.{csv,svg}
+      finetune/local/               ``finetune --provider local``: files/, jobs/<job id>/
+                                    (adapter/, checkpoints/, events), bases/ (GGUF dequantized)
       eval/                         ``raftkit eval``: its own journal and report.{md,html,json},
                                     retrieved/<retriever>.jsonl (contexts a retriever returned)
       retrieval/                    ``raftkit retrieval``: pairs.jsonl, split.json, cache/,
@@ -242,6 +244,12 @@ class RunDir(os.PathLike[str]):
     @property
     def finetune_report_md(self) -> Path:
         return self.finetune / "report.md"
+
+    @property
+    def local_training(self) -> Path:
+        """The local LoRA provider's folder (``raftkit finetune --provider local``): uploaded
+        files, one folder per job (adapter, checkpoints, events) and dequantized GGUF bases."""
+        return self.finetune / "local"
 
     @property
     def training_curve_csv(self) -> Path:

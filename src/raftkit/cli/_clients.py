@@ -15,7 +15,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
@@ -87,13 +87,16 @@ class OpenedClient:
     provider: str
 
 
-def add_client_arguments(parser: argparse.ArgumentParser, *, role: str = "teacher") -> None:
-    """The endpoint flags; ``role`` (a key of :data:`ROLES`) words the simulator's banner."""
+def add_client_arguments(
+    parser: argparse.ArgumentParser, *, role: str = "teacher", extra_providers: Sequence[str] = ()
+) -> None:
+    """The endpoint flags; ``role`` (a key of :data:`ROLES`) words the simulator's banner;
+    ``extra_providers`` are choices of ``--provider`` the command handles itself (``local``)."""
     parser.set_defaults(client_role=role)
     group = parser.add_argument_group(f"endpoint ({role})")
     group.add_argument(
         "--provider",
-        choices=["auto", "openai", "azure", "simulator"],
+        choices=["auto", "openai", "azure", "simulator", *extra_providers],
         default="auto",
         help="where requests go (default: auto — from the environment, else the simulator)",
     )

@@ -26,9 +26,11 @@ from raftkit.cli._progress import StatusLine
 from raftkit.cli._reference import report_lifecycle
 from raftkit.errors import UsageError
 from raftkit.eval_run import (
+    LOCAL_ADAPTER_NAME,
     EmbeddingRetriever,
     HeldOut,
     RetrieverSpec,
+    base_model,
     finetuned_model,
     held_out_examples,
     parse_retriever_spec,
@@ -91,7 +93,8 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         metavar="[LABEL=]MODEL[@URL]",
         help="a model, optionally labelled and served at its own base URL, e.g. "
         "base=SmolLM2-135M-Instruct@http://127.0.0.1:8001/v1; repeat it; after --models. "
-        "MODEL @finetuned is the model finetune.json records",
+        "MODEL @finetuned is the model finetune.json records (a local adapter: as `raftkit "
+        "serve --run` serves it), @base its base model",
     )
     p.add_argument("--split", choices=["test", "validation", "train"], default="test")
     p.add_argument("--seed", type=int, help="the split's seed (default: dataset/split.json's)")
@@ -160,12 +163,20 @@ def _settings(text: str | None, retrieving: bool) -> tuple[ContextSetting, ...]:
 
 def _targets(args: argparse.Namespace, run: RunDir) -> list[ModelTarget]:
     targets = parse_model_targets(args.models, args.model)
-    if any(t.is_finetuned_alias for t in targets):
-        name = finetuned_model(run)
-        targets = [
-            ModelTarget(t.label, name, t.base_url) if t.is_finetuned_alias else t for t in targets
-        ]
-    return targets
+    resolved = []
+    for target in targets:
+        if not target.is_alias:
+            resolved.append(target)
+            continue
+        tuned = target.is_finetuned_alias
+        name = finetuned_model(run) if tuned else base_model(run)
+        if tuned and name == LOCAL_ADAPTER_NAME and not (target.base_url or args.base_url):
+            raise UsageError(
+                f"{target}: the run's fine-tune is a local adapter; serve it (raftkit serve "
+                f"--run {run.root}) and say where: --model tuned=@finetuned@http://127.0.0.1:8000/v1"
+            )
+        resolved.append(ModelTarget(target.label, name, target.base_url))
+    return resolved
 
 
 def _retrievers(args: argparse.Namespace) -> list[RetrieverSpec]:

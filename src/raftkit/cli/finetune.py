@@ -18,12 +18,16 @@
   ``--training-tier standard|global|developer`` picks the training tier (default: the best
   the base model takes) and ``--deployment-type`` the deployment's type. The base model is
   checked against its lifecycle dates before anything is uploaded.
+  ``--provider local --model BASE`` trains a LoRA adapter on this machine instead
+  (:mod:`raftkit.cli._local_training`: its flags, and ``RUN_DIR/finetune/local/``).
 - ``raftkit jobs list | show ID | cancel ID | inventory`` (``inventory``: the fine-tuned
-  models, their base model, creation and shutdown dates and days left).
+  models, their base model, creation and shutdown dates and days left; ``--run RUN_DIR``:
+  that run's local jobs).
 
 The four commands share the provider set-up, the lifecycle check and the event printing, which
 is why this module is longer than most; the Azure choices (``_tiers``), the preference pairs
-(``_preferences``) and the dated tables (``_reference``) live in modules of their own.
+(``_preferences``), the dated tables (``_reference``) and local training (``_local_training``)
+live in modules of their own.
 """
 
 from __future__ import annotations
@@ -33,6 +37,7 @@ import json
 import os
 import sys
 from collections.abc import Awaitable, Callable, Mapping
+from contextlib import AsyncExitStack
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -40,6 +45,13 @@ from typing import Any
 import anyio
 
 from raftkit.cli._clients import OpenedClient, add_client_arguments, chosen_provider, open_client
+from raftkit.cli._local_training import (
+    add_local_arguments,
+    local_base,
+    local_job_lines,
+    local_provider,
+    next_steps,
+)
 from raftkit.cli._preferences import (
     PREFERENCE_FORMATS,
     check_preference_files,
@@ -72,13 +84,20 @@ from raftkit.finetune import (
     Hyperparameters,
     JobEvent,
     LifecycleReport,
+    LocalLoRAProvider,
     OpenAIFineTuneProvider,
     check_model,
     fine_tuned_inventory,
 )
 from raftkit.finetune_run import FineTuneRun
 from raftkit.html_page import simulated_markdown
-from raftkit.llm import AzureAccount, AzureManagementClient, LLMClient, PollPolicy
+from raftkit.llm import (
+    AzureAccount,
+    AzureManagementClient,
+    LLMClient,
+    PollPolicy,
+    RequestActivity,
+)
 from raftkit.llm.azure_management import MANAGEMENT_SCOPE
 from raftkit.reference_data import default_models
 from raftkit.run_dir import RunDir
@@ -97,17 +116,22 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     """Add ``finetune`` alone."""
     p = commands.add_parser(
         "finetune",
-        help="fine-tune a student model on a run's examples (OpenAI or Azure OpenAI)",
+        help="fine-tune a student model on a run's examples (OpenAI, Azure OpenAI, or LoRA "
+        "on this machine)",
         description="Export RUN_DIR's examples if needed, upload the training files, start a "
         "fine-tuning job (supervised, or DPO on the pairs of `raftkit export --formats dpo`) "
         "and (with --wait) follow it to the end. Run it again to resume waiting for the job "
         "recorded in RUN_DIR/finetune.json. The base model is checked against its lifecycle "
         "dates first: a model or provider past its fine-tuning date is refused before anything "
-        "is uploaded.",
+        "is uploaded. --provider local --model BASE trains a LoRA adapter of an open-weight "
+        "model here instead; a training that was killed resumes from its last checkpoint when "
+        "the command is run again.",
     )
     p.add_argument("run_dir", type=Path, help="the run directory of `raftkit generate`")
     p.add_argument(
-        "--model", help=f"the base model to fine-tune (default: {_student_default_help()})"
+        "--model",
+        help=f"the base model to fine-tune (default: {_student_default_help()}; with "
+        "--provider local: the BASE)",
     )
     p.add_argument(
         "--method",
@@ -131,7 +155,7 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     p.add_argument("--new", action="store_true", help="start a new job even if one is recorded")
     p.add_argument("--quiet", action="store_true", help="no live status line while waiting")
     p.add_argument(
-        "--poll-interval", type=float, default=10.0, help="seconds between polls at first"
+        "--poll-interval", type=float, help="seconds between polls at first (default 10; local 0.5)"
     )
     p.add_argument("--timeout", type=float, help="stop waiting after this many seconds")
     arm = p.add_argument_group("Azure deployment (after --wait)")
@@ -152,7 +176,8 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     arm.add_argument("--sku", help="the ARM sku.name itself (instead of --deployment-type)")
     arm.add_argument("--capacity", type=int, default=1)
     arm.add_argument("--management-url", default="https://management.azure.com")
-    add_client_arguments(p, role="fine-tuning")
+    add_local_arguments(p)
+    add_client_arguments(p, role="fine-tuning", extra_providers=("local",))
     p.set_defaults(handler=run)
 
 
@@ -239,6 +264,12 @@ def add_jobs(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     p.add_argument("action", choices=["list", "show", "cancel", "inventory"])
     p.add_argument("job_id", nargs="?", help="the job (for show and cancel)")
     p.add_argument("--limit", type=int, default=20, help="jobs listed at most")
+    p.add_argument(
+        "--run",
+        type=Path,
+        metavar="RUN_DIR",
+        help="the local jobs of this run directory (`raftkit finetune --provider local`)",
+    )
     add_client_arguments(p, role="jobs")
     p.set_defaults(handler=run)
 
@@ -397,7 +428,7 @@ def _holds_preference_pairs(path: Path) -> bool:
 def _provider(
     opened: OpenedClient, args: argparse.Namespace, training_type: str | None = None
 ) -> FineTuneProvider:
-    interval: float = getattr(args, "poll_interval", 10.0)
+    interval: float = getattr(args, "poll_interval", None) or 10.0
     if interval <= 0:
         raise UsageError("--poll-interval must be positive")
     poll = PollPolicy(
@@ -432,76 +463,109 @@ async def _finetune(args: argparse.Namespace) -> int:
         raise UsageError(f"{args.run_dir} is not a directory")
     if args.beta is not None and args.method != "dpo":
         raise UsageError("--beta is a DPO hyperparameter: use it with --method dpo")
+    if args.provider == "local" and args.method != "supervised":
+        raise UsageError(
+            "--provider local trains supervised LoRA on the chat files; --method dpo is for "
+            "OpenAI or Azure OpenAI"
+        )
     run = RunDir(args.run_dir)
     with run.lock("raftkit finetune"):
         return await _finetune_locked(args, run)
 
 
 async def _finetune_locked(args: argparse.Namespace, run: RunDir) -> int:
-    model = args.model or student_default(args)
-    async with open_client(args) as opened:
-        simulated = opened.simulated or run.simulated()
-        if simulated:
-            print(simulated_markdown(), flush=True)
-        choices = training_choices(args, opened.provider, model, opened.client)
-        tier = choices.tier.api_value if choices.tier is not None else None
+    async with AsyncExitStack() as stack:
+        activity: Callable[[], RequestActivity | None] | None = None
+        choices: TrainingChoices | None = None
+        lifecycle: Callable[[str], Awaitable[LifecycleReport]] | None = None
+        if args.provider == "local":  # LoRA here: no endpoint to open, no dates to check
+            model = local_base(args.model)
+            provider: FineTuneProvider = await stack.enter_async_context(local_provider(args, run))
+            name, simulated = "local", run.simulated()
+            if simulated:
+                print(simulated_markdown(), flush=True)
+        else:
+            model = args.model or student_default(args)
+            opened = await stack.enter_async_context(open_client(args))
+            name, activity = opened.provider, opened.client.activity
+            simulated = opened.simulated or run.simulated()
+            if simulated:
+                print(simulated_markdown(), flush=True)
+            choices = training_choices(args, opened.provider, model, opened.client)
+            tier = choices.tier.api_value if choices.tier is not None else None
+            client = opened.client
 
-        async def lifecycle(name: str) -> LifecycleReport:
-            return await check_model(
-                opened.client,
-                name,
-                provider=hosted_provider(opened.provider),
-                purpose="finetune",
-                table=lifecycle_table(args),
-                today=today_override(),
-            )
+            async def check(base: str) -> LifecycleReport:
+                return await check_model(
+                    client,
+                    base,
+                    provider=hosted_provider(name),
+                    purpose="finetune",
+                    table=lifecycle_table(args),
+                    today=today_override(),
+                )
 
-        async with _provider(opened, args, tier) as provider:
-            finetuning = FineTuneRun(
-                args.run_dir,
-                provider,
-                provider_name=opened.provider,
-                model=model,
-                hyperparameters=Hyperparameters(
-                    n_epochs=args.epochs,
-                    batch_size=args.batch_size,
-                    learning_rate_multiplier=args.learning_rate_multiplier,
-                ),
-                suffix=args.suffix,
-                seed=args.seed,
-                say=lambda message: print(message, flush=True),
-                warn=_warn,
-                simulated=simulated,
-                method=args.method,
-                beta=args.beta,
-                lifecycle=lifecycle,
-                price_per_million=choices.price_per_million,
-                price_note=choices.price_note,
-            )
-            job = await finetuning.start_or_resume(resume=not args.new)
-            if not args.wait:
-                print(f"follow it with: raftkit jobs show {job.id}")
-                return 0
-            status = StatusLine("finetune", quiet=args.quiet, activity=opened.client.activity)
-            status.update(phase=f"{job.id} {job.status}")
+            lifecycle = check
+            provider = await stack.enter_async_context(_provider(opened, args, tier))
+        finetuning = FineTuneRun(
+            args.run_dir,
+            provider,
+            provider_name=name,
+            model=model,
+            hyperparameters=Hyperparameters(
+                n_epochs=args.epochs,
+                batch_size=args.batch_size,
+                learning_rate_multiplier=args.learning_rate_multiplier,
+            ),
+            suffix=args.suffix,
+            seed=args.seed,
+            say=lambda message: print(message, flush=True),
+            warn=_warn,
+            simulated=simulated,
+            method=args.method,
+            beta=args.beta,
+            lifecycle=lifecycle,
+            price_per_million=choices.price_per_million if choices is not None else None,
+            price_note=choices.price_note if choices is not None else "",
+        )
+        job = await finetuning.start_or_resume(resume=not args.new)
+        if not args.wait:
+            where = f" --run {args.run_dir}" if name == "local" else ""
+            print(f"follow it with: raftkit jobs show {job.id}{where}")
+            return 0
+        status = StatusLine("finetune", quiet=args.quiet, activity=activity)
+        status.update(phase=f"{job.id} {job.status}")
 
-            def on_event(event: JobEvent) -> None:
-                step, total = event.data.get("step"), event.data.get("total_steps")
-                if isinstance(step, int | float) and isinstance(total, int | float):
-                    status.update(done=int(step), total=int(total), unit="steps")
-                status.say(_event_line(event))
+        def on_event(event: JobEvent) -> None:
+            step, total = event.data.get("step"), event.data.get("total_steps")
+            if isinstance(step, int | float) and isinstance(total, int | float):
+                status.update(done=int(step), total=int(total), unit="steps", detail=_losses(event))
+            status.say(_event_line(event))
 
-            def on_job(polled: FineTuneJob) -> None:
-                model = f" → {polled.fine_tuned_model}" if polled.fine_tuned_model else ""
-                status.update(phase=f"{polled.id} {polled.status}{model}")
+        def on_job(polled: FineTuneJob) -> None:
+            model = f" → {polled.fine_tuned_model}" if polled.fine_tuned_model else ""
+            status.update(phase=f"{polled.id} {polled.status}{model}")
 
-            async with status.shown():
-                done = await finetuning.wait(job, on_event=on_event, on_job=on_job)
-            return await _report(args, finetuning, done, choices)
+        async with status.shown():
+            done = await finetuning.wait(job, on_event=on_event, on_job=on_job)
+        return await _report(args, finetuning, done, choices)
+
+
+def _losses(event: JobEvent) -> str | None:
+    """``train loss 1.234  valid loss 1.456`` from a step event's data, when it has them."""
+    parts = [
+        f"{label} {value:.3f}"
+        for label, key in (("train loss", "train_loss"), ("valid loss", "valid_loss"))
+        if isinstance(value := event.data.get(key), int | float)
+    ]
+    return "  ".join(parts) or None
 
 
 async def _report(
-    args: argparse.Namespace, finetuning: FineTuneRun, job: FineTuneJob, choices: TrainingChoices
+    args: argparse.Namespace,
+    finetuning: FineTuneRun,
+    job: FineTuneJob,
+    choices: TrainingChoices | None,
 ) -> int:
     print(f"job {job.id}: {job.status}")
     if job.status != "succeeded":
@@ -519,9 +583,15 @@ async def _report(
         if summary.curve_svg is not None:
             print(f"training curve: {summary.curve_svg} ({summary.curve_csv})")
         print(f"summary: {summary.report}")
+    if finetuning.provider_name == "local":
+        for line in next_steps(finetuning.run):
+            print(line)
     if args.deployment:
-        if not isinstance(finetuning.provider, AzureFineTuneProvider):
-            raise UsageError("--deployment is for Azure; an OpenAI model is usable at once")
+        if not isinstance(finetuning.provider, AzureFineTuneProvider) or choices is None:
+            raise UsageError(
+                "--deployment is for Azure; an OpenAI model is usable at once, a local adapter "
+                "is served with `raftkit serve --run RUN_DIR`"
+            )
         await _deploy(args, finetuning, job, choices)
     return 0
 
@@ -584,6 +654,17 @@ def _management_token() -> Callable[[], str]:
 async def _jobs(args: argparse.Namespace) -> int:
     if args.action in ("show", "cancel") and not args.job_id:
         raise UsageError(f"`raftkit jobs {args.action}` needs a job id")
+    if args.run is not None:
+        if not args.run.is_dir():
+            raise UsageError(f"--run {args.run} is not a directory")
+        if args.action == "inventory":
+            raise UsageError(
+                "`raftkit jobs inventory` lists a service's fine-tuned models: drop --run"
+            )
+        async with local_provider(args, RunDir(args.run)) as local:
+            return await _job_action(args, local)
+    if (args.job_id or "").startswith("ftjob-local-"):
+        raise UsageError(f"{args.job_id} is a local job: add --run RUN_DIR (its run directory)")
     async with open_client(args) as opened, _provider(opened, args) as provider:
         if args.action == "inventory":
             inventory = await fine_tuned_inventory(
@@ -595,32 +676,39 @@ async def _jobs(args: argparse.Namespace) -> int:
             )
             print(inventory.render())
             return 0
-        if args.action == "list":
-            shown = 0
-            async for job in provider.list_jobs():
-                print(f"{job.id}  {job.status:<16} {job.model}  {job.fine_tuned_model or '-'}")
-                shown += 1
-                if shown >= args.limit:
-                    break
-            if shown == 0:
-                print("no fine-tuning jobs")
-            return 0
-        if args.action == "cancel":
-            job = await provider.cancel_job(args.job_id)
-            print(f"job {job.id}: {job.status}")
-            return 0
-        job = await provider.get_job(args.job_id)
-        _show(job)
-        recent: list[JobEvent] = []
-        async for event in provider.events(job.id):
-            recent.append(event)
-            if len(recent) >= 10:
+        return await _job_action(args, provider)
+
+
+async def _job_action(args: argparse.Namespace, provider: FineTuneProvider) -> int:
+    if args.action == "list":
+        shown = 0
+        async for job in provider.list_jobs():
+            print(f"{job.id}  {job.status:<16} {job.model}  {job.fine_tuned_model or '-'}")
+            shown += 1
+            if shown >= args.limit:
                 break
-        for event in reversed(recent):
-            _print_event(event)
-        if job.status == "succeeded" and job.result_files:
-            print(f"metrics: {(await provider.metrics(job)).render()}")
+        if shown == 0:
+            print("no fine-tuning jobs")
         return 0
+    if args.action == "cancel":
+        job = await provider.cancel_job(args.job_id)
+        print(f"job {job.id}: {job.status}")
+        return 0
+    job = await provider.get_job(args.job_id)
+    _show(job)
+    if isinstance(provider, LocalLoRAProvider):
+        for line in local_job_lines(job):
+            print(line)
+    recent: list[JobEvent] = []
+    async for event in provider.events(job.id):
+        recent.append(event)
+        if len(recent) >= 10:
+            break
+    for event in reversed(recent):
+        _print_event(event)
+    if job.status == "succeeded" and job.result_files:
+        print(f"metrics: {(await provider.metrics(job)).render()}")
+    return 0
 
 
 def _show(job: FineTuneJob) -> None:

@@ -1,9 +1,13 @@
-"""``raftkit serve BASE [--adapter [NAME=]PATH] [--port P] [--host 127.0.0.1]``.
+"""``raftkit serve BASE [--adapter [NAME=]PATH] [--port P] [--host 127.0.0.1]``, or
+``raftkit serve --run RUN_DIR``.
 
 Loads an open-weight model (a Hugging Face model folder, a model id in the local HF cache, or
 a .gguf file) with its LoRA adapters and serves ``/v1/models`` and ``/v1/chat/completions``
 until interrupted. The base answers under its BASE (or ``--served-model-name``), each adapter
-under its NAME (default ``raft``), like vLLM's ``--lora-modules``. Needs the ``train`` extra.
+under its NAME (default ``raft``), like vLLM's ``--lora-modules``. With ``--run RUN_DIR`` the
+BASE and the adapter are those ``raftkit finetune RUN_DIR --provider local`` recorded
+(``@finetuned`` in an ``--adapter`` stands for that adapter), so ``raftkit eval RUN_DIR --model
+base=@base@URL --model tuned=@finetuned@URL`` finds both. Needs the ``train`` extra.
 """
 
 from __future__ import annotations
@@ -31,19 +35,36 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "`raftkit eval` and any OpenAI client. Generation runs one request at a time: enough "
         "for small models and tests; use vLLM or llama.cpp for throughput (docs/open-models.md).",
     )
-    p.add_argument("base", help="a model folder, a model id in the local HF cache, or a .gguf")
+    p.add_argument(
+        "base",
+        nargs="?",
+        help="a model folder, a model id in the local HF cache, or a .gguf (default with "
+        "--run: the base the run's adapter was trained on)",
+    )
+    p.add_argument(
+        "--run",
+        type=Path,
+        metavar="RUN_DIR",
+        help="serve the LoRA adapter `raftkit finetune RUN_DIR --provider local` trained, as "
+        "'raft', beside its base",
+    )
     p.add_argument(
         "--adapter",
         action="append",
         default=[],
         metavar="[NAME=]PATH",
-        help="a PEFT LoRA adapter folder, served as NAME (default: raft); repeatable",
+        help="a PEFT LoRA adapter folder (or @finetuned, with --run), served as NAME "
+        "(default: raft); repeatable",
     )
     p.add_argument("--served-model-name", help="the base model's name (default: BASE)")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8000)
     p.add_argument("--device", choices=["auto", "cuda", "mps", "cpu"], default="auto")
-    p.add_argument("--cache-dir", type=Path, help="keep a GGUF base dequantized here")
+    p.add_argument(
+        "--cache-dir",
+        type=Path,
+        help="keep a GGUF base dequantized here (with --run: where its training keeps it)",
+    )
     p.add_argument(
         "--max-tokens-default",
         type=int,
@@ -53,13 +74,18 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     p.set_defaults(handler=run)
 
 
-def parse_adapters(specs: list[str]) -> dict[str, Path]:
-    """``NAME=PATH`` or ``PATH`` (named ``raft``, then ``raft-2``, ...) → name to folder."""
+def parse_adapters(specs: list[str], finetuned: Path | None = None) -> dict[str, Path]:
+    """``NAME=PATH`` or ``PATH`` (named ``raft``, then ``raft-2``, ...) → name to folder; a
+    PATH ``@finetuned`` is ``finetuned`` (the run's adapter)."""
     adapters: dict[str, Path] = {}
     for spec in specs:
         name, _, path = spec.partition("=")
         if not path or not _NAME.match(name) or Path(spec).exists():
             name, path = "", spec
+        if path == "@finetuned":
+            if finetuned is None:
+                raise UsageError(f"--adapter {spec}: @finetuned needs --run RUN_DIR")
+            path = str(finetuned)
         if not name:
             name = "raft" if "raft" not in adapters else f"raft-{len(adapters) + 1}"
         if name in adapters:
@@ -76,21 +102,35 @@ async def run(args: argparse.Namespace) -> int:
 
     from raftkit.serve import LocalChatModel, create_app
 
-    adapters = parse_adapters(args.adapter)
+    base, cache_dir = args.base, args.cache_dir
+    finetuned = None
+    if args.run is not None:
+        from raftkit.eval_run import finetuned_adapter
+        from raftkit.run_dir import RunDir
+
+        recorded = finetuned_adapter(RunDir(args.run))
+        finetuned = recorded.adapter
+        base = base or recorded.base
+        cache_dir = cache_dir or recorded.cache_dir
+        if not args.adapter:
+            args.adapter = [f"{recorded.name}=@finetuned"]
+    if base is None:
+        raise UsageError("name the BASE to serve, or --run RUN_DIR (a locally fine-tuned run)")
+    adapters = parse_adapters(args.adapter, finetuned)
     if args.host not in _LOOPBACK:
         print(
             f"raftkit serve: listening on {args.host} without authentication: anyone who can "
             "reach this port can use the model",
             file=sys.stderr,
         )
-    print(f"loading {args.base} ...", flush=True)
+    print(f"loading {base} ...", flush=True)
     model = await anyio.to_thread.run_sync(
         lambda: LocalChatModel.load(
-            args.base,
+            base,
             adapters=adapters,
             served_name=args.served_model_name,
             device=args.device,
-            cache_dir=args.cache_dir,
+            cache_dir=cache_dir,
             default_max_tokens=args.max_tokens_default,
         )
     )

@@ -32,6 +32,7 @@ from raftkit.evaluate.abstention import (
     refusal_answer_of,
 )
 from raftkit.evaluate.endpoints import (
+    BASE_ALIAS,
     FINETUNED_ALIAS,
     EndpointScopedStore,
     ModelTarget,
@@ -81,6 +82,7 @@ from raftkit.types import DEFAULT_REFUSAL_ANSWER, RaftExample
 
 __all__ = [
     "ABSTENTION_METRIC_NAMES",
+    "BASE_ALIAS",
     "BUILTIN_METRICS",
     "DEFAULT_REFUSAL_ANSWER",
     "FINETUNED_ALIAS",

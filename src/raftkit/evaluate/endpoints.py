@@ -6,7 +6,9 @@ hosted model beside them. A model target is written ``[LABEL=]MODEL[@URL]``:
 
 - ``gpt-4o-mini`` — the model at the default endpoint, labelled by its name;
 - ``base=SmolLM2-135M-Instruct@http://127.0.0.1:8001/v1`` — a model at a base URL;
-- ``tuned=@finetuned`` — the fine-tuned model recorded in the run's ``finetune.json``.
+- ``tuned=@finetuned`` — the fine-tuned model recorded in the run's ``finetune.json`` (a local
+  LoRA adapter: the name it is served under, ``raft``); ``base=@base`` — the base model it
+  records (what the student was tuned from).
 
 A journal key is a hash of the request (path and body), which does not name the server. Two
 servers that answer to the same model name (llama.cpp ignores the name; two ``raftkit serve``
@@ -38,6 +40,7 @@ if TYPE_CHECKING:
     from raftkit.llm import LLMClient, ResponseStore
 
 __all__ = [
+    "BASE_ALIAS",
     "FINETUNED_ALIAS",
     "EndpointScopedStore",
     "ModelTarget",
@@ -48,6 +51,9 @@ __all__ = [
 
 #: Stands for the fine-tuned model a run's ``finetune.json`` records.
 FINETUNED_ALIAS = "@finetuned"
+#: Stands for the base model a run's ``finetune.json`` records.
+BASE_ALIAS = "@base"
+_ALIASES = (FINETUNED_ALIAS, BASE_ALIAS)
 
 # the last "@" that starts a URL separates the model from where it is served
 _AT_URL = re.compile(r"@(?=https?://)", re.IGNORECASE)
@@ -66,6 +72,11 @@ class ModelTarget:
     @property
     def is_finetuned_alias(self) -> bool:
         return self.model == FINETUNED_ALIAS
+
+    @property
+    def is_alias(self) -> bool:
+        """Whether the model is ``@finetuned`` or ``@base``, resolved from the run."""
+        return self.model in _ALIASES
 
     def __str__(self) -> str:
         where = f"@{self.base_url}" if self.base_url else ""
@@ -104,10 +115,13 @@ def parse_model_target(text: str) -> ModelTarget:
         spec, base_url = spec[:at].strip(), _check_url(spec[at + 1 :].strip(), shown)
     if not spec:
         raise UsageError(f"model {shown!r} names no model (write LABEL=MODEL@URL)")
-    if spec.startswith("@") and spec != FINETUNED_ALIAS:
-        raise UsageError(f"model {shown!r}: {spec!r} is not a known alias (try {FINETUNED_ALIAS})")
+    if spec.startswith("@") and spec not in _ALIASES:
+        raise UsageError(
+            f"model {shown!r}: {spec!r} is not a known alias (try {FINETUNED_ALIAS} or "
+            f"{BASE_ALIAS})"
+        )
     if label is None:
-        label = "finetuned" if spec == FINETUNED_ALIAS else spec
+        label = spec[1:] if spec in _ALIASES else spec
     return ModelTarget(label=label, model=spec, base_url=base_url)
 
 

@@ -49,7 +49,14 @@ from raftkit.finetune._models import (
 from raftkit.finetune.metrics import parse_result_csv
 from raftkit.llm.files import UploadedFile, content_hash
 from raftkit.llm.polling import PollPolicy
-from raftkit.students import LocalTrainingConfig, StudentBase, require_train, resolve_base
+from raftkit.students import (
+    LocalTrainingConfig,
+    StudentBase,
+    TemplateAudit,
+    audit_student,
+    require_train,
+    resolve_base,
+)
 from raftkit.students.jobdir import (
     EventWriter,
     JobDir,
@@ -164,6 +171,18 @@ class LocalLoRAProvider(FineTuneProvider):
         if "/" in file_id or not path.is_file():
             raise UsageError(f"no uploaded file {file_id} in {self.files_dir}; upload it first")
         return path
+
+    async def audit_file(self, path: str | os.PathLike[str], model: str) -> TemplateAudit:
+        """The chat-template audit the trainer will make of ``path`` for the BASE ``model``
+        (at this provider's ``max_seq_length``), before anything is uploaded or trained."""
+        return await anyio.to_thread.run_sync(
+            lambda: audit_student(
+                path,
+                model,
+                max_seq_length=self.config.max_seq_length,
+                cache_dir=self.cache_dir,
+            )
+        )
 
     # ------------------------------------------------------------------ jobs
 
@@ -469,6 +488,7 @@ def _job(jobdir: JobDir) -> FineTuneJob:
         result_files=[str(jobdir.curve_csv)] if succeeded and jobdir.curve_csv.is_file() else [],
         hyperparameters=spec.config.model_dump(mode="json") | _preference(spec),
         suffix=spec.suffix,
+        metadata=spec.metadata,
         seed=spec.config.seed,
         error=JobError(code=code, message=message or "") if message else None,
         raw={

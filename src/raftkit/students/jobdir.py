@@ -27,6 +27,8 @@ from raftkit.students.base import StudentBase
 from raftkit.students.config import LocalTrainingConfig
 
 __all__ = [
+    "CURVE_CSV",
+    "CURVE_SVG",
     "EventWriter",
     "JobDir",
     "LocalJobSpec",
@@ -34,6 +36,10 @@ __all__ = [
     "StepEvent",
     "write_json_atomically",
 ]
+
+#: The loss curve's file names in a job's adapter folder (and in a run's ``finetune/``).
+CURVE_CSV = "training-curve.csv"
+CURVE_SVG = "training-curve.svg"
 
 try:  # POSIX; local training needs it to tell a live trainer from a killed one
     import fcntl
@@ -154,15 +160,17 @@ class JobDir:
     def base_config_dir(self) -> Path:
         return self.root / "base_config"
 
-    # the adapter folder is the deliverable: weights, card and curve travel together
+    # the adapter folder is the deliverable: weights, card and curve travel together. The
+    # curve's names are a run directory's (RunDir.training_curve_csv/svg), which
+    # FineTuneRun fills from this CSV: one pair of names wherever a curve is found.
 
     @property
     def curve_csv(self) -> Path:
-        return self.root / "adapter" / "loss.csv"
+        return self.adapter_dir / CURVE_CSV
 
     @property
     def curve_svg(self) -> Path:
-        return self.root / "adapter" / "loss.svg"
+        return self.adapter_dir / CURVE_SVG
 
     @property
     def card_path(self) -> Path:

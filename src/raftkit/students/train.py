@@ -26,7 +26,14 @@ from typing import Any
 
 from raftkit.dataset.export import MissingExtraError
 from raftkit.errors import DatasetError, InputError, UsageError
-from raftkit.students.jobdir import EventWriter, JobDir, LocalJobSpec, write_json_atomically
+from raftkit.students.jobdir import (
+    CURVE_CSV,
+    CURVE_SVG,
+    EventWriter,
+    JobDir,
+    LocalJobSpec,
+    write_json_atomically,
+)
 
 __all__ = ["detach", "main"]
 
@@ -332,9 +339,9 @@ class _Trainer:
         for config in model.peft_config.values():
             config.base_model_name_or_path = spec.base.spec
         model.save_pretrained(staging)
-        (staging / "loss.csv").write_text(curve_csv(rows), encoding="utf-8")
+        (staging / CURVE_CSV).write_text(curve_csv(rows), encoding="utf-8")
         title = f"{spec.suffix or 'RAFT student'} on {Path(spec.base.spec).name}"
-        (staging / "loss.svg").write_text(curve_svg(rows, title=title), encoding="utf-8")
+        (staging / CURVE_SVG).write_text(curve_svg(rows, title=title), encoding="utf-8")
         card = model_card(
             spec,
             rows=rows,
