@@ -184,6 +184,22 @@ class LocalLoRAProvider(FineTuneProvider):
             )
         )
 
+    async def check_pairs(self, path: str | os.PathLike[str], model: str) -> int:
+        """Render every preference pair of ``path`` with the BASE ``model``'s chat template,
+        as DPO training will; the number of pairs, or a :class:`~raftkit.errors.DatasetError`
+        naming the file and line of the first pair that cannot be trained."""
+        from raftkit.students import load_tokenizer
+        from raftkit.students.pairs import load_preference_pairs
+
+        def check() -> int:
+            base = resolve_base(model)
+            window = base.context_window or self.config.max_seq_length
+            tokenizer = load_tokenizer(base, cache_dir=self.cache_dir)
+            limit = min(self.config.max_seq_length, window)
+            return len(load_preference_pairs(path, tokenizer, max_tokens=limit))
+
+        return await anyio.to_thread.run_sync(check)
+
     # ------------------------------------------------------------------ jobs
 
     def _settings(

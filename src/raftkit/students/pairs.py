@@ -14,6 +14,7 @@ Both preference formats of ``raftkit export --formats dpo`` are read: OpenAI's `
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -86,7 +87,7 @@ def render_pair(tokenizer: Any, record: Mapping[str, Any]) -> RenderedPair:
 
 
 def load_preference_pairs(
-    path: str | Path, tokenizer: Any, *, max_tokens: int | None = None
+    path: str | os.PathLike[str], tokenizer: Any, *, max_tokens: int | None = None
 ) -> list[RenderedPair]:
     """Every pair of a preference JSONL file; :class:`DatasetError` naming the file and line
     of the first row that is not a pair, cannot be rendered, or is longer than ``max_tokens``
