@@ -296,7 +296,7 @@ class TrainingLoop:
                 loss, _, right = self._micro_loss(micro)
                 scaled: Any = self.scaler.scale(loss / max(1, units))
                 scaled.backward()
-                loss_sum += float(loss)
+                loss_sum += float(loss.detach())
                 correct += right
             self.scaler.unscale_(self.optimizer)
             if self.config.max_grad_norm is not None:
