@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,7 +22,7 @@ from students_support import Trained, requires_student, smollm_gguf
 pytestmark = [requires_student()]
 
 SYSTEM = "Answer from the documents."
-ROWS = [
+ROWS: list[dict[str, Any]] = [
     {
         "prompt": [
             {"role": "system", "content": SYSTEM},
@@ -52,7 +51,7 @@ class Student:
 
 
 @pytest.fixture(scope="module")
-def student(trained: Trained) -> Iterator[Student]:
+def student(trained: Trained) -> Student:
     """The base in float32, read from the session's trained run's dequantized copy (loading
     the GGUF itself takes a minute on a busy CPU)."""
     import torch
@@ -61,7 +60,7 @@ def student(trained: Trained) -> Iterator[Student]:
 
     base = resolve_base(str(smollm_gguf()))
     model, tokenizer = load_causal_lm(base, dtype=torch.float32, cache_dir=trained.out / "bases")
-    yield Student(model, tokenizer)
+    return Student(model, tokenizer)
 
 
 def _write(path: Path, rows: list[dict[str, Any]]) -> Path:
@@ -74,22 +73,22 @@ def test_both_formats_render_one_prompt_and_train_only_the_answers(student: Stud
 
     tokenizer = student.tokenizer
     pairs = [render_pair(tokenizer, row) for row in ROWS]
-    for pair, row in zip(pairs, ROWS, strict=True):
+    for pair, record in zip(pairs, ROWS, strict=True):
         chosen, rejected = pair.chosen, pair.rejected
         start_c, start_r = chosen.spans[0][0], rejected.spans[0][0]
         assert start_c == start_r  # one prompt, tokenized once, as the SFT rows are
         assert chosen.input_ids[:start_c] == rejected.input_ids[:start_r]
-        answer = (row.get("chosen") or row.get("preferred_output"))[0]["content"]
+        answer = (record.get("chosen") or record["preferred_output"])[0]["content"]
         decoded = tokenizer.decode(chosen.input_ids[start_c:], skip_special_tokens=False)
         assert decoded == answer + "<|im_end|>"  # the answer and its end-of-turn token
     batch = pair_batch(pairs, pad_id=int(tokenizer.pad_token_id))
     labels, ids, mask = batch["labels"], batch["input_ids"], batch["attention_mask"]
     assert labels.shape == ids.shape == mask.shape
     assert labels.shape[0] == 4  # chosen, chosen, rejected, rejected
-    rows = [p.chosen for p in pairs] + [p.rejected for p in pairs]
-    for index, row in enumerate(rows):
+    rendered = [p.chosen for p in pairs] + [p.rejected for p in pairs]
+    for index, row in enumerate(rendered):
         trained = (labels[index] != IGNORE_INDEX).nonzero().flatten().tolist()
-        (start, end), = row.spans
+        ((start, end),) = row.spans
         assert trained == list(range(start, end))  # the response tokens, nothing else
         assert labels[index, start:end].tolist() == row.input_ids[start:end]
         assert int(mask[index].sum()) == row.n_tokens  # padding is masked out
@@ -153,7 +152,8 @@ def test_steps_raise_the_margin_and_the_reference_stays_put(
     assert margins[-1] > margins[0] >= -1e-6
     assert steps[-1]["train_accuracy"] == 1.0
     assert steps[-1]["chosen_reward"] - steps[-1]["rejected_reward"] == pytest.approx(margins[-1])
-    assert "valid_loss" in steps[-1] and "reward margin" in loop.jobdir.events()[-1].message
+    assert "valid_loss" in steps[-1]
+    assert "reward margin" in loop.jobdir.events()[-1].message
     after_policy = loop._logps(pairs, reference=False)
     after_reference = loop._logps(pairs, reference=True)
     assert after_reference == pytest.approx(reference, abs=1e-3)  # the adapter is off
@@ -167,7 +167,7 @@ def test_steps_raise_the_margin_and_the_reference_stays_put(
 def test_a_file_without_pairs_is_one_line_naming_it(student: Student, tmp_path: Path) -> None:
     tokenizer = student.tokenizer
     chat = {"messages": [{"role": "user", "content": "Q?"}, {"role": "assistant", "content": "A"}]}
-    cases = {
+    cases: dict[str, tuple[list[dict[str, Any]], str]] = {
         "chat.jsonl": ([chat], ":1: not a preference row"),
         "empty.jsonl": ([], ": has no preference pairs"),
         "two.jsonl": ([ROWS[0], {**ROWS[0], "chosen": []}], ":2: chosen must be"),

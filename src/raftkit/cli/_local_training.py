@@ -140,8 +140,13 @@ def local_base(model: str | None) -> str:
 def local_from_adapter(value: str | None, run: RunDir) -> str | None:
     """``--from-adapter``: a folder as given, or ``@finetuned`` — the adapter of the run's
     finished local supervised job (read before the DPO job replaces ``finetune.json``)."""
+    if value is None:
+        return None
     if value != "@finetuned":
-        return value
+        folder = Path(value).expanduser()
+        if not (folder / "adapter_config.json").is_file():  # said before anything is checked
+            raise UsageError(f"--from-adapter: {folder} is not a LoRA adapter folder")
+        return str(folder.resolve())
     try:
         state = json.loads(run.finetune_state.read_text(encoding="utf-8"))
     except (OSError, ValueError):

@@ -158,7 +158,9 @@ class DpoLoop(TrainingLoop):
                 else:
                     values = sequence_logps(self.model, batch, slices_logits=self.slices_logits)
             half = len(values) // 2
-            out += [float(v) for pair in zip(values[:half], values[half:]) for v in pair]
+            out += [
+                float(v) for pair in zip(values[:half], values[half:], strict=False) for v in pair
+            ]
         self.model.train()
         return out  # chosen, rejected, chosen, rejected, ...
 
