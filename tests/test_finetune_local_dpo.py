@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import shutil
 from pathlib import Path
+from typing import Any
 
 import anyio
 import pytest
@@ -78,11 +80,12 @@ def test_dpo_from_the_runs_adapter_and_from_a_fresh_one(
     sim = raftkit_simulator
     monkeypatch.setenv("OPENAI_API_KEY", sim.api_key)
     run = _simulated_run(sim, tmp_path)
-    export = ["export", str(run.root), "--formats", "dpo", "--preference-pairs", "6"]
+    every = len(run.examples.read_text(encoding="utf-8").splitlines())  # a pair for each
+    export = ["export", str(run.root), "--formats", "dpo", "--preference-pairs", str(every)]
     assert raftkit.cli.main([*export, "--base-url", sim.base_url]) == 0
     for part, count in (("train", 2), ("validation", 1)):
         path = run.dataset_file("dpo", part)
-        assert path.is_file(), capsys.readouterr()
+        assert path.is_file(), (part, capsys.readouterr())
         path.write_text(shortest_rows(path, count), encoding="utf-8")
     # the session's supervised run is this run's too: @finetuned names its adapter
     shutil.copyfile(RunDir(trained.run).finetune_state, run.finetune_state)
@@ -94,6 +97,7 @@ def test_dpo_from_the_runs_adapter_and_from_a_fresh_one(
     assert raftkit.cli.main([*argv, "--max-steps=2", "--from-adapter", "@finetuned"]) == 0
     out = capsys.readouterr()
     assert "preference pairs: 2 in " in out.out
+    assert re.search(r"2/2 steps.*reward margin -?\d+\.\d{3}", out.err), out.err  # status
     assert "step 2/2: train loss" in out.out
     assert "reward margin" in out.out
     state = json.loads(run.finetune_state.read_text(encoding="utf-8"))
@@ -150,3 +154,24 @@ def test_a_run_without_pairs_or_adapter_is_one_line(
     assert "--from-adapter is for --provider local --method dpo" in capsys.readouterr().err
     assert raftkit.cli.main([*argv, "--method", "dpo", "--from-adapter", str(tmp_path)]) == 2
     assert "is not a LoRA adapter folder" in capsys.readouterr().err
+
+
+@pytest.mark.anyio
+async def test_the_provider_refuses_what_dpo_cannot_train(
+    tmp_path: Path, anyio_backend: str
+) -> None:
+    from raftkit.errors import UsageError
+    from raftkit.finetune import LocalLoRAProvider
+    from raftkit.students import LocalTrainingConfig
+
+    async with LocalLoRAProvider(tmp_path) as provider:
+        refused: dict[str, dict[str, Any]] = {
+            "with packing off": {"method": "dpo", "config": LocalTrainingConfig(packing=True)},
+            "above 0 and at most 2": {"method": "dpo", "beta": 3.0},
+            "DPO settings": {"beta": 0.1},
+            "is not a LoRA adapter folder": {"method": "dpo", "from_adapter": tmp_path},
+        }
+        for said, fields in refused.items():
+            with pytest.raises(UsageError, match=said):
+                await provider.create_job(model="BASE", training_file="file-x", **fields)
+    assert not (tmp_path / "jobs").exists()  # nothing written

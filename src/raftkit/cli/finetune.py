@@ -555,10 +555,16 @@ async def _finetune_locked(args: argparse.Namespace, run: RunDir) -> int:
 
 
 def _losses(event: JobEvent) -> str | None:
-    """``train loss 1.234  valid loss 1.456`` from a step event's data, when it has them."""
+    """``train loss 1.234  valid loss 1.456`` (and a local DPO job's ``reward margin``) from a
+    step event's data, when it has them."""
+    shown = (
+        ("train loss", "train_loss"),
+        ("valid loss", "valid_loss"),
+        ("reward margin", "reward_margin"),
+    )
     parts = [
         f"{label} {value:.3f}"
-        for label, key in (("train loss", "train_loss"), ("valid loss", "valid_loss"))
+        for label, key in shown
         if isinstance(value := event.data.get(key), int | float)
     ]
     return "  ".join(parts) or None

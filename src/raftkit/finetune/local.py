@@ -252,6 +252,8 @@ class LocalLoRAProvider(FineTuneProvider):
             raise UsageError(f"beta must be above 0 and at most 2, not {beta:g}")
         adapter = await anyio.to_thread.run_sync(lambda: _adapter(from_adapter))
         settings = self._settings(config, hyperparameters, seed)
+        if method == "dpo" and settings.packing:
+            raise UsageError("DPO trains on pairs of whole rows: train it with packing off")
         base = await anyio.to_thread.run_sync(lambda: resolve_base(model))
         require_train("local LoRA training", gguf=base.is_gguf)
         train_path = self._file(training_file)
