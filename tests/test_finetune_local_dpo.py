@@ -110,7 +110,8 @@ def test_dpo_from_the_runs_adapter_and_from_a_fresh_one(
     assert "| beta | 0.5 |" in card
     curve = _curve(run)
     # the reference is the adapter it started from: the first step compares it with itself
-    assert curve[0]["loss"] == pytest.approx(math.log(2), abs=1e-3)
+    # (up to the noise of that adapter's own LoRA dropout, 0.05, active in the policy only)
+    assert curve[0]["loss"] == pytest.approx(math.log(2), abs=0.05)
     assert {"chosen_reward", "rejected_reward", "reward_margin"} <= set(curve[0])
     spec = JobDir(adapter.parent).read_spec()
     assert (spec.method, spec.beta, spec.from_adapter) == ("dpo", 0.5, state["from_adapter"])
