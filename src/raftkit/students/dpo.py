@@ -159,7 +159,7 @@ class DpoLoop(TrainingLoop):
                     values = sequence_logps(self.model, batch, slices_logits=self.slices_logits)
             half = len(values) // 2
             out += [
-                float(v) for pair in zip(values[:half], values[half:], strict=False) for v in pair
+                float(v) for pair in zip(values[:half], values[half:], strict=True) for v in pair
             ]
         self.model.train()
         return out  # chosen, rejected, chosen, rejected, ...
