@@ -22,6 +22,7 @@ trains, so "creating it again" after its trainer was killed (it reads ``failed``
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
@@ -42,7 +43,13 @@ from raftkit.dataset import (
 )
 from raftkit.dataset.cost import Epochs, default_epochs, training_price_per_million
 from raftkit.dataset.validate import Purpose
-from raftkit.errors import APIConnectionError, InternalServerError, NotFoundError, UsageError
+from raftkit.errors import (
+    APIConnectionError,
+    InputError,
+    InternalServerError,
+    NotFoundError,
+    UsageError,
+)
 from raftkit.finetune import (
     AzureFineTuneProvider,
     Deployment,
@@ -132,6 +139,7 @@ class FineTuneRun:
         lifecycle: LifecycleHook | None = None,
         price_per_million: float | None = None,
         price_note: str = "",
+        from_adapter: str | None = None,
     ) -> None:
         self.run = RunDir(run_dir)
         self.simulated = simulated
@@ -148,6 +156,11 @@ class FineTuneRun:
             raise UsageError("beta is a DPO hyperparameter: use it with method='dpo'")
         self.method: FineTuneMethod = method
         self.beta = beta
+        if from_adapter is not None and (
+            method != "dpo" or not isinstance(provider, LocalLoRAProvider)
+        ):
+            raise UsageError("from_adapter is for local DPO (method='dpo', the local provider)")
+        self.from_adapter = from_adapter
         self.lifecycle = lifecycle
         self.price_per_million = price_per_million
         self.price_note = price_note
@@ -303,6 +316,8 @@ class FineTuneRun:
                 f"{train} does not exist: write the preference pairs first with "
                 f"`raftkit export {self.run.root} --formats dpo`"
             )
+        if isinstance(self.provider, LocalLoRAProvider):
+            return await self._local_preference_files(train)
         report = await anyio.to_thread.run_sync(lambda: validate_preference_jsonl(train))
         if not report.ok:
             self._say(report.render())
@@ -315,6 +330,22 @@ class FineTuneRun:
         if not checked.ok:
             self._warn(f"{validation} would be rejected, training without it:")
             self._warn(checked.render())
+            return train, None
+        return train, validation
+
+    async def _local_preference_files(self, train: Path) -> tuple[Path, Path | None]:
+        """Pairs rendered with the student's template (no service rules, no price): a pair
+        that cannot be trained is an error naming its file and line; validation is optional."""
+        assert isinstance(self.provider, LocalLoRAProvider)
+        count = await self.provider.check_pairs(train, self.model)
+        self._say(f"preference pairs: {count} in {train}, rendered with {self.model}'s template")
+        validation = self.run.dataset_file("dpo", "validation")
+        if not validation.is_file():
+            return train, None
+        try:
+            await self.provider.check_pairs(validation, self.model)
+        except InputError as e:
+            self._warn(f"training without the validation pairs: {e}")
             return train, None
         return train, validation
 
@@ -364,7 +395,10 @@ class FineTuneRun:
         # for a job with this tag before it creates one
         await self._write_state({"provider": self.provider_name, "pending": pending})
         try:
-            job = await self.provider.create_job(
+            create: Callable[..., Awaitable[FineTuneJob]] = self.provider.create_job
+            if isinstance(self.provider, LocalLoRAProvider) and self.from_adapter:
+                create = functools.partial(self.provider.create_job, from_adapter=self.from_adapter)
+            job = await create(
                 model=self.model,
                 training_file=uploaded.id,
                 validation_file=validation_id,
@@ -399,6 +433,7 @@ class FineTuneRun:
                 "job_id": job.id,
                 "method": self.method,
                 **({"training_type": training_type} if training_type else {}),
+                **({"from_adapter": self.from_adapter} if self.from_adapter else {}),
                 "model": self.model,
                 "training_file": pending.get("training_file"),
                 "validation_file": pending.get("validation_file"),

@@ -10,6 +10,7 @@ once. ``FineTuneRun`` records the adapter's folder as the fine-tuned model, so `
 from __future__ import annotations
 
 import argparse
+import json
 from pathlib import Path
 
 from pydantic import ValidationError
@@ -23,6 +24,7 @@ from raftkit.students import LocalTrainingConfig
 __all__ = [
     "add_local_arguments",
     "local_base",
+    "local_from_adapter",
     "local_job_lines",
     "local_provider",
     "local_training_config",
@@ -91,6 +93,13 @@ def add_local_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--eval-every", type=int, help="validation loss every N steps")
     group.add_argument("--merge", action="store_true", help="also write the merged model")
     group.add_argument(
+        "--from-adapter",
+        metavar="PATH|@finetuned",
+        help="--method dpo: start from this supervised LoRA adapter (@finetuned: the one "
+        "finetune.json records), which is then DPO's reference too (default: a fresh adapter, "
+        "the base as reference)",
+    )
+    group.add_argument(
         "--cache-dir",
         type=Path,
         help="keep a GGUF base dequantized here (default: RUN_DIR/finetune/local/bases)",
@@ -126,6 +135,38 @@ def local_base(model: str | None) -> str:
         )
     path = Path(model).expanduser()
     return str(path.resolve()) if path.exists() else model
+
+
+def local_from_adapter(value: str | None, run: RunDir) -> str | None:
+    """``--from-adapter``: a folder as given, or ``@finetuned`` — the adapter of the run's
+    finished local supervised job (read before the DPO job replaces ``finetune.json``)."""
+    if value is None:
+        return None
+    if value != "@finetuned":
+        folder = Path(value).expanduser()
+        if not (folder / "adapter_config.json").is_file():  # said before anything is checked
+            raise UsageError(f"--from-adapter: {folder} is not a LoRA adapter folder")
+        return str(folder.resolve())
+    try:
+        state = json.loads(run.finetune_state.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        state = {}
+    if not isinstance(state, dict):
+        state = {}
+    if state.get("provider") == "local" and isinstance(state.get("from_adapter"), str):
+        return str(state["from_adapter"])  # the DPO job started from it: run it again
+    adapter = state.get("fine_tuned_model")
+    if (
+        not isinstance(adapter, str)
+        or state.get("provider") != "local"
+        or state.get("method", "supervised") != "supervised"
+    ):
+        raise UsageError(
+            f"--from-adapter @finetuned: {run.finetune_state} records no finished local "
+            f"supervised adapter; train one with `raftkit finetune {run.root} --provider local "
+            "--wait`, or give the adapter's folder"
+        )
+    return adapter
 
 
 def local_provider(args: argparse.Namespace, run: RunDir) -> LocalLoRAProvider:

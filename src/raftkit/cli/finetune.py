@@ -48,6 +48,7 @@ from raftkit.cli._clients import OpenedClient, add_client_arguments, chosen_prov
 from raftkit.cli._local_training import (
     add_local_arguments,
     local_base,
+    local_from_adapter,
     local_job_lines,
     local_provider,
     next_steps,
@@ -139,7 +140,11 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         default="supervised",
         help="supervised: chat examples; dpo: the preference pairs of dataset/dpo/",
     )
-    p.add_argument("--beta", type=float, help="DPO's beta, above 0 and at most 2 (default: auto)")
+    p.add_argument(
+        "--beta",
+        type=float,
+        help="DPO's beta, above 0 and at most 2 (default: auto; --provider local: 0.1)",
+    )
     p.add_argument(
         "--training-tier",
         choices=["standard", "global", "developer"],
@@ -463,11 +468,8 @@ async def _finetune(args: argparse.Namespace) -> int:
         raise UsageError(f"{args.run_dir} is not a directory")
     if args.beta is not None and args.method != "dpo":
         raise UsageError("--beta is a DPO hyperparameter: use it with --method dpo")
-    if args.provider == "local" and args.method != "supervised":
-        raise UsageError(
-            "--provider local trains supervised LoRA on the chat files; --method dpo is for "
-            "OpenAI or Azure OpenAI"
-        )
+    if args.from_adapter is not None and (args.provider != "local" or args.method != "dpo"):
+        raise UsageError("--from-adapter is for --provider local --method dpo")
     run = RunDir(args.run_dir)
     with run.lock("raftkit finetune"):
         return await _finetune_locked(args, run)
@@ -524,6 +526,7 @@ async def _finetune_locked(args: argparse.Namespace, run: RunDir) -> int:
             simulated=simulated,
             method=args.method,
             beta=args.beta,
+            from_adapter=local_from_adapter(args.from_adapter, run),
             lifecycle=lifecycle,
             price_per_million=choices.price_per_million if choices is not None else None,
             price_note=choices.price_note if choices is not None else "",
@@ -552,10 +555,16 @@ async def _finetune_locked(args: argparse.Namespace, run: RunDir) -> int:
 
 
 def _losses(event: JobEvent) -> str | None:
-    """``train loss 1.234  valid loss 1.456`` from a step event's data, when it has them."""
+    """``train loss 1.234  valid loss 1.456`` (and a local DPO job's ``reward margin``) from a
+    step event's data, when it has them."""
+    shown = (
+        ("train loss", "train_loss"),
+        ("valid loss", "valid_loss"),
+        ("reward margin", "reward_margin"),
+    )
     parts = [
         f"{label} {value:.3f}"
-        for label, key in (("train loss", "train_loss"), ("valid loss", "valid_loss"))
+        for label, key in shown
         if isinstance(value := event.data.get(key), int | float)
     ]
     return "  ".join(parts) or None

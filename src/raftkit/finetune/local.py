@@ -30,6 +30,7 @@ import sys
 import time
 from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
+from typing import Any
 
 import anyio
 import anyio.to_thread
@@ -183,6 +184,22 @@ class LocalLoRAProvider(FineTuneProvider):
             )
         )
 
+    async def check_pairs(self, path: str | os.PathLike[str], model: str) -> int:
+        """Render every preference pair of ``path`` with the BASE ``model``'s chat template,
+        as DPO training will; the number of pairs, or a :class:`~raftkit.errors.DatasetError`
+        naming the file and line of the first pair that cannot be trained."""
+        from raftkit.students import load_tokenizer
+        from raftkit.students.pairs import load_preference_pairs
+
+        def check() -> int:
+            base = resolve_base(model)
+            window = base.context_window or self.config.max_seq_length
+            tokenizer = load_tokenizer(base, cache_dir=self.cache_dir)
+            limit = min(self.config.max_seq_length, window)
+            return len(load_preference_pairs(path, tokenizer, max_tokens=limit))
+
+        return await anyio.to_thread.run_sync(check)
+
     # ------------------------------------------------------------------ jobs
 
     def _settings(
@@ -219,24 +236,36 @@ class LocalLoRAProvider(FineTuneProvider):
         method: FineTuneMethod = "supervised",
         beta: float | None = None,
         config: LocalTrainingConfig | None = None,
+        from_adapter: str | os.PathLike[str] | None = None,
     ) -> FineTuneJob:
         """Start training ``model`` (the BASE) on uploaded files, or find the same job.
 
         Checks the BASE, the files and the ``train`` extra first, so bad input raises a
-        one-line :class:`UsageError` before anything is written. Only ``supervised`` training
-        runs locally (DPO on an open-weight student is not built yet).
+        one-line :class:`UsageError` before anything is written. ``method="dpo"`` trains on
+        preference pairs (the ``dpo`` or ``dpo-trl`` export) with ``beta`` (default 0.1),
+        starting from a fresh adapter — the reference is the base — or from the supervised
+        adapter folder ``from_adapter``, which is then the reference too.
         """
-        if method != "supervised" or beta is not None:
-            raise UsageError(
-                "local training is supervised only: DPO of an open-weight student is not "
-                "built yet (train it with TRL's DPOTrainer on `raftkit export --formats dpo-trl`)"
-            )
+        if method == "supervised" and (beta is not None or from_adapter is not None):
+            raise UsageError("beta and from_adapter are DPO settings: use them with method='dpo'")
+        if beta is not None and not 0 < beta <= 2:
+            raise UsageError(f"beta must be above 0 and at most 2, not {beta:g}")
+        adapter = await anyio.to_thread.run_sync(lambda: _adapter(from_adapter))
         settings = self._settings(config, hyperparameters, seed)
+        if method == "dpo" and settings.packing:
+            raise UsageError("DPO trains on pairs of whole rows: train it with packing off")
         base = await anyio.to_thread.run_sync(lambda: resolve_base(model))
         require_train("local LoRA training", gguf=base.is_gguf)
         train_path = self._file(training_file)
         valid_path = self._file(validation_file) if validation_file else None
-        job_id = _job_id(base, training_file, validation_file, settings)
+        preference = {"method": method, "beta": beta, "from_adapter": adapter}
+        job_id = _job_id(
+            base,
+            training_file,
+            validation_file,
+            settings,
+            preference if method == "dpo" else None,
+        )
         jobdir = JobDir(self.jobs_dir / job_id)
         spec = LocalJobSpec(
             id=job_id,
@@ -252,6 +281,9 @@ class LocalLoRAProvider(FineTuneProvider):
             cache_dir=str(self.cache_dir),
             created_at=int(time.time()),
             raftkit_version=_version(),
+            method=method,
+            beta=beta,
+            from_adapter=adapter,
         )
         if await anyio.to_thread.run_sync(lambda: _needs_start(jobdir, spec)):
             await self._launch(jobdir)
@@ -378,15 +410,29 @@ def _job_id(
     training_file: str,
     validation_file: str | None,
     settings: LocalTrainingConfig,
+    preference: dict[str, Any] | None = None,
 ) -> str:
-    identity = {
+    identity: dict[str, Any] = {
         "base": base.fingerprint,
         "training_file": training_file,
         "validation_file": validation_file,
         "settings": settings.identity(),
     }
+    if preference is not None:  # left out for supervised jobs, whose ids stay what they were
+        identity["preference"] = preference
     digest = hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()
     return f"ftjob-local-{digest[:24]}"
+
+
+def _adapter(folder: str | os.PathLike[str] | None) -> str | None:
+    """The resolved folder of a PEFT adapter to start from; :class:`UsageError` if it is not
+    one."""
+    if folder is None:
+        return None
+    path = Path(folder).expanduser()
+    if not (path / "adapter_config.json").is_file():
+        raise UsageError(f"{path} is not a LoRA adapter folder (it has no adapter_config.json)")
+    return str(path.resolve())
 
 
 def _source_of(stored: Path) -> str | None:
@@ -415,10 +461,23 @@ def _needs_start(jobdir: JobDir, spec: LocalJobSpec) -> bool:
     jobdir.write_spec(spec)
     jobdir.write_status(LocalJobStatus(status="queued"))
     EventWriter(jobdir).emit(
-        f"created fine-tuning job {spec.id}: LoRA r={spec.config.lora_r} on {spec.base.spec}",
+        f"created fine-tuning job {spec.id}: {_what(spec)} on {spec.base.spec}",
         type="created",
     )
     return True
+
+
+def _what(spec: LocalJobSpec) -> str:
+    if spec.method != "dpo":
+        return f"LoRA r={spec.config.lora_r}"
+    start = f"from {spec.from_adapter}" if spec.from_adapter else f"LoRA r={spec.config.lora_r}"
+    return f"DPO (beta {spec.beta or 0.1:g}) {start}"
+
+
+def _preference(spec: LocalJobSpec) -> dict[str, Any]:
+    if spec.method != "dpo":
+        return {}
+    return {"method": "dpo", "beta": spec.beta or 0.1, "from_adapter": spec.from_adapter}
 
 
 def _job(jobdir: JobDir) -> FineTuneJob:
@@ -445,7 +504,7 @@ def _job(jobdir: JobDir) -> FineTuneJob:
         finished_at=status.finished_at,
         trained_tokens=status.trained_tokens or None,
         result_files=[str(jobdir.curve_csv)] if succeeded and jobdir.curve_csv.is_file() else [],
-        hyperparameters=spec.config.model_dump(mode="json"),
+        hyperparameters=spec.config.model_dump(mode="json") | _preference(spec),
         suffix=spec.suffix,
         metadata=spec.metadata,
         seed=spec.config.seed,

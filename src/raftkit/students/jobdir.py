@@ -18,7 +18,7 @@ import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -67,6 +67,11 @@ class LocalJobSpec(BaseModel):
     """Where a GGUF base is kept dequantized between runs."""
     created_at: int
     raftkit_version: str
+    method: Literal["supervised", "dpo"] = "supervised"
+    beta: float | None = None
+    """DPO's beta (the trainer's default when None)."""
+    from_adapter: str | None = None
+    """DPO: a supervised adapter folder to start from (and to be the reference)."""
 
 
 class LocalJobStatus(BaseModel):

@@ -75,6 +75,11 @@ class _Micro:
     def tokens(self) -> int:
         return sum(row.n_tokens for group in self.sequences for row in group)
 
+    @property
+    def units(self) -> int:
+        """What a step's loss is averaged over: trained tokens here, pairs in DPO."""
+        return self.trained
+
 
 class TrainingLoop:
     """Trains the PEFT ``model`` on ``train`` rows; see the module docstring."""
@@ -200,6 +205,10 @@ class TrainingLoop:
 
     # ------------------------------------------------------------------ one pass
 
+    def _micro_loss(self, micro: Any) -> tuple[torch.Tensor, int, int]:
+        """The summed loss of one micro-batch, its units and how many were right."""
+        return self._forward(self._tensors(micro))
+
     def _forward(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, int, int]:
         """Summed cross-entropy over trained tokens, their count, and how many were argmax-
         correct. Logits are computed only where the next token is trained: in RAFT rows most
@@ -278,15 +287,16 @@ class TrainingLoop:
             began = time.perf_counter()
             micros = self._micro_batches(step)
             trained_total = sum(m.trained for m in micros)
+            units = sum(m.units for m in micros)
             loss_sum = 0.0
             correct = 0
             for micro in micros:
                 if self.should_stop():
                     raise Cancelled
-                loss, _, right = self._forward(self._tensors(micro))
-                scaled: Any = self.scaler.scale(loss / max(1, trained_total))
+                loss, _, right = self._micro_loss(micro)
+                scaled: Any = self.scaler.scale(loss / max(1, units))
                 scaled.backward()
-                loss_sum += float(loss)
+                loss_sum += float(loss.detach())
                 correct += right
             self.scaler.unscale_(self.optimizer)
             if self.config.max_grad_norm is not None:
@@ -300,7 +310,7 @@ class TrainingLoop:
             elapsed = time.perf_counter() - began
             done = step + 1
             tokens = sum(m.tokens for m in micros)
-            train_loss = loss_sum / max(1, trained_total)
+            train_loss = loss_sum / max(1, units)
             last = done == self.total_steps
             valid = self.evaluate() if last or done % self.config.evaluation_interval == 0 else None
             self.status.step = done
@@ -308,7 +318,7 @@ class TrainingLoop:
             self._report(
                 done,
                 train_loss,
-                correct / max(1, trained_total),
+                correct / max(1, units),
                 valid,
                 learning_rate,
                 tokens / elapsed if elapsed > 0 else 0.0,
@@ -345,10 +355,17 @@ class TrainingLoop:
             f"step {step}/{self.total_steps}: train loss {train_loss:.4f}, lr "
             f"{learning_rate:.2e}, {tokens_per_second:,.0f} tokens/s"
         )
+        extra, said = self._step_metrics()
+        data.update(extra)
+        text += said
         if valid is not None:
             data["valid_loss"], data["valid_accuracy"] = valid
             text += f", valid loss {valid[0]:.4f}"
         self.events.emit(text, type="metrics", data=data)
+
+    def _step_metrics(self) -> tuple[dict[str, float], str]:
+        """More metrics of the step just made, and how the status line says them."""
+        return {}, ""
 
     # ------------------------------------------------------------------ checkpoints
 

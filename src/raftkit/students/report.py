@@ -18,7 +18,7 @@ from typing import Any
 
 from raftkit.students.jobdir import LocalJobSpec, StepEvent
 
-__all__ = ["CURVE_COLUMNS", "curve_csv", "curve_rows", "curve_svg", "model_card"]
+__all__ = ["CURVE_COLUMNS", "DPO_COLUMNS", "curve_csv", "curve_rows", "curve_svg", "model_card"]
 
 # the order raftkit.finetune.training_curve_csv writes (known columns, then the others by
 # name), so a run's finetune/training-curve.csv is this file byte for byte
@@ -32,6 +32,9 @@ CURVE_COLUMNS = (
     "learning_rate",
     "tokens_per_second",
 )
+#: A DPO run's columns besides (its train/valid loss is the DPO loss, accuracy the share of
+#: pairs whose chosen answer out-scores the rejected one).
+DPO_COLUMNS = ("chosen_reward", "rejected_reward", "reward_margin")
 
 
 def curve_rows(events: Iterable[StepEvent]) -> list[dict[str, Any]]:
@@ -39,18 +42,22 @@ def curve_rows(events: Iterable[StepEvent]) -> list[dict[str, Any]]:
     by_step: dict[int, dict[str, Any]] = {}
     for event in events:
         if event.type == "metrics" and isinstance(event.data.get("step"), int):
-            by_step[event.data["step"]] = {k: event.data.get(k) for k in CURVE_COLUMNS}
+            row = {k: event.data.get(k) for k in CURVE_COLUMNS}
+            row.update({k: event.data[k] for k in DPO_COLUMNS if k in event.data})
+            by_step[event.data["step"]] = row
     return [by_step[step] for step in sorted(by_step)]
 
 
 def curve_csv(rows: Sequence[dict[str, Any]]) -> str:
     """The rows as CSV (blank cells where a step has no validation); ``parse_result_csv``
-    reads it like a hosted job's result file."""
+    reads it like a hosted job's result file. DPO columns appear in a DPO run's file only."""
+    present = {k for row in rows for k in DPO_COLUMNS if row.get(k) is not None}
+    columns = [*CURVE_COLUMNS[:5], *sorted({*CURVE_COLUMNS[5:], *present})]
     out = io.StringIO()
-    writer = csv.DictWriter(out, fieldnames=CURVE_COLUMNS, lineterminator="\n")
+    writer = csv.DictWriter(out, fieldnames=columns, lineterminator="\n")
     writer.writeheader()
     for row in rows:
-        writer.writerow({k: "" if row.get(k) is None else row[k] for k in CURVE_COLUMNS})
+        writer.writerow({k: "" if row.get(k) is None else row[k] for k in columns})
     return out.getvalue()
 
 
@@ -153,6 +160,21 @@ def _split_summary(training_file: str) -> str | None:
     return None
 
 
+def _how_trained(dpo: bool) -> str:
+    if dpo:
+        return (
+            "Trained with raftkit's local LoRA provider by DPO on preference pairs of a RAFT "
+            "run (a verified answer preferred over one that failed verification): the "
+            "log-probabilities compared are those of each answer and its end-of-turn token, "
+            "rendered with the base model's own chat template."
+        )
+    return (
+        "Trained with raftkit's local LoRA provider on retrieval-augmented (RAFT) examples: "
+        "the loss covers only the assistant's chain-of-thought answer and its end-of-turn "
+        "token, rendered with the base model's own chat template."
+    )
+
+
 def model_card(
     spec: LocalJobSpec,
     *,
@@ -171,6 +193,10 @@ def model_card(
     settings = spec.config.model_dump(mode="json")
     if settings.get("target_modules") is None:
         settings["target_modules"] = "every linear layer but the output head"
+    if spec.method == "dpo":
+        settings = {"method": "dpo", "beta": spec.beta or 0.1, **settings}
+        if spec.from_adapter:
+            settings["from_adapter (LoRA shape and reference)"] = spec.from_adapter
     lines = [
         "---",
         f"base_model: {json.dumps(base.spec)}",
@@ -180,9 +206,7 @@ def model_card(
         "",
         f"# {spec.suffix or 'RAFT student'} — LoRA adapter for {base.spec}",
         "",
-        "Trained with raftkit's local LoRA provider on retrieval-augmented (RAFT) examples: "
-        "the loss covers only the assistant's chain-of-thought answer and its end-of-turn "
-        "token, rendered with the base model's own chat template.",
+        _how_trained(spec.method == "dpo"),
         "",
         "## Base model",
         "",
@@ -214,6 +238,11 @@ def model_card(
         f"- steps: {final.get('step', 0)}",
         f"- final train loss: {_number(final.get('train_loss'))}",
         f"- final validation loss: {_number(valid[-1]['valid_loss']) if valid else '-'}",
+        *(
+            [f"- final reward margin: {_number(final.get('reward_margin'))}"]
+            if spec.method == "dpo"
+            else []
+        ),
         f"- first train loss: {_number(rows[0].get('train_loss')) if rows else '-'}",
         "",
         "The curve is in `training-curve.csv` and `training-curve.svg` beside this card.",

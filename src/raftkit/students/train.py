@@ -165,7 +165,7 @@ class _Trainer:
             choose_precision,
             estimate_training_memory,
         )
-        from raftkit.students.loop import Cancelled, TrainingLoop
+        from raftkit.students.loop import Cancelled
 
         spec, config = self.spec, self.spec.config
         device = choose_device(config.device)
@@ -175,9 +175,10 @@ class _Trainer:
         self.events.emit(f"loading {spec.base.spec} ({spec.base.kind}) for {device}, {precision}")
         model, tokenizer = load_causal_lm(spec.base, dtype=dtype, cache_dir=spec.cache_dir)
         window = spec.base.context_window or getattr(model.config, "max_position_embeddings", None)
-        train = self._rows(spec.training_file, tokenizer, window, required=True)
+        read = self._pairs if spec.method == "dpo" else self._rows
+        train = read(spec.training_file, tokenizer, window, required=True)
         valid = (
-            self._rows(spec.validation_file, tokenizer, window, required=False)
+            read(spec.validation_file, tokenizer, window, required=False)
             if spec.validation_file
             else []
         )
@@ -200,9 +201,15 @@ class _Trainer:
             target_modules=list(config.target_modules) if config.target_modules else "all-linear",
             task_type="CAUSAL_LM",
         )
-        model = get_peft_model(model, lora)
+        if spec.from_adapter:  # DPO on top of a supervised adapter: it trains on
+            from peft import PeftModel
+
+            model = PeftModel.from_pretrained(model, spec.from_adapter, is_trainable=True)
+        else:
+            model = get_peft_model(model, lora)
         trainable, total = model.get_nb_trainable_parameters()
-        longest = config.max_seq_length if config.packing else max(tokens)
+        pairs = 2 if spec.method == "dpo" else 1  # a pair is two sequences in one batch
+        longest = config.max_seq_length if config.packing else max(tokens) // pairs
         if config.packing:  # a packed sequence holds rows at the data's average answer share
             share = sum(row.n_trained for row in train) / max(1, sum(tokens))
             answer_tokens = math.ceil(longest * share)
@@ -213,7 +220,7 @@ class _Trainer:
             total_params=int(total),
             trainable_params=int(trainable),
             precision=precision,
-            batch_size=config.batch_size,
+            batch_size=config.batch_size * pairs,
             seq_len=longest,
             gradient_checkpointing=config.gradient_checkpointing,
             logit_tokens=config.batch_size * answer_tokens,
@@ -232,7 +239,7 @@ class _Trainer:
                 "gradient_checkpointing, or use a smaller base",
             )
         model.to(device)
-        loop = TrainingLoop(
+        loop = self._loop(
             model,
             train=train,
             valid=valid,
@@ -266,6 +273,34 @@ class _Trainer:
             trained_tokens=result.trained_tokens,
         )
         return 0
+
+    def _loop(self, model: Any, **settings: Any) -> Any:
+        from raftkit.students.loop import TrainingLoop
+
+        if self.spec.method != "dpo":
+            return TrainingLoop(model, **settings)
+        from raftkit.students.dpo import DEFAULT_BETA, DpoLoop
+
+        if self.spec.config.packing:
+            raise UsageError("DPO trains on pairs of whole rows: train it with packing=False")
+        return DpoLoop(
+            model,
+            beta=self.spec.beta or DEFAULT_BETA,
+            reference_from_adapter=self.spec.from_adapter is not None,
+            **settings,
+        )
+
+    def _pairs(self, path: str, tokenizer: Any, window: int | None, *, required: bool) -> list[Any]:
+        from raftkit.students.pairs import load_preference_pairs
+
+        limit = min(self.spec.config.max_seq_length, window or self.spec.config.max_seq_length)
+        try:
+            return load_preference_pairs(path, tokenizer, max_tokens=limit)
+        except DatasetError as e:
+            if required:
+                raise
+            self.events.emit(f"validation file left out: {e}", level="warn")
+            return []
 
     def _rows(self, path: str, tokenizer: Any, window: int | None, *, required: bool) -> list[Any]:
         from raftkit.students.audit import audit_chat_jsonl
