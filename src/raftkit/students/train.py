@@ -224,6 +224,7 @@ class _Trainer:
             seq_len=longest,
             gradient_checkpointing=config.gradient_checkpointing,
             logit_tokens=config.batch_size * answer_tokens,
+            lora_dropout=config.lora_dropout > 0,
         )
         self.estimate = estimate.render()
         self.events.emit(
