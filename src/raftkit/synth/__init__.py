@@ -2,8 +2,9 @@
 
 - :mod:`~raftkit.synth.prompts` — every teacher prompt; :class:`Prompts` overrides field by field.
 - :mod:`~raftkit.synth.questions` — :class:`QuestionSynthesizer` and the teacher-backed default.
-- :mod:`~raftkit.synth.distractors` — :class:`DistractorSampler`, three samplers and
-  :func:`build_context` (oracle kept with probability ``p`` beside ``k`` distractors).
+- :mod:`~raftkit.synth.distractors` — :class:`DistractorSampler` and three samplers;
+  :mod:`~raftkit.synth.context` — :func:`build_context` (oracle kept with probability ``p``
+  beside ``k`` distractors).
 - :mod:`~raftkit.synth.answers` — :class:`AnswerGenerator` and the teacher-backed default that
   re-asks until the answer verifies (:class:`MultiAnswerGenerator`: several answers a call).
 - :mod:`~raftkit.synth.verify` — :func:`verify_answer`, a pure check of quotes and answer line;
@@ -23,6 +24,7 @@ from raftkit.synth.answers import (
     MultiOracleAnswerGenerator,
     TeacherAnswerGenerator,
 )
+from raftkit.synth.context import Context, build_context
 from raftkit.synth.critique import (
     QUESTION_REJECTION_REASONS,
     CritiqueRules,
@@ -42,11 +44,9 @@ from raftkit.synth.dedup import (
 )
 from raftkit.synth.distractors import (
     BM25Sampler,
-    Context,
     DistractorSampler,
     EmbeddingSampler,
     UniformSampler,
-    build_context,
     oracle_kept,
     question_rng,
 )
