@@ -2,6 +2,8 @@
 
 Every string that came from data (questions, answers, document names, reasons, settings) goes
 through :func:`~raftkit.html_page.escape_html`; nothing from data is ever placed in a script.
+The page's sections are rendered here side by side (a little over 400 lines) so that the
+escaping rule is checked in one module.
 """
 
 from __future__ import annotations

@@ -9,6 +9,10 @@ RAFT reference implementation (``generate_label(client, q, chunk)`` in gorilla's
 The answer is then a faithful reading of the oracle, and the training example teaches the
 student to find that reading among distractors — or, when the oracle was left out of the
 context (probability ``1 - p``), to recall it.
+
+A little over 400 lines: one answer, several answers a call and one answer over several oracles
+share the attempt loop, the verification and the completion caps, which is what keeps them
+behaving alike.
 """
 
 from __future__ import annotations
