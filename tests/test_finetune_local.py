@@ -207,9 +207,10 @@ def test_local_training_needs_a_base_and_valid_flags(
     assert "--lora-r: Input should be greater than or equal to 1" in err
     err = _one_line_error([*_argv(run), "--warmup-ratio", "1.5"], capsys)
     assert "--warmup-ratio" in err
-    # DPO and the inventory of fine-tuned models are a hosted service's
+    # local DPO needs the run's preference pairs, and names the command that writes them
     err = _one_line_error([*_argv(run), "--method", "dpo"], capsys)
-    assert "--provider local trains supervised LoRA" in err
+    assert "dpo/train.jsonl" in err and "--formats dpo" in err
+    # the inventory of fine-tuned models is a hosted service's
     err = _one_line_error(["jobs", "inventory", "--run", str(run)], capsys)
     assert "lists a service's fine-tuned models: drop --run" in err
     assert not (run / "finetune").exists()

@@ -35,11 +35,12 @@ from pydantic import BaseModel, ConfigDict, Field, create_model
 
 from raftkit.errors import StructuredOutputError
 from raftkit.llm import ChatMessage, LLMClient
+from raftkit.llm.caps import CompletionCaps
 from raftkit.synth._language import script_of
 from raftkit.synth._support import is_function_word
 from raftkit.synth._text import bm25_tokens, dedup_key, match_form, sentences
 from raftkit.synth._text_references import TEXT_REFERENCE_LANGUAGES, find_text_reference
-from raftkit.synth.prompts import Prompts, format_documents
+from raftkit.synth.prompts import Prompts, chunk_cache_key, format_documents
 from raftkit.types import Chunk, Question, Usage
 
 __all__ = [
@@ -59,6 +60,10 @@ __all__ = [
 ]
 
 logger = logging.getLogger("raftkit.synth")
+
+#: The initial completion cap of a judge call: JSON around the ratings, and per question.
+_RATINGS_JSON = 48
+_RATING_TOKENS = 96
 
 #: Why a question was dropped before it was answered (the run report counts these).
 QuestionRejectionReason = Literal[
@@ -315,11 +320,13 @@ class QuestionCritic:
         *,
         rules: CritiqueRules | None = None,
         prompts: Prompts | None = None,
+        caps: CompletionCaps | None = None,
     ) -> None:
         self.client = client
         self.model = model
         self.rules = rules if rules is not None else CritiqueRules()
         self.prompts = prompts if prompts is not None else Prompts()
+        self.caps = caps if caps is not None else CompletionCaps()
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(model={self.model!r}, mode={self.rules.mode!r})"
@@ -353,12 +360,20 @@ class QuestionCritic:
         documents = judge_context(chunk.text, texts, self.rules.context)
         messages = critique_messages(documents, texts, self.prompts)
         n = len(questions)
+        # the judge's reply is a few scores and a short note per question: capped like every
+        # call, in proportion to the questions rated
+        cap = self.caps.cap(
+            "critique", self.model, initial=_RATINGS_JSON + _RATING_TOKENS * n, units=n
+        )
         try:
             reply = await self.client.chat_structured(
                 messages,
                 ratings_output_model(n),
                 model=self.model,
                 temperature=0.0,
+                max_tokens=cap.max_tokens,
+                retry_max_tokens=cap.retry_max_tokens,
+                prompt_cache_key=chunk_cache_key(chunk.id),
                 sample=sample,
             )
         except StructuredOutputError as e:
@@ -368,6 +383,7 @@ class QuestionCritic:
             return [Review(q) for q in questions]
         result.judge_calls += 1
         result.usage = result.usage + reply.response.usage
+        self.caps.observe("critique", self.model, reply.response, units=n)
         rows = getattr(reply.output, "ratings", [])
         notes = _notes(getattr(reply.output, "notes", ""))
         reviews: list[Review] = []
