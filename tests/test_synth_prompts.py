@@ -25,6 +25,7 @@ MODULES = [
     "prompts",
     "questions",
     "distractors",
+    "context",
     "answers",
     "verify",
     "critique",
