@@ -31,6 +31,7 @@ import numpy.typing as npt
 from raftkit.errors import UsageError
 from raftkit.grouped_split import connected_groups
 from raftkit.llm import LLMClient
+from raftkit.llm.caps import CompletionCaps
 from raftkit.pipeline.config import RaftConfig
 from raftkit.pipeline.output import Outcome
 from raftkit.run_report import QualityCounts
@@ -94,12 +95,17 @@ class QualitySteps:
         prompts: Prompts,
         *,
         answerer: AnswerGenerator,
+        caps: CompletionCaps | None = None,
     ) -> None:
         c = config
         self.config = c
         self.counts = QualityCounts()
         self.critic = QuestionCritic(
-            client, c.critique.model or c.teacher_model, rules=c.critique, prompts=prompts
+            client,
+            c.critique.model or c.teacher_model,
+            rules=c.critique,
+            prompts=prompts,
+            caps=caps,
         )
         embed = None
         if c.dedup.similarity is not None:
@@ -117,7 +123,11 @@ class QualitySteps:
                     f"(MultiOracleAnswerGenerator); {type(answerer).__name__} has none"
                 )
             self.writer = MultiHopQuestionWriter(
-                client, c.teacher_model, prompts=prompts, max_tokens=c.question_max_tokens
+                client,
+                c.teacher_model,
+                prompts=prompts,
+                max_tokens=c.question_max_tokens,
+                caps=caps,
             )
         self.answerer = answerer
         self.groups: dict[str, str] = {}

@@ -348,7 +348,7 @@ class RaftPipeline:
         answerer = make_answerer(self._answerer, client, c, self.prompts, self.caps)
         feed = ChunkFeed(limit)
         halt = Halt()
-        quality = QualitySteps(client, c, self.prompts, answerer=answerer)
+        quality = QualitySteps(client, c, self.prompts, answerer=answerer, caps=self.caps)
         report.quality = quality.counts
         send_out, receive_out = anyio.create_memory_object_stream[Outcome | int](c.concurrency * 4)
 

@@ -35,6 +35,7 @@ from pydantic import BaseModel, ConfigDict, Field, create_model
 
 from raftkit.errors import StructuredOutputError
 from raftkit.llm import ChatMessage, LLMClient
+from raftkit.llm.caps import CompletionCaps
 from raftkit.synth._language import script_of
 from raftkit.synth._support import is_function_word
 from raftkit.synth._text import bm25_tokens, dedup_key, match_form, sentences
@@ -44,6 +45,7 @@ from raftkit.types import Chunk, Question, Usage
 
 __all__ = [
     "CRITERIA",
+    "CRITIQUE_TOKENS",
     "QUESTION_REJECTION_REASONS",
     "TEXT_REFERENCE_LANGUAGES",
     "CritiqueRules",
@@ -59,6 +61,13 @@ __all__ = [
 ]
 
 logger = logging.getLogger("raftkit.synth")
+
+#: The judge's reply per question before any was seen: a row of four digits ("5545") and,
+#: for a question rated low, a short note. Its cap is then learned like every teacher call's
+#: (kind ``"critique"``, one unit a question): a call sent without one is charged the
+#: server's default (often 1,024 tokens) against the account's tokens per minute.
+CRITIQUE_TOKENS = 24
+_RATINGS_JSON = 32
 
 #: Why a question was dropped before it was answered (the run report counts these).
 QuestionRejectionReason = Literal[
@@ -306,6 +315,8 @@ class QuestionCritic:
 
     ``model`` is the judge (the teacher, or a cheaper model). The call goes through ``client``,
     so a journaled client replays it on a rerun. ``sample`` tells apart deliberate repeats.
+    ``caps`` gives the call its ``max_tokens`` (the run's :class:`CompletionCaps`, shared with
+    the other teacher calls).
     """
 
     def __init__(
@@ -315,11 +326,13 @@ class QuestionCritic:
         *,
         rules: CritiqueRules | None = None,
         prompts: Prompts | None = None,
+        caps: CompletionCaps | None = None,
     ) -> None:
         self.client = client
         self.model = model
         self.rules = rules if rules is not None else CritiqueRules()
         self.prompts = prompts if prompts is not None else Prompts()
+        self.caps = caps if caps is not None else CompletionCaps()
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(model={self.model!r}, mode={self.rules.mode!r})"
@@ -353,12 +366,17 @@ class QuestionCritic:
         documents = judge_context(chunk.text, texts, self.rules.context)
         messages = critique_messages(documents, texts, self.prompts)
         n = len(questions)
+        cap = self.caps.cap(
+            "critique", self.model, initial=_RATINGS_JSON + CRITIQUE_TOKENS * n, units=n
+        )
         try:
             reply = await self.client.chat_structured(
                 messages,
                 ratings_output_model(n),
                 model=self.model,
                 temperature=0.0,
+                max_tokens=cap.max_tokens,
+                retry_max_tokens=cap.retry_max_tokens,
                 sample=sample,
             )
         except StructuredOutputError as e:
@@ -366,8 +384,9 @@ class QuestionCritic:
             result.judge_calls += 1
             result.unjudged += n
             return [Review(q) for q in questions]
+        self.caps.observe("critique", self.model, reply.response, units=n)
         result.judge_calls += 1
-        result.usage = result.usage + reply.response.usage
+        result.usage = result.usage + reply.response.total_usage
         rows = getattr(reply.output, "ratings", [])
         notes = _notes(getattr(reply.output, "notes", ""))
         reviews: list[Review] = []

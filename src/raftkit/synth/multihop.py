@@ -30,10 +30,11 @@ import numpy.typing as npt
 
 from raftkit.errors import StructuredOutputError
 from raftkit.llm import ChatMessage, LLMClient
+from raftkit.llm.caps import CompletionCaps
 from raftkit.synth._support import is_function_word
 from raftkit.synth._text import stable_int
 from raftkit.synth.prompts import Prompts, format_documents
-from raftkit.synth.questions import question_id, questions_output_model
+from raftkit.synth.questions import QUESTION_TOKENS, question_id, questions_output_model
 from raftkit.types import Chunk, Question, Usage
 
 __all__ = [
@@ -45,6 +46,8 @@ __all__ = [
 ]
 
 logger = logging.getLogger("raftkit.synth")
+#: The JSON around a multi-hop question before any reply was seen (then its cap is learned).
+_QUESTION_JSON = 32
 
 #: The :attr:`~raftkit.types.Question.question_type` of a multi-hop question.
 MULTI_HOP_TYPE = "multi_hop"
@@ -197,11 +200,13 @@ class MultiHopQuestionWriter:
         prompts: Prompts | None = None,
         max_tokens: int | None = None,
         temperature: float | None = None,
+        caps: CompletionCaps | None = None,
     ) -> None:
         self.client = client
         self.model = model
         self.prompts = prompts if prompts is not None else Prompts()
         self.max_tokens = max_tokens
+        self.caps = caps if caps is not None else CompletionCaps()
         self.temperature = temperature
         self.calls = 0
         self.usage = Usage()
@@ -210,13 +215,18 @@ class MultiHopQuestionWriter:
         return f"{type(self).__name__}(model={self.model!r})"
 
     async def write(self, first: Chunk, second: Chunk, *, sample: int = 0) -> Question | None:
+        # a question of its own kind: one that must join two chunks runs longer than a
+        # chunk's plain questions, so it does not share what they learned
+        initial = _QUESTION_JSON + 2 * QUESTION_TOKENS
+        cap = self.caps.cap("multi-hop", self.model, initial=initial, pinned=self.max_tokens)
         try:
             reply = await self.client.chat_structured(
                 multi_hop_messages(first, second, self.prompts),
                 questions_output_model(1),
                 model=self.model,
                 temperature=self.temperature,
-                max_tokens=self.max_tokens,
+                max_tokens=cap.max_tokens,
+                retry_max_tokens=cap.retry_max_tokens,
                 sample=sample,
             )
         except StructuredOutputError as e:
@@ -225,8 +235,9 @@ class MultiHopQuestionWriter:
                 "chunks %s + %s: unusable multi-hop question (%s)", first.id, second.id, e
             )
             return None
+        self.caps.observe("multi-hop", self.model, reply.response)
         self.calls += 1
-        self.usage = self.usage + reply.response.usage
+        self.usage = self.usage + reply.response.total_usage
         texts = [q for q in getattr(reply.output, "questions", []) if isinstance(q, str)]
         text = " ".join(texts[0].split()) if texts else ""
         if not text:
