@@ -230,7 +230,8 @@ async def test_the_judge_call_carries_a_cap_per_question_then_a_learned_one(
     assert learned.source == "learned"
     await critic.review(CHUNK, questions, sample=2)
     assert client.calls[-1].kwargs["max_tokens"] == learned.max_tokens
-    assert learned.max_tokens is not None and learned.max_tokens < asked["max_tokens"]
+    assert learned.max_tokens is not None
+    assert learned.max_tokens < asked["max_tokens"]
     stats = {s.kind: s for s in caps.stats()}
     assert stats["critique"].retried == 1
     # today's behaviour, for comparison: no cap sent
