@@ -128,7 +128,7 @@ async def test_learned_caps_are_kept_in_the_run_and_shown_in_the_report(tmp_path
         saved = CompletionCaps()
         assert saved.load(tmp_path / "run" / "completion_caps.json")
         kinds = {(s.kind, s.replies) for s in saved.stats()}
-        assert {kind for kind, _ in kinds} == {"questions", "answers"}
+        assert {kind for kind, _ in kinds} == {"questions", "critique", "answers"}
         assert kinds == {(c["kind"], c["replies"]) for c in report.completion_caps}
         answers = next(c for c in report.completion_caps if c["kind"] == "answers")
         assert answers["cap_per_unit"] is not None

@@ -40,7 +40,7 @@ from raftkit.synth._language import script_of
 from raftkit.synth._support import is_function_word
 from raftkit.synth._text import bm25_tokens, dedup_key, match_form, sentences
 from raftkit.synth._text_references import TEXT_REFERENCE_LANGUAGES, find_text_reference
-from raftkit.synth.prompts import Prompts, format_documents
+from raftkit.synth.prompts import Prompts, chunk_cache_key, format_documents
 from raftkit.types import Chunk, Question, Usage
 
 __all__ = [
@@ -377,6 +377,8 @@ class QuestionCritic:
                 temperature=0.0,
                 max_tokens=cap.max_tokens,
                 retry_max_tokens=cap.retry_max_tokens,
+                # routed with the chunk's other calls, like them
+                prompt_cache_key=chunk_cache_key(chunk.id),
                 sample=sample,
             )
         except StructuredOutputError as e:
