@@ -181,7 +181,8 @@ def child(name: str, backend: str, corpus: Path, out: Path, base_url: str) -> No
 def show(outcomes: list[Outcome], args: argparse.Namespace, backend: str) -> None:
     today = next((o for o in outcomes if o.name == "today"), None)
     default = next((o for o in outcomes if o.name == "default"), None)
-    print(f"\n{backend}: {args.rpm:,.0f} RPM, {args.tpm:,.0f} TPM per 1 s window, latency "
+    window = f"{args.window:g} s windows" if args.window else "a minute's budget at once"
+    print(f"\n{backend}: {args.rpm:,.0f} RPM, {args.tpm:,.0f} TPM ({window}), latency "
           f"{args.latency_base} s + {args.latency_per_token * 1000:g} ms/token")  # fmt: skip
     print(
         "| run | examples | calls | ex/min | oracle ideal | ratio | 429s | given up "

@@ -77,6 +77,24 @@ def test_a_call_starts_from_its_bound_then_gets_the_learned_cap() -> None:
     assert caps.cap("questions", "m", initial=300).max_tokens == 300
 
 
+def test_the_first_replies_bound_the_cap_before_a_percentile_is_learned() -> None:
+    caps = CompletionCaps()  # a percentile after 10 replies
+    for tokens in (40, 60):
+        caps.observe("answers", "m", reply(tokens), scale=100)
+    # two replies: too few to go by, the caller's bound stays
+    assert caps.cap("answers", "m", initial=400, scale=100).max_tokens == 400
+    caps.observe("answers", "m", reply(50), scale=100)
+    # three: twice the longest (per unit of scale) for this call's size, plus the slack
+    early = caps.cap("answers", "m", initial=400, scale=100)
+    assert (early.max_tokens, early.retry_max_tokens, early.source) == (128, 512, "initial")
+    assert caps.cap("answers", "m", initial=400, scale=200).max_tokens == 248
+    # never above the caller's bound
+    assert caps.cap("answers", "m", initial=100, scale=100).max_tokens == 100
+    for _ in range(7):
+        caps.observe("answers", "m", reply(50), scale=100)
+    assert caps.cap("answers", "m", initial=400, scale=100).source == "learned"
+
+
 def test_a_rare_long_reply_is_asked_again_instead_of_raising_every_cap() -> None:
     caps = CompletionCaps(margin=1.1)
     for index in range(100):  # 99 replies of 100 tokens and one of 600, prompts of 600

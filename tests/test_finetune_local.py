@@ -209,7 +209,8 @@ def test_local_training_needs_a_base_and_valid_flags(
     assert "--warmup-ratio" in err
     # local DPO needs the run's preference pairs, and names the command that writes them
     err = _one_line_error([*_argv(run), "--method", "dpo"], capsys)
-    assert "dpo/train.jsonl" in err and "--formats dpo" in err
+    assert "dpo/train.jsonl" in err
+    assert "--formats dpo" in err
     # the inventory of fine-tuned models is a hosted service's
     err = _one_line_error(["jobs", "inventory", "--run", str(run)], capsys)
     assert "lists a service's fine-tuned models: drop --run" in err

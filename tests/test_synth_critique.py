@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from raftkit.llm import OpenAIClient
+from raftkit.llm import ChatResponse, CompletionCaps, OpenAIClient
 from raftkit.synth import (
     CritiqueRules,
     QuestionCritic,
@@ -17,6 +17,7 @@ from raftkit.synth import (
 )
 from raftkit.synth.critique import (
     CRITERIA,
+    CRITIQUE_TOKENS,
     TEXT_REFERENCE_LANGUAGES,
     excerpts_for,
     judge_context,
@@ -25,7 +26,7 @@ from raftkit.synth.critique import (
 from raftkit.testing import Simulator, SimulatorConfig
 from raftkit.testing._behaviour import ModelBehaviour
 from raftkit.testing.scripted import Call, ScriptedClient
-from raftkit.types import Chunk, Question
+from raftkit.types import Chunk, Question, Usage
 
 EN_CHUNK = (
     "Mount Everest is the highest mountain above sea level. It lies in the Himalayas between "
@@ -194,6 +195,51 @@ async def test_the_judge_rejects_below_the_threshold_and_keeps_what_it_cannot_re
     assert reviews.usage.prompt_tokens > 0
     assert client.calls[0].model == "judge-model"
     assert client.calls[0].kwargs["temperature"] == 0.0
+
+
+@pytest.mark.anyio
+async def test_the_judge_call_carries_a_cap_per_question_then_a_learned_one(
+    anyio_backend: str,
+) -> None:
+    # sent without max_tokens, a provider charges the judge's short reply its default cap
+    # (often 1,024 tokens) against the account's TPM: the call is capped like the others
+    questions = [
+        question("Who made the first ascent of Mount Everest?"),
+        question("In which mountain range does Everest lie?"),
+    ]
+    ratings = '{"ratings": ["5555", "5555"], "notes": ""}'
+    cut = ChatResponse(
+        text='{"ratings": ["55',
+        model="m",
+        finish_reason="length",
+        usage=Usage(prompt_tokens=10, completion_tokens=30),
+    )
+    client = ScriptedClient(replies=[cut, ratings, ratings, ratings])
+    caps = CompletionCaps(min_samples=2)
+    critic = QuestionCritic(client, "judge-model", caps=caps)
+    first = await critic.review(CHUNK, questions)
+    asked = client.calls[0].kwargs
+    assert asked["max_tokens"] == 32 + CRITIQUE_TOKENS * len(questions)
+    assert asked["retry_max_tokens"] == 4 * asked["max_tokens"]
+    # the cut reply was asked again with the larger cap, read, and paid for in the usage
+    assert client.calls[1].kwargs["max_tokens"] == asked["retry_max_tokens"]
+    assert [r.scores is not None for r in first.reviews] == [True, True]
+    assert first.usage.completion_tokens > 30
+    await critic.review(CHUNK, questions, sample=1)
+    learned = caps.cap("critique", "judge-model", initial=10_000, units=len(questions))
+    assert learned.source == "learned"
+    await critic.review(CHUNK, questions, sample=2)
+    assert client.calls[-1].kwargs["max_tokens"] == learned.max_tokens
+    assert learned.max_tokens is not None
+    assert learned.max_tokens < asked["max_tokens"]
+    stats = {s.kind: s for s in caps.stats()}
+    assert stats["critique"].retried == 1
+    # today's behaviour, for comparison: no cap sent
+    plain = ScriptedClient(replies=[ratings])
+    await QuestionCritic(plain, "judge-model", caps=CompletionCaps("server-default")).review(
+        CHUNK, questions
+    )
+    assert plain.calls[0].kwargs.get("max_tokens") is None
 
 
 @pytest.mark.anyio

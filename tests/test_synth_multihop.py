@@ -127,6 +127,8 @@ async def test_a_two_chunk_question_and_its_answer_verify_against_both_oracles(
     assert first.text in prompt
     assert second.text in prompt
     assert "quote each of them" in prompt
+    # the question call is capped (before anything is learned, for one long question)
+    assert sent[0].json["max_tokens"] == 32 + 2 * 64
 
 
 async def test_an_answer_quoting_one_oracle_is_re_asked_then_rejected(

@@ -164,3 +164,5 @@ async def test_missing_types_are_asked_for_again(anyio_backend: str) -> None:
     assert "- 1 explanation:" in retry.prompt
     assert "Which mammals can fly?" in retry.prompt
     assert [c.sample for c in client.calls] == [0, 1]
+    # each call is capped for the questions it asks (2, then the 1 still missing)
+    assert [c.kwargs["max_tokens"] for c in client.calls] == [32 + 80 * 2, 32 + 80 * 1]

@@ -8,7 +8,8 @@ replies of its kind really need:
 
 - per call *kind* (``"questions"``, ``"answers"``, ``"judge"``, ``"vision"``, ...) and model,
   a call starts from a bound its caller derives from the prompt (``initial``: for example
-  the number of questions asked times a per-question bound);
+  the number of questions asked times a per-question bound); after its first three replies,
+  twice the longest of them when that is lower;
 - once ``min_samples`` replies of that kind and model were seen, the cap is a high percentile
   of their completion tokens per *unit* (a question, an answer), times a margin, times the
   units the call asks for. Which percentile: the one (at least ``percentile``, 0.99 by
@@ -68,6 +69,14 @@ DEFAULT_PERCENTILE = 0.99
 DEFAULT_MARGIN = 1.05
 #: Replies of a kind and model seen before their percentile replaces the initial bound.
 DEFAULT_MIN_SAMPLES = 10
+#: Replies of a kind and model that, before ``min_samples``, bound the next call's cap at
+#: :data:`_EARLY_FACTOR` times the longest of them when that is below the caller's initial
+#: bound. A run sends its first calls of a kind (a chunk's five answers, 16 chunks at once)
+#: before ten replies are back; the initial bound is a guess from the prompt alone, usually
+#: twice to four times what replies need. Twice the longest of three replies is seldom too
+#: short for any teacher, and a reply it cuts is asked again with four times the cap.
+_EARLY_SAMPLES = 3
+_EARLY_FACTOR = 2.0
 #: Tokens added to every learned cap: JSON punctuation, an answer tag, a stray newline.
 _SLACK = 8
 _FLOOR = 16
@@ -187,6 +196,11 @@ class CompletionCaps:
         plan = self._plan(entry) if entry is not None else None
         if plan is None:
             first = self._clamp(initial)
+            early = self._early(entry, units, scale)
+            if early is not None and early < first:
+                # a few replies seen: twice the longest of them bounds the next one better
+                # than the caller's guess (often by half), long before a percentile is known
+                return Cap(early, self._clamp(4 * early), "initial")
             # nothing known of this kind yet: a cut reply gets room to finish
             return Cap(first, self._clamp(4 * first), "initial")
         _, per_unit, longest = plan
@@ -324,6 +338,14 @@ class CompletionCaps:
             entry.plan = self._cheapest(sorted(entry.samples), entry.prompts)
             entry.fresh = 0
         return entry.plan
+
+    def _early(self, entry: _Entry | None, units: int, scale: float) -> int | None:
+        """Before ``min_samples`` replies: :data:`_EARLY_FACTOR` times the longest of the
+        first :data:`_EARLY_SAMPLES` or more (per unit of scale), for this call's size."""
+        if entry is None or len(entry.samples) < min(_EARLY_SAMPLES, self.min_samples):
+            return None
+        size = max(1, units) * max(scale, 1e-9)
+        return self._clamp(_up(_EARLY_FACTOR * size * max(entry.samples)) + _SLACK)
 
     def _cheapest(self, ordered: list[float], prompts: deque[float]) -> tuple[float, float, float]:
         """The cap per unit, from the replies' own percentiles at or above ``percentile``,

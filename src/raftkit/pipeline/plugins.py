@@ -69,6 +69,7 @@ def make_synthesizer(
                 prompts=prompts,
                 seed=config.seed,
                 max_tokens=config.question_max_tokens,
+                caps=caps,
             )
         return TeacherQuestionSynthesizer(
             client,

@@ -45,6 +45,7 @@ from raftkit.types import Chunk, Question, Usage
 
 __all__ = [
     "CRITERIA",
+    "CRITIQUE_TOKENS",
     "QUESTION_REJECTION_REASONS",
     "TEXT_REFERENCE_LANGUAGES",
     "CritiqueRules",
@@ -61,9 +62,12 @@ __all__ = [
 
 logger = logging.getLogger("raftkit.synth")
 
-#: The initial completion cap of a judge call: JSON around the ratings, and per question.
-_RATINGS_JSON = 48
-_RATING_TOKENS = 96
+#: The judge's reply per question before any was seen: a row of four digits ("5545") and,
+#: for a question rated low, a short note. Its cap is then learned like every teacher call's
+#: (kind ``"critique"``, one unit a question): a call sent without one is charged the
+#: server's default (often 1,024 tokens) against the account's tokens per minute.
+CRITIQUE_TOKENS = 24
+_RATINGS_JSON = 32
 
 #: Why a question was dropped before it was answered (the run report counts these).
 QuestionRejectionReason = Literal[
@@ -311,6 +315,8 @@ class QuestionCritic:
 
     ``model`` is the judge (the teacher, or a cheaper model). The call goes through ``client``,
     so a journaled client replays it on a rerun. ``sample`` tells apart deliberate repeats.
+    ``caps`` gives the call its ``max_tokens`` (the run's :class:`CompletionCaps`, shared with
+    the other teacher calls).
     """
 
     def __init__(
@@ -360,10 +366,8 @@ class QuestionCritic:
         documents = judge_context(chunk.text, texts, self.rules.context)
         messages = critique_messages(documents, texts, self.prompts)
         n = len(questions)
-        # the judge's reply is a few scores and a short note per question: capped like every
-        # call, in proportion to the questions rated
         cap = self.caps.cap(
-            "critique", self.model, initial=_RATINGS_JSON + _RATING_TOKENS * n, units=n
+            "critique", self.model, initial=_RATINGS_JSON + CRITIQUE_TOKENS * n, units=n
         )
         try:
             reply = await self.client.chat_structured(
@@ -373,6 +377,7 @@ class QuestionCritic:
                 temperature=0.0,
                 max_tokens=cap.max_tokens,
                 retry_max_tokens=cap.retry_max_tokens,
+                # routed with the chunk's other calls, like them
                 prompt_cache_key=chunk_cache_key(chunk.id),
                 sample=sample,
             )
@@ -381,9 +386,9 @@ class QuestionCritic:
             result.judge_calls += 1
             result.unjudged += n
             return [Review(q) for q in questions]
-        result.judge_calls += 1
-        result.usage = result.usage + reply.response.usage
         self.caps.observe("critique", self.model, reply.response, units=n)
+        result.judge_calls += 1
+        result.usage = result.usage + reply.response.total_usage
         rows = getattr(reply.output, "ratings", [])
         notes = _notes(getattr(reply.output, "notes", ""))
         reviews: list[Review] = []

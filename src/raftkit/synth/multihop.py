@@ -33,7 +33,7 @@ from raftkit.llm import ChatMessage, LLMClient
 from raftkit.llm.caps import CompletionCaps
 from raftkit.synth._support import is_function_word
 from raftkit.synth._text import stable_int
-from raftkit.synth.prompts import Prompts, chunk_cache_key, format_documents
+from raftkit.synth.prompts import Prompts, format_documents
 from raftkit.synth.questions import QUESTION_TOKENS, question_id, questions_output_model
 from raftkit.types import Chunk, Question, Usage
 
@@ -46,6 +46,8 @@ __all__ = [
 ]
 
 logger = logging.getLogger("raftkit.synth")
+#: The JSON around a multi-hop question before any reply was seen (then its cap is learned).
+_QUESTION_JSON = 32
 
 #: The :attr:`~raftkit.types.Question.question_type` of a multi-hop question.
 MULTI_HOP_TYPE = "multi_hop"
@@ -213,9 +215,10 @@ class MultiHopQuestionWriter:
         return f"{type(self).__name__}(model={self.model!r})"
 
     async def write(self, first: Chunk, second: Chunk, *, sample: int = 0) -> Question | None:
-        cap = self.caps.cap(
-            "multi_hop", self.model, initial=2 * QUESTION_TOKENS, pinned=self.max_tokens
-        )
+        # a question of its own kind: one that must join two chunks runs longer than a
+        # chunk's plain questions, so it does not share what they learned
+        initial = _QUESTION_JSON + 2 * QUESTION_TOKENS
+        cap = self.caps.cap("multi-hop", self.model, initial=initial, pinned=self.max_tokens)
         try:
             reply = await self.client.chat_structured(
                 multi_hop_messages(first, second, self.prompts),
@@ -224,7 +227,6 @@ class MultiHopQuestionWriter:
                 temperature=self.temperature,
                 max_tokens=cap.max_tokens,
                 retry_max_tokens=cap.retry_max_tokens,
-                prompt_cache_key=chunk_cache_key(first.id),
                 sample=sample,
             )
         except StructuredOutputError as e:
@@ -233,9 +235,9 @@ class MultiHopQuestionWriter:
                 "chunks %s + %s: unusable multi-hop question (%s)", first.id, second.id, e
             )
             return None
+        self.caps.observe("multi-hop", self.model, reply.response)
         self.calls += 1
-        self.usage = self.usage + reply.response.usage
-        self.caps.observe("multi_hop", self.model, reply.response)
+        self.usage = self.usage + reply.response.total_usage
         texts = [q for q in getattr(reply.output, "questions", []) if isinstance(q, str)]
         text = " ".join(texts[0].split()) if texts else ""
         if not text:

@@ -37,9 +37,10 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
 
 from raftkit.errors import InputError, StructuredOutputError, UsageError
 from raftkit.llm import ChatMessage, LLMClient
+from raftkit.llm.caps import CompletionCaps
 from raftkit.synth._text import dedup_key, stable_int, tidy_spaces
 from raftkit.synth.prompts import Prompts
-from raftkit.synth.questions import question_id
+from raftkit.synth.questions import QUESTION_TOKENS, question_id
 from raftkit.types import Chunk, Question
 
 __all__ = [
@@ -52,6 +53,9 @@ __all__ = [
 ]
 
 logger = logging.getLogger("raftkit.synth")
+#: Before any reply was seen: the JSON around the questions, and a question's type field.
+_TYPED_JSON = 32
+_TYPE_TOKENS = 16
 
 #: Descriptions of the built-in question types, as the prompt gives them to the teacher.
 BUILTIN_TYPES: dict[str, str] = {
@@ -259,9 +263,11 @@ class TypedQuestionSynthesizer:
         temperature: float | None = None,
         max_tokens: int | None = None,
         max_retries: int = 2,
+        caps: CompletionCaps | None = None,
     ) -> None:
         if max_retries < 0:
             raise UsageError("max_retries must be >= 0")
+        self.caps = caps if caps is not None else CompletionCaps()
         self.client = client
         self.model = model
         self.mix = mix
@@ -322,18 +328,26 @@ class TypedQuestionSynthesizer:
         self, messages: list[ChatMessage], wanted: Counter[str], sample: int, chunk: Chunk
     ) -> list[tuple[str, str]]:
         names = tuple(t.name for t in self.mix.types)
+        n = sum(wanted.values())
+        # typed questions: each carries its type's name too, so they learn a cap of their own
+        initial = _TYPED_JSON + (QUESTION_TOKENS + _TYPE_TOKENS) * n
+        cap = self.caps.cap(
+            "typed-questions", self.model, initial=initial, units=n, pinned=self.max_tokens
+        )
         try:
             result = await self.client.chat_structured(
                 messages,
-                typed_questions_output_model(sum(wanted.values()), names),
+                typed_questions_output_model(n, names),
                 model=self.model,
                 temperature=self.temperature,
-                max_tokens=self.max_tokens,
+                max_tokens=cap.max_tokens,
+                retry_max_tokens=cap.retry_max_tokens,
                 sample=sample,
             )
         except StructuredOutputError as e:
             logger.warning("chunk %s: unusable question output (%s)", chunk.id, e)
             return []
+        self.caps.observe("typed-questions", self.model, result.response, units=n)
         found: list[tuple[str, str]] = []
         for item in getattr(result.output, "questions", []) or []:
             kind = str(getattr(item, "type", "")).strip().lower()
