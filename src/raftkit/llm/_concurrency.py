@@ -25,6 +25,13 @@ whatever the absolute latency (a large model, a long prompt).
   on noise).
 - **Congestion** (a 429 from such a server): the limit is multiplied by 0.7 at once.
 
+**Cold start**: the first reply from a server ends an epoch that measured nothing. Until
+then every request may have waited for a server that was still getting ready (Ollama loads
+the model on the first request; the first connections open; a tokenizer loads), a one-off
+cost that is not its service time. Taken as the first reference, it makes the first
+doubling look like a gain however full the server is (a one-slot server went to 4 in
+flight), so the first epoch counts only requests admitted after the first reply.
+
 An epoch in which the limit did not hold requests back (the caller sent fewer) says nothing
 about higher limits: it grows nothing, though a doubling the caller half filled is still
 judged by what it brought. After the limit falls, measuring waits until the
@@ -126,6 +133,8 @@ class AdaptiveConcurrency:
         self._next_probe: Literal["up", "down"] = "down"
         self._quiet_epochs = 0
         self._doubted = False
+        #: whether the server has answered yet (before: its cold start, not measured)
+        self._answered = False
         self._in_flight = 0
         self._waiting = 0
         # the epoch: its limit, when measuring began (None: draining to a lower limit),
@@ -156,6 +165,10 @@ class AdaptiveConcurrency:
         """A request admitted at ``admitted_at`` completed after ``latency`` seconds, having
         generated ``work`` (completion tokens; ``None``: not known, counted as one request)."""
         self._advance(now)
+        if not self._answered:
+            self._answered = True
+            self._begin(now)  # what came before included the server's cold start
+            return
         if self._settled_at is None or admitted_at < self._settled_at:
             return  # admitted under another limit, or before the drain: not this epoch's
         self._samples += 1
