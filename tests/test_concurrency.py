@@ -50,12 +50,14 @@ def serve(
     until: float = 400.0,
     warm_up: float = 100.0,
     round_trip: float = 0.003,
+    cold_start: float = 0.0,
     seed: int = 1,
 ) -> Outcome:
     """Requests through ``controller`` to a server with ``slots`` and a FIFO queue.
 
     Service times are ``seconds`` times a log-normal factor (``spread``) and times
-    ``1 + slowdown * busy`` (a batching server slows each request as it fills). The caller
+    ``1 + slowdown * busy`` (a batching server slows each request as it fills); the first
+    requests also wait ``cold_start`` (a model loaded on first use). The caller
     always has more to send (``demand=None``) or keeps at most ``demand`` in flight.
     """
     rng = random.Random(seed)
@@ -74,7 +76,9 @@ def serve(
         busy += 1
         factor = rng.lognormvariate(0.0, spread)
         work[request] = 100 * factor  # completion tokens, in proportion to decoding time
-        heapq.heappush(events, (now + seconds * factor * (1 + slowdown * busy), request, "done"))
+        service = seconds * factor * (1 + slowdown * busy)
+        ready = max(now, cold_start)  # requests that arrive while the model loads wait for it
+        heapq.heappush(events, (ready + service, request, "done"))
 
     def admit() -> None:
         cap = controller.limit if demand is None else min(controller.limit, demand)
@@ -143,6 +147,19 @@ def test_noisy_latencies_do_not_walk_the_limit_away() -> None:
     outcome = serve(AdaptiveConcurrency(), slots=8, seconds=1.0, spread=0.8, seed=5)
     assert 6 <= outcome.median_limit <= 16
     assert outcome.throughput >= 0.9
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_a_cold_start_is_not_taken_for_a_slow_server(seed: int) -> None:
+    # the first requests wait 10 service times (a model loaded on first use, as Ollama does):
+    # compared with that, 4 in flight at a one-slot server would look twice as fast as 2
+    controller = AdaptiveConcurrency()
+    outcome = serve(
+        controller, slots=1, seconds=0.5, cold_start=5.0, until=60.0, warm_up=5.0, seed=seed
+    )
+    assert [m.limit for m in controller.history][:3] == [2, 4, 4]  # tried, doubted, undone
+    assert outcome.median_limit <= 2
+    assert outcome.max_in_flight <= 4
 
 
 def test_a_caller_that_sends_few_requests_does_not_grow_the_limit() -> None:

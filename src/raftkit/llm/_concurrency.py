@@ -25,6 +25,14 @@ whatever the absolute latency (a large model, a long prompt).
   on noise).
 - **Congestion** (a 429 from such a server): the limit is multiplied by 0.7 at once.
 
+**After a rise** (and at the start) measuring begins at the first reply to a request sent
+under the new limit. Before it, the extra requests join a queue still being built: the first
+of them wait less than every later one will, so the higher limit looked cheaper than it is
+(a doubling past the slots was kept on noise). And the very first requests may have waited
+for a server still getting ready (Ollama loads the model on the first request; a simulator
+loads its tokenizer): taken as the first reference, that one-off wait made the first
+doubling look like a gain however full the server was (a one-slot server went to 4).
+
 An epoch in which the limit did not hold requests back (the caller sent fewer) says nothing
 about higher limits: it grows nothing, though a doubling the caller half filled is still
 judged by what it brought. After the limit falls, measuring waits until the
@@ -126,6 +134,8 @@ class AdaptiveConcurrency:
         self._next_probe: Literal["up", "down"] = "down"
         self._quiet_epochs = 0
         self._doubted = False
+        #: the limit rose (or nothing was measured yet): measuring restarts at the first reply
+        self._rising = True
         self._in_flight = 0
         self._waiting = 0
         # the epoch: its limit, when measuring began (None: draining to a lower limit),
@@ -158,6 +168,12 @@ class AdaptiveConcurrency:
         self._advance(now)
         if self._settled_at is None or admitted_at < self._settled_at:
             return  # admitted under another limit, or before the drain: not this epoch's
+        if self._rising:
+            # the queue at the new limit is built (or the server's cold start is over):
+            # from here on every request sent waits as long as the limit makes it
+            self._rising = False
+            self._begin(now)
+            return
         self._samples += 1
         self._latency_sum += max(latency, 1e-6)
         self._work_sum += 1.0 if work is None else 1.0 + max(0.0, work)
@@ -199,6 +215,7 @@ class AdaptiveConcurrency:
 
     def _set(self, limit: int, now: float) -> None:
         self.limit = max(self.minimum, min(self.maximum, limit))
+        self._rising = self.limit > self._epoch_limit
         self._begin(now)
 
     def _finish(self, now: float) -> None:
