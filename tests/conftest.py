@@ -5,9 +5,12 @@ from __future__ import annotations
 import importlib.util
 import os
 from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
+
+if TYPE_CHECKING:
+    from raftkit.testing import Simulator
 
 
 @pytest.fixture(params=["asyncio", "trio"])
@@ -52,3 +55,13 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> Any:
     result = train_tiny_run(tmp_path_factory.mktemp("tiny-student"))
     assert result.code == 0, (result.stdout[-3000:], result.stderr[-3000:])
     return result
+
+
+@pytest.fixture
+def sim(monkeypatch: pytest.MonkeyPatch, raftkit_simulator: Simulator) -> Simulator:
+    """The session's simulator as the only credentials a command finds (OpenAI's key set,
+    Azure's endpoint and a base URL unset)."""
+    monkeypatch.setenv("OPENAI_API_KEY", raftkit_simulator.api_key)
+    for name in ("AZURE_OPENAI_ENDPOINT", "OPENAI_BASE_URL"):
+        monkeypatch.delenv(name, raising=False)
+    return raftkit_simulator

@@ -80,14 +80,6 @@ def assert_short(err: str, command: str, *words: str) -> None:
 # ---------------------------------------------------------------- the service refused
 
 
-@pytest.fixture
-def sim(monkeypatch: pytest.MonkeyPatch, raftkit_simulator: Simulator) -> Simulator:
-    monkeypatch.setenv("OPENAI_API_KEY", raftkit_simulator.api_key)
-    for name in ("AZURE_OPENAI_ENDPOINT", "OPENAI_BASE_URL"):
-        monkeypatch.delenv(name, raising=False)
-    return raftkit_simulator
-
-
 def test_a_wrong_key_is_two_lines_naming_the_variable_not_a_traceback(
     docs: Path,
     tmp_path: Path,

@@ -154,14 +154,6 @@ async def test_the_body_s_error_comes_out_as_itself(anyio_backend: str) -> None:
 # ---------------------------------------------------------------- through the commands
 
 
-@pytest.fixture
-def sim(monkeypatch: pytest.MonkeyPatch, raftkit_simulator: Simulator) -> Simulator:
-    monkeypatch.setenv("OPENAI_API_KEY", raftkit_simulator.api_key)
-    for name in ("AZURE_OPENAI_ENDPOINT", "OPENAI_BASE_URL"):
-        monkeypatch.delenv(name, raising=False)
-    return raftkit_simulator
-
-
 def test_generate_in_a_log_ends_with_one_plain_line(
     docs: Path, tmp_path: Path, sim: Simulator, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -261,6 +261,8 @@ def load_tokenizer(base: StudentBase, *, cache_dir: str | os.PathLike[str] | Non
             )
         else:
             tokenizer = transformers.AutoTokenizer.from_pretrained(base.path)
+    # transformers reports a missing, unreadable or unsupported checkpoint through any of
+    # these; each becomes one line naming the BASE (the cause stays chained for -v)
     except (OSError, ValueError, KeyError, NotImplementedError, TypeError) as e:
         raise UsageError(
             f"BASE {base.spec}: transformers cannot load its tokenizer: {_first_line(e)}"
@@ -308,6 +310,7 @@ def load_causal_lm(
             tokenizer = transformers.AutoTokenizer.from_pretrained(source)
     except torch.OutOfMemoryError:
         raise
+    # as in load_tokenizer, plus RuntimeError: a state dict that does not fit the architecture
     except (OSError, ValueError, KeyError, NotImplementedError, TypeError, RuntimeError) as e:
         raise UsageError(
             f"BASE {base.spec}: transformers cannot load it as a causal language model: "

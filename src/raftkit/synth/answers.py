@@ -24,12 +24,13 @@ from functools import lru_cache
 from typing import Literal, Protocol, runtime_checkable
 
 import anyio
-from pydantic import BaseModel, ConfigDict, Field, create_model
+from pydantic import BaseModel, ConfigDict, Field
 
 from raftkit.errors import StructuredOutputError, UsageError
 from raftkit.llm import ChatMessage, ChatResponse, LLMClient
 from raftkit.llm.caps import Cap, CompletionCaps
 from raftkit.llm.tokens import estimate_tokens
+from raftkit.synth._schemas import exact_list_model
 from raftkit.synth._text import bm25_tokens
 from raftkit.synth.prompts import (
     Prompts,
@@ -146,17 +147,7 @@ def answers_output_model(n: int) -> type[BaseModel]:
     The schema says exactly ``n`` items; validation accepts any count, and a missing answer is
     asked for alone instead of the whole reply being paid for again.
     """
-    model: type[BaseModel] = create_model(
-        "Answers",
-        answers=(
-            list[str],
-            Field(
-                description=f"exactly {n} answers, the i-th to question i",
-                json_schema_extra={"minItems": n, "maxItems": n},
-            ),
-        ),
-    )
-    return model
+    return exact_list_model("Answers", "answers", n, f"exactly {n} answers, the i-th to question i")
 
 
 class TeacherAnswerGenerator:

@@ -13,12 +13,13 @@ from collections.abc import Iterable
 from functools import lru_cache
 from typing import Protocol, runtime_checkable
 
-from pydantic import BaseModel, Field, create_model
+from pydantic import BaseModel
 
 from raftkit.errors import StructuredOutputError, UsageError
 from raftkit.llm import ChatMessage, LLMClient
 from raftkit.llm.caps import CompletionCaps
 from raftkit.llm.tokens import estimate_tokens
+from raftkit.synth._schemas import exact_list_model
 from raftkit.synth._text import dedup_key, tidy_spaces
 from raftkit.synth.prompts import (
     Prompts,
@@ -79,17 +80,7 @@ def questions_output_model(n: int) -> type[BaseModel]:
     validation accepts any count on purpose: a reply with six questions instead of five is
     trimmed and one with four is topped up, instead of being thrown away and paid for again.
     """
-    model: type[BaseModel] = create_model(
-        "Questions",
-        questions=(
-            list[str],
-            Field(
-                description=f"exactly {n} questions",
-                json_schema_extra={"minItems": n, "maxItems": n},
-            ),
-        ),
-    )
-    return model
+    return exact_list_model("Questions", "questions", n, f"exactly {n} questions")
 
 
 @lru_cache(maxsize=1024)
