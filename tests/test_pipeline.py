@@ -15,6 +15,7 @@ from pathlib import Path
 import anyio
 import pytest
 
+from caps_support import seed_generous_caps
 from data_files import CORPUS, FOILBOARD
 from raftkit.errors import ResumeMismatchError
 from raftkit.extract import Extractor, default_extractors
@@ -209,12 +210,14 @@ def test_killed_run_resumes_to_the_same_dataset(tmp_path: Path) -> None:
     with Simulator(SimulatorConfig(latency_base=0.05)) as sim:
         env = {**os.environ, "OPENAI_API_KEY": sim.api_key}
         reference = tmp_path / "reference"
+        crashed = tmp_path / "crashed"
+        for run in (reference, crashed):  # no reply cut by a cap learned in another order
+            seed_generous_caps(run, RaftConfig().teacher_model)
         subprocess.run(_generate_command(docs, reference, sim.base_url), env=env, check=True)
         uninterrupted_calls = len(sim.requests)
         total = _journal_lines(reference)
 
         sim.clear_requests()
-        crashed = tmp_path / "crashed"
         process = subprocess.Popen(_generate_command(docs, crashed, sim.base_url), env=env)
         deadline = time.monotonic() + 60
         while _journal_lines(crashed) < total // 2 and time.monotonic() < deadline:
@@ -242,6 +245,8 @@ async def test_batch_mode_ends_with_the_online_dataset_at_the_batch_price(
     docs = make_docs(tmp_path)
     config = RaftConfig(questions_per_chunk=2, chunk_size=256, seed=5)
     fast = PollPolicy(initial=0.01, maximum=0.05, timeout=60.0)
+    for run in ("online", "batched"):  # no reply cut by a cap learned in another order
+        seed_generous_caps(tmp_path / run, config.teacher_model)
     async with OpenAIClient(base_url=sim.base_url, api_key=sim.api_key) as client:
         online = await RaftPipeline(client, config).run(docs, tmp_path / "online")
     batch_ledger = UsageLedger()

@@ -24,6 +24,7 @@ from typing import Any
 
 import pytest
 
+from caps_support import seed_generous_caps
 from data_files import FOILBOARD, VAMPIRE_BAT
 from raftkit.llm import CompletionCaps, OpenAIClient
 from raftkit.llm.usage import PriceTable, UsageLedger
@@ -213,16 +214,22 @@ def test_a_run_resumed_with_other_learned_caps_pays_nothing_twice(tmp_path: Path
     """SIGKILL a run, give its resume other caps than it learned: it replays every journaled
     response (caps are not in the keys) and writes the uninterrupted run's dataset."""
     docs = make_docs(tmp_path)
+    teacher = RaftConfig().teacher_model
     with Simulator(SimulatorConfig(latency_base=0.05)) as sim:
         env = {**os.environ, "OPENAI_API_KEY": sim.api_key}
         reference = tmp_path / "reference"
+        crashed = tmp_path / "crashed"
+        # both runs start from caps that cut no reply: a cap learned in another order could
+        # cut (and re-ask) a reply in one run only, and the two datasets' usage would differ
+        for run in (reference, crashed):
+            seed_generous_caps(run, teacher)
         subprocess.run(_generate_command(docs, reference, sim.base_url), env=env, check=True)
         uninterrupted = len(chat_bodies(sim))
         total = len(_journal_keys(reference))
         assert all(isinstance(body.get("max_tokens"), int) for body in chat_bodies(sim))
+        reference_caps = {_prompt(body): body["max_tokens"] for body in chat_bodies(sim)}
 
         sim.clear_requests()
-        crashed = tmp_path / "crashed"
         process = subprocess.Popen(_generate_command(docs, crashed, sim.base_url), env=env)
         deadline = time.monotonic() + 60
         while len(_journal_keys(crashed)) < total // 2 and time.monotonic() < deadline:
@@ -231,15 +238,15 @@ def test_a_run_resumed_with_other_learned_caps_pays_nothing_twice(tmp_path: Path
         process.wait()
         journaled_at_kill = len(_journal_keys(crashed))
         assert 0 < journaled_at_kill < total, "the kill landed in the middle of the run"
-        # the resumed run learned something else: every cap it sends differs
-        other = CompletionCaps(min_samples=1)
-        for kind in ("questions", "answers"):
-            for _ in range(30):
-                other.observe(kind, "gpt-4o", _reply(333))
-        other.save(crashed / "completion_caps.json")
+        sim.clear_requests()
+        # the resumed run learned something else: twice the caps
+        seed_generous_caps(crashed, teacher, factor=2)
         subprocess.run(_generate_command(docs, crashed, sim.base_url), env=env, check=True)
         resumed = chat_bodies(sim)
 
+    assert resumed, "the resumed run asked for what was not journaled"
+    for body in resumed:
+        assert body["max_tokens"] != reference_caps[_prompt(body)]
     assert (crashed / "examples.jsonl").read_bytes() == (reference / "examples.jsonl").read_bytes()
     keys = _journal_keys(crashed)
     assert len(keys) == len(set(keys)) == total
@@ -249,8 +256,5 @@ def test_a_run_resumed_with_other_learned_caps_pays_nothing_twice(tmp_path: Path
     assert report["teacher_calls_replayed"] >= journaled_at_kill
 
 
-def _reply(tokens: int) -> Any:
-    from raftkit.llm import ChatResponse
-    from raftkit.types import Usage
-
-    return ChatResponse(text="x", model="gpt-4o", usage=Usage(completion_tokens=tokens))
+def _prompt(body: dict[str, Any]) -> str:
+    return json.dumps(body["messages"], sort_keys=True)
