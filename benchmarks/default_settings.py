@@ -20,6 +20,8 @@ The runs, one after the other on a fresh simulator each:
   reserving the server's default (raftkit's behaviour before adaptive caps);
 - ``default``: the new defaults (a learned cap on every call, one answer a call);
 - ``k3``, ``k5``: ``--answers-per-call 3`` / ``5`` (cost; prompt caching is on for every run);
+- ``k5-mini-judge``: ``--answers-per-call 5 --critique-model gpt-4.1-mini``, the cheapest
+  setting documented (the question judge, one call a chunk, on a model a fifth the price);
 - ``long``, ``long-k5`` (only when named with ``--runs``): 1,024-token chunks and ten questions
   a chunk (the same questions per token of source), where a chunk's answer prompts share a
   prefix long enough for the provider's prompt cache.
@@ -63,12 +65,14 @@ RUNS: dict[str, dict[str, Any]] = {
     "default": {},
     "k3": {"answers_per_call": 3},
     "k5": {"answers_per_call": 5},
+    # the cheapest setting documented: five answers a call, the question judge on a mini model
+    "k5-mini-judge": {"answers_per_call": 5, "critique": {"model": "gpt-4.1-mini"}},
     # chunks twice as long, twice the questions (the same questions per token of source): the
     # answer prompts of a chunk share a prefix of more than 1,024 tokens, so caching applies
     "long": {"chunk_size": 1024, "questions_per_chunk": 10},
     "long-k5": {"chunk_size": 1024, "questions_per_chunk": 10, "answers_per_call": 5},
 }
-DEFAULT_RUNS = ["today", "default", "k3", "k5"]
+DEFAULT_RUNS = ["today", "default", "k3", "k5", "k5-mini-judge"]
 
 
 @dataclass

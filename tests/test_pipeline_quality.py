@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import anyio
+import httpx
 import pytest
 
 from raftkit.cli import main
@@ -308,6 +309,50 @@ async def test_multi_hop_questions_need_both_chunks_which_share_a_split_group(
     # exports still work on two-oracle examples
     for exporter in (ChatExporter(), RaftReferenceExporter(), EvalExporter()):
         assert all(exporter.row(e) for e in multi)
+
+
+class FailingMultiHopCalls(httpx.AsyncBaseTransport):
+    """The network, except that every call writing a multi-hop question fails with a 422."""
+
+    def __init__(self) -> None:
+        self.inner = httpx.AsyncHTTPTransport()
+        self.failed = 0
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        if b"BOTH documents" in request.content:
+            self.failed += 1
+            error = {"message": "Invalid 'messages'.", "type": "invalid_request_error"}
+            return httpx.Response(422, json={"error": {**error, "code": "invalid_value"}})
+        return await self.inner.handle_async_request(request)
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
+
+
+async def test_a_failed_multi_hop_call_is_its_own_rejection_not_a_failed_chunk(
+    anyio_backend: str, sim: Simulator, tmp_path: Path
+) -> None:
+    docs = make_docs(tmp_path)
+    run = tmp_path / "run"
+    config = RaftConfig(questions_per_chunk=2, chunk_size=512, multi_hop=1.0, seed=4)
+    transport = FailingMultiHopCalls()
+    async with (
+        httpx.AsyncClient(transport=transport) as http,
+        OpenAIClient(base_url=sim.base_url, api_key=sim.api_key, http_client=http) as client,
+    ):
+        report = await RaftPipeline(client, config).run(docs, run)
+    assert transport.failed > 0
+    assert report.status == "completed"
+    assert report.chunks_failed == 0, "every chunk's own questions were asked and answered"
+    assert report.rejections.get("multi_hop_failed") == transport.failed
+    assert "questions_failed" not in report.rejections
+    assert report.failures == {"UnprocessableEntityError 422 invalid_value": transport.failed}
+    # a failed multi-hop call asked no question: a rejection that is not one of the questions
+    assert report.examples + sum(report.rejections.values()) - transport.failed == report.questions
+    rejected = [json.loads(line) for line in (run / "rejections.jsonl").read_text().splitlines()]
+    hops = [r for r in rejected if r["reason"] == "multi_hop_failed"]
+    assert len(hops) == transport.failed
+    assert all(r["question"] is None and "422" in r["cause"] for r in hops)
 
 
 async def test_question_types_are_recorded_counted_and_part_of_the_settings(

@@ -46,12 +46,18 @@ async def work_on_chunk(
     oracle = feed.chunks[index]
     unfinished = False
 
-    async def failed(error: BaseException, position: int, question: Question | None) -> None:
+    async def failed(
+        error: BaseException, position: int, question: Question | None, *, multi_hop: bool = False
+    ) -> None:
         nonlocal unfinished
         if classify_failure(error) == "chunk":
             where = question.id if question is not None else oracle.id
-            logger.warning("%s failed: %s", where, describe(error))
-            await outbox.send(failed_outcome((index, position), oracle, question, error))
+            what = "'s multi-hop question" if multi_hop and question is None else ""
+            logger.warning("%s%s failed: %s", where, what, describe(error))
+            failure = failed_outcome(
+                (index, position), oracle, question, error, multi_hop=multi_hop
+            )
+            await outbox.send(failure)
         else:
             halt.request(error)
             unfinished = True
@@ -134,10 +140,10 @@ async def work_on_chunk(
             found = await quality.multi_hop(index, oracle, feed.chunks, position)
         except (Deferred, BaseExceptionGroup) as e:
             if not _only_deferred(e):
-                await failed(e, position, None)
+                await failed(e, position, None, multi_hop=True)
             return
         except Exception as e:
-            await failed(e, position, None)
+            await failed(e, position, None, multi_hop=True)
             return
         if isinstance(found, Outcome):
             await outbox.send(found)

@@ -46,24 +46,42 @@ class Outcome:
     short: bool = False
     #: a call that failed for good: the cause, counted in the report's ``failures``
     failure: str | None = None
-    #: false for a chunk whose question call failed: no question was asked of it
+    #: false when no question was asked: a chunk's failed question call, or its multi-hop
+    #: question's
     is_question: bool = True
+    #: the chunk's own question call failed for good (counted in ``chunks_failed``)
+    chunk_failed: bool = False
 
 
 def failed_outcome(
-    order: tuple[int, int], oracle: Chunk, question: Question | None, error: BaseException
+    order: tuple[int, int],
+    oracle: Chunk,
+    question: Question | None,
+    error: BaseException,
+    *,
+    multi_hop: bool = False,
 ) -> Outcome:
-    """A chunk's question call, or one question's answer, that failed for good: recorded
-    with its cause in ``rejections.jsonl``; the rest of the corpus goes on."""
+    """A chunk's question call, its multi-hop question's call (``multi_hop``) or one
+    question's answer, that failed for good: recorded with its cause in ``rejections.jsonl``;
+    the rest of the chunk and of the corpus goes on."""
+    if question is not None:
+        reason = "answer_failed"
+    else:
+        reason = "multi_hop_failed" if multi_hop else "questions_failed"
     rejection = {
         "question_id": question.id if question is not None else None,
         "chunk_id": oracle.id,
         "question": question.text if question is not None else None,
-        "reason": "answer_failed" if question is not None else "questions_failed",
+        "reason": reason,
         "cause": describe(error),
     }
     return Outcome(
-        order, None, rejection, failure=cause_key(error), is_question=question is not None
+        order,
+        None,
+        rejection,
+        failure=cause_key(error),
+        is_question=question is not None,
+        chunk_failed=reason == "questions_failed",
     )
 
 
@@ -150,7 +168,7 @@ class RunOutput:
         sink, rejects = self._files()
         report = self.report
         report.questions += int(item.is_question)
-        report.chunks_failed += int(not item.is_question)
+        report.chunks_failed += int(item.chunk_failed)
         report.short_contexts += int(item.short)
         if item.example is not None:
             line = (item.example.model_dump_json() + "\n").encode("utf-8")
