@@ -154,9 +154,32 @@ def test_withheld_oracles_are_shown_from_the_chunks_file(sim_run: Path) -> None:
     withheld = [s for s in view.samples if not s.record["oracle_present"]]
     assert withheld, "p = 0.8 leaves the oracle out of some contexts"
     for sample in withheld:
-        assert sample.withheld_oracle
+        assert list(sample.withheld_oracles) == [sample.record["chunk_id"]]
+        assert all(sample.withheld_oracles.values())
         assert not any(d["is_oracle"] for d in sample.record["documents"])
     assert "ORACLE, not in this context" in render_run_html(view)
+
+
+def test_a_multi_hop_example_without_its_oracles_shows_both_with_their_quotes(
+    tmp_path: Path,
+) -> None:
+    bats, farms = "Vampire bats drink blood.", "Cattle ranches host vampire bats."
+    example = _example(0, quotes=(bats, farms), oracle_present=False)
+    example = example.model_copy(
+        update={"metadata": {"oracle_chunk_ids": ["bats.txt#0", "farms.txt#0"]}}
+    )
+    chunks = [
+        {"id": "bats.txt#0", "document_id": "bats.txt", "text": f"Intro. {bats}"},
+        {"id": "farms.txt#0", "document_id": "farms.txt", "text": f"{farms} Outro."},
+    ]
+    view = scan_run(make_run(tmp_path / "run", [example], chunks=chunks), sample=10)
+    (sample,) = view.samples
+    assert sample.withheld_oracles == {c["id"]: c["text"] for c in chunks}
+    page = render_run_html(view)
+    assert page.count("ORACLE, not in this context") == 2
+    assert f"<mark>{bats}</mark>" in page
+    assert f"<mark>{farms}</mark>" in page
+    assert "2 of 2 verified quotes highlighted in the oracles" in page
 
 
 def test_the_page_is_reproducible_and_the_seed_picks_the_sample(sim_run: Path) -> None:

@@ -134,17 +134,24 @@ def _example_html(sample: SampledExample) -> str:
         status = '<span class="badge oracle">oracle in context</span>'
     else:
         status = '<span class="badge withheld">oracle withheld</span>'
-        if sample.withheld_oracle is not None:
-            body, more, found = _oracle_html(sample.withheld_oracle, quotes)
+        found = 0
+        which = "the" if len(sample.oracle_ids) == 1 else "a"
+        for chunk_id in sample.oracle_ids:
+            text = sample.withheld_oracles.get(chunk_id)
+            if text is None:
+                continue
+            body, more, n = _oracle_html(text, quotes)
+            found += n
             parts.append(
                 '<details class="doc oracle" open><summary><span class="badge withheld">ORACLE, '
-                "not in this context</span> the chunk the question was written from "
-                "(RAFT leaves it out on purpose in a share of examples)</summary>"
-                f'<div class="text">{body}</div>{more}</details>'
+                f"not in this context</span> {which} chunk the question was written from "
+                f"(<code>{_e(chunk_id)}</code>; RAFT leaves it out on purpose in a share of "
+                f'examples)</summary><div class="text">{body}</div>{more}</details>'
             )
+    found = min(found, len(quotes))  # a quote may be found in both oracles of a multi-hop one
     quote_note = (
         f"{found} of {len(quotes)} verified quote{'s' if len(quotes) != 1 else ''} "
-        "highlighted in the oracle"
+        f"highlighted in the oracle{'s' if len(sample.oracle_ids) > 1 else ''}"
         if quotes
         else "no quotes"
     )

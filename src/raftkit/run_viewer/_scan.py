@@ -60,7 +60,18 @@ class SampledExample:
 
     line: int
     record: dict[str, Any]
-    withheld_oracle: str | None = None  # the oracle's text when the context leaves it out
+    #: when the context leaves the oracle out: each oracle's text (a multi-hop example has
+    #: two), by chunk id, in the example's order
+    withheld_oracles: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def oracle_ids(self) -> list[str]:
+        """The chunks the question was written from: two for a multi-hop question."""
+        metadata = self.record.get("metadata")
+        ids = metadata.get("oracle_chunk_ids") if isinstance(metadata, dict) else None
+        if isinstance(ids, list) and ids and all(isinstance(i, str) for i in ids):
+            return ids
+        return [str(self.record["chunk_id"])]
 
 
 @dataclass
@@ -224,7 +235,8 @@ def scan_run(run_dir: str | Path, *, sample: int = 12, seed: int = 0) -> RunView
     withheld: dict[str, list[SampledExample]] = {}
     for s in view.samples:
         if not s.record["oracle_present"]:
-            withheld.setdefault(s.record["chunk_id"], []).append(s)
+            for chunk_id in s.oracle_ids:
+                withheld.setdefault(chunk_id, []).append(s)
     chunk_documents: dict[str, str] = {}
     if run.chunks.is_file():
         chunk_documents = _scan_chunks(
@@ -338,7 +350,7 @@ def _scan_chunks(
         if chunk_id in rejected_chunks:
             chunk_documents[chunk_id] = document_id
         for sampled in withheld.get(chunk_id, ()):
-            sampled.withheld_oracle = str(record.get("text", ""))
+            sampled.withheld_oracles[chunk_id] = str(record.get("text", ""))
     # corpus order first; documents known only from examples (no chunk line) after
     in_order.update(documents)
     documents.clear()
