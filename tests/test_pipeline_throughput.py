@@ -227,7 +227,7 @@ def test_a_run_resumed_with_other_learned_caps_pays_nothing_twice(tmp_path: Path
         uninterrupted = len(chat_bodies(sim))
         total = len(_journal_keys(reference))
         assert all(isinstance(body.get("max_tokens"), int) for body in chat_bodies(sim))
-        reference_caps = {_prompt(body): body["max_tokens"] for body in chat_bodies(sim)}
+        reference_caps = {_prompt(r): r["max_tokens"] for r in _journal_requests(reference)}
 
         sim.clear_requests()
         process = subprocess.Popen(_generate_command(docs, crashed, sim.base_url), env=env)
@@ -238,15 +238,17 @@ def test_a_run_resumed_with_other_learned_caps_pays_nothing_twice(tmp_path: Path
         process.wait()
         journaled_at_kill = len(_journal_keys(crashed))
         assert 0 < journaled_at_kill < total, "the kill landed in the middle of the run"
-        sim.clear_requests()
         # the resumed run learned something else: twice the caps
         seed_generous_caps(crashed, teacher, factor=2)
         subprocess.run(_generate_command(docs, crashed, sim.base_url), env=env, check=True)
         resumed = chat_bodies(sim)
 
-    assert resumed, "the resumed run asked for what was not journaled"
-    for body in resumed:
-        assert body["max_tokens"] != reference_caps[_prompt(body)]
+    # what the resume paid for is journaled after what the killed run had (the server may
+    # still log the killed run's calls in flight, so its own log cannot tell them apart)
+    paid_on_resume = _journal_requests(crashed)[journaled_at_kill:]
+    assert paid_on_resume, "the resumed run asked for what was not journaled"
+    for request in paid_on_resume:
+        assert request["max_tokens"] != reference_caps[_prompt(request)]
     assert (crashed / "examples.jsonl").read_bytes() == (reference / "examples.jsonl").read_bytes()
     keys = _journal_keys(crashed)
     assert len(keys) == len(set(keys)) == total
@@ -254,6 +256,11 @@ def test_a_run_resumed_with_other_learned_caps_pays_nothing_twice(tmp_path: Path
     assert len(resumed) <= uninterrupted + 2 * 2
     report = json.loads((crashed / "report.json").read_text(encoding="utf-8"))
     assert report["teacher_calls_replayed"] >= journaled_at_kill
+
+
+def _journal_requests(run_dir: Path) -> list[dict[str, Any]]:
+    lines = (run_dir / "journal.jsonl").read_text(encoding="utf-8").splitlines()
+    return [json.loads(line)["request"] for line in lines]
 
 
 def _prompt(body: dict[str, Any]) -> str:
