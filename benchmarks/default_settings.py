@@ -43,19 +43,18 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
 import shutil
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from default_corpus import default_corpus
+from simulator_process import simulator_process
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -110,25 +109,14 @@ class Outcome:
         return float(self.report["cost_usd"]) / self.examples
 
 
-@contextmanager
-def simulator(args: argparse.Namespace) -> Iterator[tuple[str, str]]:
+def simulator(args: argparse.Namespace) -> AbstractContextManager[tuple[str, str]]:
     """The simulator in a process of its own, enforcing the account's limits."""
-    command = [
-        sys.executable, "-m", "raftkit.testing", "--port", "0",
+    return simulator_process(
         "--rpm", str(int(args.rpm)), "--tpm", str(int(args.tpm)),
         *(["--window-seconds", str(args.window)] if args.window else []),
         "--latency-base", str(args.latency_base),
         "--latency-per-token", str(args.latency_per_token),
-    ]  # fmt: skip
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
-    try:
-        assert process.stdout is not None
-        banner = process.stdout.readline() + process.stdout.readline()
-        found = dict(re.findall(r"(base_url|api_key)=(\S+)", banner))
-        yield found["base_url"], found["api_key"]
-    finally:
-        process.terminate()
-        process.wait()
+    )  # fmt: skip
 
 
 def charged(run_dir: Path) -> int:

@@ -24,38 +24,18 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
 import shutil
 import subprocess
 import sys
 import tempfile
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 from default_corpus import default_corpus
+from simulator_process import simulator_process
 
 from raftkit.run_dir import RunDir
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-@contextmanager
-def simulator(*flags: str) -> Iterator[tuple[str, str]]:
-    """A simulator in its own process (its request log must not count in our memory)."""
-    process = subprocess.Popen(
-        [sys.executable, "-m", "raftkit.testing", "--port", "0", *flags],
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert process.stdout is not None
-        banner = process.stdout.readline() + process.stdout.readline()
-        found = dict(re.findall(r"(base_url|api_key)=(\S+)", banner))
-        yield found["base_url"], found["api_key"]
-    finally:
-        process.terminate()
-        process.wait()
 
 
 def generate(
@@ -82,7 +62,7 @@ def throughput(
     """One run; the ideal counts tokens as the server's rate limiter does: prompt + max_tokens."""
     with (
         tempfile.TemporaryDirectory() as tmp,
-        simulator(
+        simulator_process(
             "--rpm",
             str(int(rpm)),
             "--tpm",
@@ -124,7 +104,7 @@ def throughput(
 
 
 def memory(corpus: Path, copies: int) -> dict[str, float]:
-    with tempfile.TemporaryDirectory() as tmp, simulator() as url:
+    with tempfile.TemporaryDirectory() as tmp, simulator_process() as url:
         big = Path(tmp) / "big"
         for i in range(copies):
             shutil.copytree(corpus, big / f"copy{i:02d}")

@@ -29,7 +29,7 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, create_model
 
@@ -82,18 +82,7 @@ QuestionRejectionReason = Literal[
     "question_wrong_language",
     "duplicate_question",
 ]
-QUESTION_REJECTION_REASONS: tuple[QuestionRejectionReason, ...] = (
-    "question_empty",
-    "question_too_long",
-    "question_text_reference",
-    "question_copies_chunk",
-    "question_wrong_script",
-    "question_not_self_contained",
-    "question_not_answerable",
-    "question_not_specific",
-    "question_wrong_language",
-    "duplicate_question",
-)
+QUESTION_REJECTION_REASONS: tuple[QuestionRejectionReason, ...] = get_args(QuestionRejectionReason)
 
 #: What the judge rates, in the order of each row of its reply.
 CRITERIA: tuple[str, ...] = ("self_contained", "answerable", "specific", "language")
